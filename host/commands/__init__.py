@@ -1,0 +1,19 @@
+"""One module per `k210` subcommand.
+
+Each module defines `add_parser(subparsers)` and `run(args) -> int`. Modules import heavy
+libraries (TensorFlow, nncase) inside `run`, so `k210 --help` and `k210 lint x.tflite` stay fast.
+"""
+
+COMMANDS = (
+    "train",
+    "freeze",
+    "convert",
+    "compile",
+    "inspect",
+    "verify",
+    "lint",
+    "board",
+    "hil",
+    "flash",
+    "deploy",
+)
