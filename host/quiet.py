@@ -1,0 +1,38 @@
+"""Silence the C++ chatter of TensorFlow and nncase, keeping it for error messages."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+class Captured:
+    text: str = ""
+
+    def tail(self, lines: int = 8) -> str:
+        return "\n".join(self.text.strip().splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def captured_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
+    """Redirect the process-level file descriptors (not just sys.stdout) into a temp file."""
+    result = Captured()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = {fd: os.dup(fd) for fd in fds}
+        try:
+            for fd in fds:
+                os.dup2(sink.fileno(), fd)
+            yield result
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            result.text = sink.read().decode("utf-8", "replace")
