@@ -1,0 +1,163 @@
+"""The seed model zoo: one definition per model, with its dataset, recipe and preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from k210.host.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str  # "adam" | "sgd"
+    learning_rate: float
+    epochs: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    seed: str  # which tutorial it comes from
+    summary: str
+    dataset: str
+    recipe: Recipe
+    build: Callable[[int], object]  # number of classes -> uncompiled keras.Model
+    preprocessing: str = "x / 255 (uint8 pixels to [0, 1])"
+
+
+def _xo_mlp(classes: int):
+    from keras import Input, Sequential, layers
+
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(classes, activation="softmax"),
+        ],
+        name="xo_mlp",
+    )
+
+
+def _fashion_mlp(classes: int):
+    from keras import Input, Sequential, layers
+
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(classes, activation="softmax"),
+        ],
+        name="fashion_mlp",
+    )
+
+
+def _mnist_mlp(classes: int):
+    from keras import Input, Sequential, layers
+
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(classes, activation="softmax"),
+        ],
+        name="mnist_mlp",
+    )
+
+
+def _mnist_mlp500(classes: int):
+    from keras import Input, Sequential, layers, regularizers
+
+    l2 = regularizers.l2(1e-4)
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Flatten(),
+            layers.Dense(500, activation="relu6", kernel_regularizer=l2),
+            layers.Dense(classes, activation="softmax", kernel_regularizer=l2),
+        ],
+        name="mnist_mlp500",
+    )
+
+
+def _lenet5(classes: int):
+    from keras import Input, Sequential, layers
+
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Conv2D(32, 5, padding="same", activation="relu6"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 5, padding="same", activation="relu6"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu6"),
+            layers.Dense(classes, activation="softmax"),
+        ],
+        name="lenet5",
+    )
+
+
+def _lenet_kpu(classes: int):
+    """LeNet made KPU-friendly, following lint's advice: each 5x5 conv becomes two 3x3 convs
+    (same receptive field), SAME padding, and 2x2/s2 max-pools that fuse into the KPU conv."""
+    from keras import Input, Sequential, layers
+
+    return Sequential(
+        [
+            Input((28, 28, 1), name="input"),
+            layers.Conv2D(16, 3, padding="same", activation="relu6"),
+            layers.Conv2D(32, 3, padding="same", activation="relu6"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, padding="same", activation="relu6"),
+            layers.Conv2D(64, 3, padding="same", activation="relu6"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu6"),
+            layers.Dense(classes, activation="softmax"),
+        ],
+        name="lenet_kpu",
+    )
+
+
+ZOO: dict[str, ModelDef] = {
+    m.name: m
+    for m in (
+        ModelDef("xo_mlp", "000", "X/O MLP 784-128-128-2, Dropout 0.3", "xo", Recipe("adam", 1e-4, 15, 150), _xo_mlp),
+        ModelDef(
+            "fashion_mlp", "001", "Fashion MLP 784-128-10", "fashion-mnist", Recipe("sgd", 0.01, 10, 32), _fashion_mlp
+        ),
+        ModelDef(
+            "mnist_mlp", "003", "MNIST MLP 784-128-10, Dropout 0.2", "mnist", Recipe("adam", 1e-3, 5, 32), _mnist_mlp
+        ),
+        ModelDef(
+            "mnist_mlp500", "002/004", "MNIST MLP 784-500-10, ReLU6, L2", "mnist", Recipe("adam", 1e-3, 10, 100),
+            _mnist_mlp500,
+        ),
+        ModelDef(
+            "lenet5", "002", "LeNet: conv5x5x32-pool-conv5x5x64-pool-512-10, ReLU6", "fashion-mnist",
+            Recipe("adam", 1e-3, 5, 100), _lenet5,
+        ),
+        ModelDef(
+            "lenet_kpu", "002 (KPU-friendly)", "LeNet with 3x3 conv pairs for the KPU", "fashion-mnist",
+            Recipe("adam", 1e-3, 5, 100), _lenet_kpu,
+        ),
+    )
+}
+ALIASES = {"xo": "xo_mlp", "fashion": "fashion_mlp", "mnist": "mnist_mlp", "lenet": "lenet5"}
+
+
+def get_model_def(name: str) -> ModelDef:
+    key = ALIASES.get(name, name)
+    if key not in ZOO:
+        known = ", ".join(sorted(ZOO) + sorted(ALIASES))
+        raise BadInputError(f"unknown model '{name}' (known: {known})")
+    return ZOO[key]
