@@ -23,7 +23,8 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # Keep the real suffix last: some writers (Keras) insist on it.
+        fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
     try:

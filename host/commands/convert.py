@@ -1,0 +1,33 @@
+"""`k210 convert MODEL`: Keras/.h5/SavedModel/frozen .pb -> TFLite (batch fixed to 1)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cliutil import add_io_node_args, output_path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("convert", help="convert a Keras/.h5/SavedModel/.pb model to TFLite")
+    p.add_argument("model", help=".keras, .h5, SavedModel directory or frozen .pb")
+    p.add_argument("-o", "--output", help="output .tflite (default: next to the model)")
+    add_io_node_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from k210.converters.sources import ModelFormat, detect
+    from k210.converters.to_tflite import convert_to_tflite
+
+    from ..errors import BadInputError
+    from ..fsutil import write_bytes_atomic
+
+    source = detect(args.model)
+    if source.format in (ModelFormat.TFLITE, ModelFormat.KMODEL, ModelFormat.ONNX):
+        raise BadInputError(f"{source.path} is already a {source.format.value} model")
+    out = output_path(args.output, source.path.parent / f"{source.name}.tflite", ".tflite")
+    result = convert_to_tflite(source, input_node=args.input_node, output_node=args.output_node)
+    write_bytes_atomic(out, result.data)
+    notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+    print(f"converted {source.path} -> {out}: input {result.input_name} {result.input_shape}{notes}")
+    return 0

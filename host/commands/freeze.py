@@ -1,0 +1,41 @@
+"""`k210 freeze MODEL`: a frozen GraphDef `.pb` with `input_node` / `output_node`, as the course does."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from ..cliutil import output_path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("freeze", help="write a frozen GraphDef .pb (input_node/output_node, batch None)")
+    p.add_argument("model", help="Keras model (.keras or .h5)")
+    p.add_argument("-o", "--output", help="output .pb (default: next to the model)")
+    p.add_argument("--input-name", default="input_node", help="name of the input node (default input_node)")
+    p.add_argument("--output-name", default="output_node", help="name of the output node (default output_node)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from k210.converters.freeze import freeze_keras
+    from k210.converters.sources import ModelFormat, detect
+    from k210.converters.to_tflite import load_keras
+
+    from ..errors import BadInputError
+    from ..fsutil import write_bytes_atomic
+    from ..sidecars import meta_path
+
+    source = detect(args.model)
+    if source.format is not ModelFormat.KERAS:
+        raise BadInputError(f"freeze takes a Keras model (.keras/.h5), not a {source.format.value}")
+    out = output_path(args.output, source.path.with_suffix(".pb"), ".pb")
+    data = freeze_keras(load_keras(source.path), input_node=args.input_name, output_node=args.output_name)
+    write_bytes_atomic(out, data)
+    meta_in, meta_out = meta_path(source.path), meta_path(out)
+    if meta_in.is_file() and meta_in != meta_out:
+        shutil.copyfile(meta_in, meta_out)  # labels and preprocessing travel with the graph
+    print(f"froze {source.path} -> {out} ({len(data)} bytes; nodes {args.input_name} -> {args.output_name})")
+    return 0
+
+

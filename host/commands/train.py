@@ -1,0 +1,49 @@
+"""`k210 train NAME`: train a seed model from the zoo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cliutil import add_dataset_args, load_dataset_arg, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a zoo model (xo, fashion_mlp, mnist_mlp, mnist_mlp500, lenet5, lenet_kpu)")
+    p.add_argument("model", metavar="NAME", help="zoo model name, e.g. xo (= xo_mlp)")
+    add_dataset_args(p)
+    p.add_argument("--out", default="out/models", help="output directory (default out/models)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from k210.models.zoo import get_model_def
+
+    from ..errors import BadInputError
+    from ..training import train
+
+    model_def = get_model_def(args.model)
+    if args.epochs is not None and args.epochs < 1:
+        raise BadInputError("--epochs must be at least 1")
+    dataset = load_dataset_arg(args, args.dataset or model_def.dataset)
+    result = train(model_def, dataset, Path(args.out), epochs=args.epochs, seed=args.seed, limit=args.limit)
+    summary = {
+        "model": str(result.model_path),
+        "history": str(result.history_path),
+        "curves": str(result.curves_path),
+        "meta": str(result.meta_path),
+        "dataset": dataset.name,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"trained {model_def.name} on {dataset.name}: test accuracy {result.test_accuracy:.4f} "
+              f"({len(dataset.x_test)} images)")
+        for key in ("model", "history", "curves", "meta"):
+            print(f"  {key:8s} {summary[key]}")
+    return 0
