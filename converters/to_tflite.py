@@ -63,9 +63,9 @@ def keras_to_tflite(model) -> TFLiteModel:
     shape = _fixed_batch_shape(list(model.inputs[0].shape), model.inputs[0].name)
     spec = tf.TensorSpec(shape, model.inputs[0].dtype, name="input")
     function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(spec)
+    concrete = _constant_folded(function.get_concrete_function(spec))
     notes = ["dynamic batch fixed to 1"] if model.inputs[0].shape[0] is None else []
-    data = _run_converter(lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], model))
+    data = _run_converter(lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete]))
     return TFLiteModel(data, model.inputs[0].name, model.outputs[0].name, shape, notes)
 
 
@@ -90,10 +90,18 @@ def _saved_model_to_tflite(path: Path) -> TFLiteModel:
     def call(x):
         return signature(**{input_name: x})[output_name]
 
-    concrete = tf.function(call).get_concrete_function(tf.TensorSpec(shape, input_spec.dtype))
+    concrete = _constant_folded(tf.function(call).get_concrete_function(tf.TensorSpec(shape, input_spec.dtype)))
     notes = ["dynamic batch fixed to 1"] if input_spec.shape[0] is None else []
-    data = _run_converter(lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded))
+    data = _run_converter(lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete]))
     return TFLiteModel(data, input_name, output_name, shape, notes)
+
+
+def _constant_folded(concrete):
+    """Variables become constants, so TFLite gets FULLY_CONNECTED/CONV_2D with constant weights
+    instead of VAR_HANDLE/READ_VARIABLE/BATCH_MATMUL (which nncase cannot lower to the KPU)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(concrete)
 
 
 def read_graph_def(path: Path):

@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "uses_tensorflow", False):
+            from .quiet import preload_tensorflow
+
+            preload_tensorflow()
         return int(args.func(args) or 0)
     except K210Error as exc:
         print(f"k210 {args.command}: error: {exc}", file=sys.stderr)

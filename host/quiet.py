@@ -36,3 +36,13 @@ def captured_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
                 os.close(copy)
             sink.seek(0)
             result.text = sink.read().decode("utf-8", "replace")
+
+
+def preload_tensorflow() -> None:
+    """Import TensorFlow once with its start-up banner (absl, oneDNN) kept off the terminal."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with captured_output(fds=(2,)):
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401

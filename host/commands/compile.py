@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     add_dataset_args(p)
     add_io_node_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", help=".keras, .h5, SavedModel directory or frozen .pb")
     p.add_argument("-o", "--output", help="output .tflite (default: next to the model)")
     add_io_node_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:

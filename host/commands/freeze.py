@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="output .pb (default: next to the model)")
     p.add_argument("--input-name", default="input_node", help="name of the input node (default input_node)")
     p.add_argument("--output-name", default="output_node", help="name of the output node (default output_node)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:

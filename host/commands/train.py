@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:

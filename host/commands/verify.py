@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
     p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
     add_io_node_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:
