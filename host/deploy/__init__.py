@@ -1,0 +1,1 @@
+"""Copying the runner, a kmodel and a config onto a MaixPy/CanMV board over the MicroPython raw REPL."""
