@@ -1,0 +1,124 @@
+"""IDX files (the MNIST / Fashion-MNIST / EMNIST format), raw or gzipped, read with every field checked.
+
+Layout: two zero bytes, a type code, the number of dimensions, then one big-endian u32 per
+dimension and the data, big-endian, nothing after it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from k210.host.errors import BadInputError
+
+# Type code -> big-endian dtype.
+_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+_MAX_DIMS = 8  # real files have 1 (labels) or 3 (images); more means a corrupt header
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw, told apart by content); native byte order on return."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"IDX file not found: {path}") from None
+    except IsADirectoryError:
+        raise BadInputError(f"expected an IDX file, got a directory: {path}") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read IDX file {path}: {exc.strerror or exc}") from None
+    return parse_idx(raw, str(path))
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Parse IDX bytes (gzipped or not); ``name`` is what an error message calls them."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadInputError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+    if len(data) < 4:
+        raise BadInputError(f"{name}: not an IDX file (only {len(data)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or code not in _DTYPES or not 1 <= ndim <= _MAX_DIMS:
+        raise BadInputError(f"{name}: not an IDX file (bad magic {data[:4].hex()})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise BadInputError(f"{name}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _DTYPES[code]
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) < expected:
+        raise BadInputError(f"{name}: truncated IDX file ({len(data)} bytes, dims {dims} need {expected})")
+    if len(data) > expected:
+        raise BadInputError(f"{name}: {len(data) - expected} unexpected bytes after the IDX data")
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    return array.astype(dtype.newbyteorder("="))
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """IDX bytes for ``array`` (uint8, int8, int16, int32, float32 or float64)."""
+    array = np.asarray(array)
+    big = array.dtype.newbyteorder(">")
+    if big not in _CODES:
+        raise ValueError(f"IDX cannot hold dtype {array.dtype}")
+    header = struct.pack(">HBB", 0, _CODES[big], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(big).tobytes()
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file, gzipped when ``path`` ends in ``.gz``."""
+    path = Path(path)
+    data = encode_idx(array)
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
+
+
+# MNIST-style folders (MNIST, Fashion-MNIST): four files, gzipped or not.
+SPLIT_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def find_split_files(folder: str | os.PathLike[str]) -> dict[str, Path] | None:
+    """The four MNIST-style files in ``folder`` (``.gz`` preferred), or None if any is missing."""
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for key, stem in SPLIT_FILES.items():
+        for candidate in (folder / f"{stem}.gz", folder / stem):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def read_split_folder(folder: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
+    """x_train, y_train, x_test, y_test from an MNIST-style folder; ``what`` names it in errors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"{what}: not a directory: {folder}")
+    files = find_split_files(folder)
+    if files is None:
+        names = ", ".join(f"{stem}[.gz]" for stem in SPLIT_FILES.values())
+        raise BadInputError(f"{what}: {folder} lacks the IDX files ({names})")
+    return {key: read_idx(path) for key, path in files.items()}
