@@ -1,0 +1,325 @@
+# main.py: the k210-deploy runner for MaixPy-v1 and CanMV boards (protocol: firmware/PROTOCOL.md).
+#
+# Copy main.py, k210wire.py and k210runner.py (and optionally k210_config.py) to the board's
+# /flash or /sd. On boot it opens UART1 on the pins in CONFIG, loads the configured model (if any),
+# sends an unsolicited HELLO and serves requests forever.
+#
+# MicroPython modules and functions this file uses (a host can run it unmodified under CPython by
+# putting stand-ins for exactly these into sys.modules; see tests/fakes/):
+#   machine:        UART(UART.UART1, baud, 8, None, 1, timeout=, read_buf_len=), UART.UART1,
+#                   uart.readinto(buf) / uart.read(n), uart.write(buf), reset()
+#   fpioa_manager:  fm.register(pin, fm.fpioa.UART1_TX / UART1_RX)
+#   KPU (MaixPy-v1):      load(path | flash_offset), set_outputs(task, i, w, h, ch),
+#                         forward(task, list_of_floats) -> fmap, get_output(task, i), deinit(task);
+#                         fmap: bytes(fmap) (buffer protocol), fmap.typecode(), fmap[:]
+#   maix.KPU (CanMV):     KPU(), load_kmodel(path) / load_kmodel(flash_offset, size),
+#                         run_with_output(path_to_raw_input, getlist=True) -> [float], deinit()
+#   utime:          ticks_us(), ticks_diff(a, b)
+#   gc:             collect()
+#   urandom:        getrandbits(32)   (optional)
+#   k210_config:    CONFIG dict overriding the defaults below (optional module)
+# plus k210wire / k210runner (this folder) and built-in open() for the upload and input files.
+# ruff: noqa: UP031
+
+import gc
+
+import utime
+
+try:
+    import ustruct as struct
+except ImportError:
+    import struct
+
+try:
+    import k210runner
+    import k210wire as w
+except ImportError:  # CPython with the package installed (the virtual board)
+    from k210.firmware import k210runner
+    from k210.firmware import k210wire as w
+
+FIRMWARE = "k210-deploy-maixpy"
+FW_VERSION = "1.0"
+
+CONFIG = {
+    "baud": 1500000,
+    "tx_pin": 10,  # board pin wired to the USB-serial adapter's RX
+    "rx_pin": 11,  # ... and to its TX
+    "read_buf_len": 4096,  # UART RX ring: bytes the board holds while it is busy (HELLO rx_window)
+    "max_frame": 1024,  # largest frame; keep well below read_buf_len
+    "max_input": 32768,  # largest input tensor, bytes (preallocated)
+    "max_model": 3 * 1024 * 1024,
+    "model": None,  # boot model: "/sd/model.kmodel" or a flash offset such as 0x300000
+    "model_size": 0,  # bytes; CanMV needs it to load from a flash offset
+    "model_inputs": [],  # [(dtype, shape)], nncase dtype codes (k210wire.DT_*), e.g. [(4, (1, 28, 28, 1))]
+    "model_outputs": [],
+    "upload_path": "/sd/k210_upload.kmodel",  # MaixPy-v1's KPU.load wants a name ending in .kmodel
+    "input_path": "/sd/k210_input.bin",  # CanMV's run_with_output reads raw input from a file
+    "canmv_kmodel_versions": (3, 4, 5),  # (3, 4) on CanMV builds without the nncase-1.x KPU
+    "boot_counter_path": "/flash/k210_boots",  # makes the boot nonce differ on every boot; None: off
+}
+
+
+def ticks_us():
+    return utime.ticks_us()
+
+
+def elapsed_us(start):
+    return utime.ticks_diff(utime.ticks_us(), start)
+
+
+def whc(shape):
+    # MaixPy-v1 set_outputs wants (w, h, ch): NHWC for 4-D outputs, else everything in ch.
+    if len(shape) == 4:
+        return shape[2], shape[1], shape[3]
+    n = 1
+    for d in shape:
+        n *= d
+    return 1, 1, n
+
+
+def pack_floats(values, buf):
+    """Pack floats into buf (grown only when a bigger output shows up); return the filled view."""
+    need = 4 * len(values)
+    if len(buf[0]) < need:
+        buf[0] = bytearray(need)
+    out = buf[0]
+    for i in range(len(values)):
+        struct.pack_into("<f", out, 4 * i, values[i])
+    return memoryview(out)[:need]
+
+
+def shape_or_flat(outputs, index, count):
+    if index < len(outputs):
+        dtype, shape = outputs[index]
+        n = 1
+        for d in shape:
+            n *= d
+        if n == count:
+            return tuple(shape)
+    return (count,)
+
+
+class MaixPyV1Backend:
+    """Sipeed MaixPy-v1 `import KPU as kpu`: kmodel v3/v4, inputs as float lists, outputs from fmaps."""
+
+    name = "maixpy-v1"
+    kmodel_versions = (3, 4)
+
+    def __init__(self, kpu):
+        self.kpu = kpu
+        self.task = None
+        self.outputs = []
+        self.input_dtype = w.DT_FLOAT32
+        self.values = []
+
+    def why_not(self, version):
+        if version == 5:
+            return ("kmodel v5 (nncase >= 1.0) cannot run on MaixPy-v1: its KPU module loads kmodel v3/v4 only; "
+                    "use CanMV with the nncase-1.x KPU, or the C runner")
+        return "MaixPy-v1 loads kmodel v3/v4; this file is %s" % ("kmodel v%d" % version if version else "no kmodel")
+
+    def load(self, source, size, version, inputs, outputs):
+        self.unload()
+        self.task = self.kpu.load(source)
+        if version == 4:
+            for i in range(len(outputs)):
+                ow, oh, och = whc(outputs[i][1])
+                self.kpu.set_outputs(self.task, i, ow, oh, och)
+        self.outputs = outputs
+        self.input_dtype = inputs[0][0] if inputs else w.DT_FLOAT32
+        # fmaps of kmodel v4 hold float32 whatever the compiled output type.
+        return inputs, [(w.DT_FLOAT32, shape) for _, shape in outputs]
+
+    def unload(self):
+        if self.task is not None:
+            self.kpu.deinit(self.task)
+            self.task = None
+            gc.collect()
+
+    def infer(self, data, n):
+        gc.collect()  # before the clock starts, so a collection never lands inside the timing
+        if self.input_dtype == w.DT_FLOAT32:
+            count = n // 4
+            values = self._values(count)
+            for i in range(count):
+                values[i] = struct.unpack_from("<f", data, 4 * i)[0]
+        elif self.input_dtype == w.DT_UINT8:
+            # KPU.forward copies a list into a float32 buffer: right for float-input models only.
+            raise k210runner.RunnerError(w.E_INFER_FAILED, "MaixPy-v1 KPU.forward takes inputs as a float list; "
+                                         "compile the model with a float32 input")
+        else:
+            raise k210runner.RunnerError(w.E_INFER_FAILED, "input dtype %s not supported on MaixPy-v1"
+                                         % w.DTYPE_NAMES.get(self.input_dtype, self.input_dtype))
+        start = ticks_us()
+        fmap = self.kpu.forward(self.task, values)
+        micros = elapsed_us(start)
+        records = [self._record(fmap, 0)]
+        for i in range(1, len(self.outputs)):
+            records.append(self._record(self.kpu.get_output(self.task, i), i))
+        return micros, records
+
+    def _values(self, count):
+        if len(self.values) != count:
+            self.values = [0.0] * count
+        return self.values
+
+    def _record(self, fmap, index):
+        raw = bytes(fmap)  # fmap exports its output buffer (float32 'f' or uint8 'B')
+        dtype = w.DT_UINT8 if fmap.typecode() == "B" else w.DT_FLOAT32
+        count = len(raw) // w.DTYPE_SIZES[dtype]
+        return dtype, shape_or_flat(self.outputs, index, count), raw
+
+
+class CanMVBackend:
+    """Canaan CanMV `from maix import KPU`: input through a raw file, output 0 as a float list."""
+
+    name = "canmv"
+
+    def __init__(self, kpu_class, input_path, versions):
+        self.kpu_class = kpu_class
+        self.input_path = input_path
+        self.kmodel_versions = tuple(versions)
+        self.kpu = None
+        self.outputs = []
+        self.out_buf = [bytearray(0)]
+
+    def why_not(self, version):
+        return "this CanMV build loads kmodel %s; this file is %s" % (
+            "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
+
+    def load(self, source, size, version, inputs, outputs):
+        self.unload()
+        self.kpu = self.kpu_class()
+        if isinstance(source, int):
+            self.kpu.load_kmodel(source, size)
+        else:
+            self.kpu.load_kmodel(source)
+        self.outputs = outputs
+        # run_with_output returns output 0 only, as float32.
+        return inputs, [(w.DT_FLOAT32, shape) for _, shape in outputs[:1]]
+
+    def unload(self):
+        if self.kpu is not None:
+            self.kpu.deinit()
+            self.kpu = None
+            gc.collect()
+
+    def infer(self, data, n):
+        gc.collect()
+        with open(self.input_path, "wb") as f:
+            f.write(data[:n])
+        start = ticks_us()
+        values = self.kpu.run_with_output(self.input_path, getlist=True)
+        micros = elapsed_us(start)
+        raw = pack_floats(values, self.out_buf)
+        return micros, [(w.DT_FLOAT32, shape_or_flat(self.outputs, 0, len(values)), raw)]
+
+
+def detect_backend(config):
+    """CanMV first: its `maix.KPU` has load_kmodel; MaixPy-v1 builds lack that class or method."""
+    try:
+        from maix import KPU as CanMVKPU
+
+        if hasattr(CanMVKPU, "load_kmodel"):
+            return CanMVBackend(CanMVKPU, config["input_path"], config["canmv_kmodel_versions"])
+    except ImportError:
+        pass
+    import KPU as kpu
+
+    return MaixPyV1Backend(kpu)
+
+
+def boot_nonce(config):
+    """A nonce that differs on every boot: boot counter on flash, mixed with timing and urandom."""
+    count = 0
+    path = config.get("boot_counter_path")
+    if path:
+        try:
+            with open(path) as f:
+                count = int(f.read() or "0")
+        except (OSError, ValueError):
+            count = 0
+        try:
+            with open(path, "w") as f:
+                f.write("%d" % (count + 1))
+        except OSError:
+            pass
+    noise = utime.ticks_us()
+    try:
+        import urandom
+
+        noise ^= urandom.getrandbits(32)
+    except ImportError:
+        pass
+    return ((count * 2654435761) ^ noise) & 0xFFFFFFFF or 1
+
+
+def open_uart(config):
+    from fpioa_manager import fm
+    from machine import UART
+
+    fm.register(config["tx_pin"], fm.fpioa.UART1_TX)
+    fm.register(config["rx_pin"], fm.fpioa.UART1_RX)
+    return UART(UART.UART1, config["baud"], 8, None, 1, timeout=10, read_buf_len=config["read_buf_len"])
+
+
+def load_config():
+    config = dict(CONFIG)
+    try:
+        import k210_config
+
+        config.update(k210_config.CONFIG)
+    except ImportError:
+        pass
+    return config
+
+
+def reboot():
+    import machine
+
+    machine.reset()
+
+
+def make_runner(config, backend, send):
+    store = k210runner.FileStore(config["upload_path"]) if config.get("upload_path") else None
+    return k210runner.Runner(
+        backend, send, store, boot_nonce(config), max_frame=config["max_frame"], rx_window=config["read_buf_len"],
+        max_model=config["max_model"], max_input=config["max_input"], firmware=FIRMWARE, fw_version=FW_VERSION,
+        reboot=reboot)
+
+
+def main():
+    config = load_config()
+    uart = open_uart(config)
+    backend = detect_backend(config)
+    runner = make_runner(config, backend, uart.write)
+    boot_error = None
+    if config.get("model") is not None:
+        try:
+            runner.load_boot_model(config["model"], config["model_size"], config["model_inputs"],
+                                   config["model_outputs"])
+        except Exception as e:  # keep serving: the host can still upload a model
+            boot_error = "boot model %r not loaded: %s" % (config["model"], e)
+    gc.collect()
+    runner.announce()
+    if boot_error:
+        runner.log(w.LOG_ERROR, boot_error)
+    serve(uart, runner)
+
+
+def serve(uart, runner):
+    buf = bytearray(256)
+    readinto = getattr(uart, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buf)
+            if n:
+                runner.feed(buf, n)
+        else:
+            data = uart.read(len(buf))
+            if data:
+                runner.feed(data)
+
+
+if __name__ == "__main__":
+    main()
