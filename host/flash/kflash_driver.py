@@ -16,6 +16,7 @@ this module:
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,15 +59,27 @@ class _AbortedPort:
 @dataclass
 class _Phase:
     text: str = "opening the serial port"
-    stub_loaded: bool = False
+    stub_loaded: bool = False  # the stub has answered once
+
+    @property
+    def waiting_for_stub(self) -> bool:
+        return self.text in ("starting the flash stub", "switching the flash stub to the write baud rate")
 
     def update_from_log(self, line: str) -> None:
         if "Trying to Enter the ISP Mode" in line:
             self.text = "entering ISP mode (resetting the board)"
         elif "Greeting Message Detected" in line:
             self.text = "loading the flash stub into SRAM"
+        elif "Booting From" in line:
+            self.text = "starting the flash stub"
         elif "Boot to Flashmode Successfully" in line:
             self.text, self.stub_loaded = "talking to the flash stub", True
+        elif "Selected Baudrate" in line:
+            self.text = "switching the flash stub to the write baud rate"
+        elif "Selected Flash" in line:
+            self.text = "initialising the SPI flash"
+        elif match := re.search(r"Writing (\S+) into (0x[0-9a-fA-F]+)", line):
+            self.text = f"writing {match.group(1)} at {match.group(2)}"
         elif "Rebooting" in line:
             self.text = "rebooting the board"
 
@@ -206,6 +219,16 @@ def _explain(exc: BaseException, *, port: str, board: str | None, baud: int, pha
         return FlashFailed(f"lost the serial port {port} while entering ISP mode: {text}")
     if "Fast mode failed" in text:
         return FlashFailed(f"the boot ROM stopped answering after the baud-rate switch on {port}; use --slow")
+    # After a receive timeout kflash closes its own port and, outside the ISP greeting and the write
+    # loop, does not reopen it: the next write fails with one of these two messages.
+    if "serial port has been disconnected" in text or "port that is not open" in text:
+        if phase.waiting_for_stub:
+            return FlashFailed(
+                f"the flash stub did not answer while {phase.text} (baud {baud}); retry with --slow or a lower --baud"
+            )
+        return FlashFailed(
+            f"the board stopped answering while {phase.text} on {port}; check the cable and retry (try --slow)"
+        )
     if "Failed to Connect to K210's Stub" in text:
         return FlashFailed(
             f"the flash stub did not answer after loading (baud {baud}); retry with --slow or a lower --baud"

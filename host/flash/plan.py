@@ -101,7 +101,7 @@ class FlashPlan:
             "warnings": list(self.warnings),
         }
 
-    def describe(self) -> str:
+    def describe(self, *, with_warnings: bool = True) -> str:
         lines = [f"flash plan for runner '{self.runner}': {len(self.items)} file(s), {self.total_bytes:,} bytes"]
         for item in self.items:
             extra = " + 37 B sha256 header" if item.sha256_prefix else ""
@@ -111,7 +111,8 @@ class FlashPlan:
                 f"  0x{item.address:06X}-0x{item.end:06X}  {item.kind}{version:<4} {item.path.name}"
                 f"  {item.size:,} B{extra}{modules}"
             )
-        lines.extend(f"warning: {warning}" for warning in self.warnings)
+        if with_warnings:
+            lines.extend(f"warning: {warning}" for warning in self.warnings)
         return "\n".join(lines)
 
 
