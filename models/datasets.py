@@ -21,7 +21,7 @@ XO_LABELS = xo_glyphs.LABELS  # ("O", "X"): the course's 0 and 1
 DIGIT_LABELS = tuple(str(digit) for digit in range(10))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous: compare datasets field by field
 class Dataset:
     name: str
     x_train: np.ndarray  # uint8 [N, 28, 28]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from k210.host.errors import BadInputError
 from k210.models import emnist, idx
@@ -461,3 +463,27 @@ def test_emnist_wrong_files(tmp_path: Path) -> None:
         load_dataset("xo-emnist", path=tmp_path / "other.zip")
     with pytest.raises(BadInputError, match="no such file"):
         load_dataset("xo-emnist", path=tmp_path / "absent.zip")
+
+
+# --- robustness: whatever the bytes, one clear error -------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_every_truncated_pickle_is_a_clear_error(protocol: int) -> None:
+    from k210.models.course_pickle import safe_loads
+
+    small = {key: value[:2, :3] if value.ndim == 3 else value[:2] for key, value in _course_arrays().items()}
+    data = pickle.dumps(small, protocol=protocol)
+    for cut in range(len(data)):
+        with pytest.raises(BadInputError):
+            safe_loads(data[:cut], "cut")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_idx_parser_never_crashes(data: bytes) -> None:
+    try:
+        array = idx.parse_idx(data)
+    except BadInputError:
+        return
+    assert array.size * array.itemsize + 4 <= len(data)
