@@ -24,8 +24,8 @@ from k210.host.flash.isp_emulator import (
     K210IspEmulator,
     emulated_kflash,
 )
-from k210.host.flash.kfpkg import write_kfpkg
 from k210.host.flash.kflash_driver import run_kflash
+from k210.host.flash.kfpkg import write_kfpkg
 from k210.host.flash.layout import FLASH_SIZE, firmware_flash_image
 from k210.host.flash.plan import build_plan
 
@@ -56,7 +56,10 @@ def test_firmware_and_two_kmodels_land_byte_exact(tmp_path, files):
     kmodel_a, kmodel_b = files["v5"], files["v4a"]
     progress: list[tuple[str, int, int]] = []
     flash(
-        tmp_path, emulator, files["firmware"], [(kmodel_a, 0x300000), (kmodel_b, 0x500000)],
+        tmp_path,
+        emulator,
+        files["firmware"],
+        [(kmodel_a, 0x300000), (kmodel_b, 0x500000)],
         progress=lambda *event: progress.append(event),
     )
 
@@ -92,7 +95,15 @@ def test_qio_mode_clears_the_dio_flag(tmp_path, files):
 
 @pytest.mark.parametrize(
     ("wiring", "board"),
-    [("dan", "dan"), ("dan", "bit"), ("dan", "goD"), ("kd233", "kd233"), ("kd233", "goE"), ("dan", None), ("kd233", None)],
+    [
+        ("dan", "dan"),
+        ("dan", "bit"),
+        ("dan", "goD"),
+        ("kd233", "kd233"),
+        ("kd233", "goE"),
+        ("dan", None),
+        ("kd233", None),
+    ],
 )
 def test_each_reset_wiring_enters_isp(tmp_path, files, wiring, board):
     emulator = K210IspEmulator(wiring=wiring, expected_stub=ISP_STUB)

@@ -48,25 +48,37 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--port", help="serial port or device (default: the one CH340/FT2232/CH552 board found)")
     parser.add_argument(
-        "--board", choices=("auto", *KFLASH_BOARDS), default="auto",
+        "--board",
+        choices=("auto", *KFLASH_BOARDS),
+        default="auto",
         help="kflash board preset: how DTR/RTS reset the board into ISP mode (default: try them all)",
     )
     parser.add_argument("--baud", type=int, help="baud rate for writing (default 1500000; 115200 with --slow)")
     parser.add_argument(
-        "--slow", action="store_true",
+        "--slow",
+        action="store_true",
         help="most compatible mode: no boot-ROM baud switch and 115200 baud unless --baud is given",
     )
     parser.add_argument("--firmware", type=Path, metavar="FILE.bin", help="firmware image, written at 0x0")
     parser.add_argument(
-        "--kmodel", action=_KmodelAction, dest="kmodels", default=[], metavar="FILE",
+        "--kmodel",
+        action=_KmodelAction,
+        dest="kmodels",
+        default=[],
+        metavar="FILE",
         help="kmodel to write; repeat for several (each followed by its --address)",
     )
     parser.add_argument(
-        "--address", action=_AddressAction, dest="kmodels", metavar="ADDR",
+        "--address",
+        action=_AddressAction,
+        dest="kmodels",
+        metavar="ADDR",
         help="flash offset of the preceding --kmodel (default 0x300000, MaixPy's convention)",
     )
     parser.add_argument(
-        "--runner", choices=tuple(RUNNERS), default="maixpy",
+        "--runner",
+        choices=tuple(RUNNERS),
+        default="maixpy",
         help="firmware that will load the kmodel: maixpy (v3/v4), canmv (v3/v4, v5 on feat/kpu), c (v3/v4/v5)",
     )
     parser.add_argument("--io-mode", choices=IO_MODES, default="dio", help="SPI mode flag in the firmware header")
@@ -74,7 +86,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan/result as JSON on stdout")
     parser.add_argument("--save-kfpkg", type=Path, metavar="FILE.kfpkg", help="also keep the .kfpkg that is flashed")
     parser.add_argument(
-        "--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="S",
+        "--stall-timeout",
+        type=float,
+        default=DEFAULT_STALL_TIMEOUT,
+        metavar="S",
         help=f"give up when the board makes no progress for S seconds (default {DEFAULT_STALL_TIMEOUT:g})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show kflash's log on stderr")
@@ -107,8 +122,13 @@ def run(args: argparse.Namespace) -> int:
     if args.stall_timeout <= 0:
         raise BadInputError("--stall-timeout must be positive")
     board = None if args.board == "auto" else args.board
-    settings = {"port": args.port or "auto", "board": args.board, "baud": baud, "slow": args.slow,
-                "io_mode": args.io_mode}
+    settings = {
+        "port": args.port or "auto",
+        "board": args.board,
+        "baud": baud,
+        "slow": args.slow,
+        "io_mode": args.io_mode,
+    }
     if args.save_kfpkg:
         write_kfpkg(plan, args.save_kfpkg)
     if args.dry_run:
@@ -125,8 +145,15 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="k210-flash-") as tmp:
             package = write_kfpkg(plan, Path(tmp) / "k210-flash.kfpkg")
             result = run_kflash(
-                package, port=port, board=board, baud=baud, slow=args.slow, io_mode=args.io_mode,
-                stall_timeout=args.stall_timeout, progress=progress, log=log,
+                package,
+                port=port,
+                board=board,
+                baud=baud,
+                slow=args.slow,
+                io_mode=args.io_mode,
+                stall_timeout=args.stall_timeout,
+                progress=progress,
+                log=log,
             )
     finally:
         progress.close()

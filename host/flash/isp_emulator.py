@@ -52,7 +52,13 @@ OK, BAD_DATA_LEN, BAD_CHECKSUM, INVALID_COMMAND, BAD_INIT, BAD_ERASE, BAD_WRITE,
 
 # Ops whose frames kflash sends with a real CRC32; NOPs, reboot and status go out as zeros.
 _CHECKED_OPS = {
-    ROM_MEMORY_WRITE, ROM_BOOT, ROM_BAUD_SET, STUB_WRITE, STUB_BAUD_SET, STUB_FLASH_INIT, STUB_ERASE_NONBLOCKING
+    ROM_MEMORY_WRITE,
+    ROM_BOOT,
+    ROM_BAUD_SET,
+    STUB_WRITE,
+    STUB_BAUD_SET,
+    STUB_FLASH_INIT,
+    STUB_ERASE_NONBLOCKING,
 }
 _DATA_OPS = {ROM_MEMORY_WRITE, ROM_BAUD_SET, STUB_WRITE, STUB_BAUD_SET}
 _WIRING = {"dan": ("rts", "dtr"), "kd233": ("dtr", "rts")}  # name -> (line on RESET, line on IO16)
@@ -394,9 +400,7 @@ class EmulatedSerial:
         import serial
 
         if not emulator.present:
-            raise serial.SerialException(
-                f"could not open port {port}: [Errno 2] No such file or directory: '{port}'"
-            )
+            raise serial.SerialException(f"could not open port {port}: [Errno 2] No such file or directory: '{port}'")
         self._emulator = emulator
         self.port = port
         self._baudrate = int(baudrate)
