@@ -1,0 +1,111 @@
+"""`k210 deploy`: copy the runner, a kmodel and a config onto a MaixPy/CanMV board, verified by sha256."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  k210 deploy                                   # runner files (main.py, k210wire.py) to /flash
+  k210 deploy --kmodel model.kmodel --config model.json --target sd --reset
+  k210 deploy --port socket://192.168.1.20:2323 --no-runner-files --config model.json
+  k210 deploy --kmodel model.kmodel --dry-run --json
+exit codes: 0 deployed and verified, 1 the board failed (no REPL, write or hash check), 2 bad input"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "deploy",
+        help="copy the runner, a kmodel and a config onto a MaixPy/CanMV board (raw REPL)",
+        description="Write files into the board's /flash or /sd through the MicroPython raw REPL, check each "
+        "one's sha256 on the board, and optionally reset the board so that main.py starts.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--port", help="serial port or pyserial URL such as socket://host:port (default: auto-detect)")
+    parser.add_argument("--baud", type=int, default=115_200, help="REPL baud rate (default 115200)")
+    parser.add_argument("--target", choices=("flash", "sd"), default="flash", help="file system on the board")
+    parser.add_argument("--runner", choices=("maixpy", "canmv"), default="maixpy", help="firmware on the board")
+    parser.add_argument("--kmodel", type=Path, metavar="FILE", help="kmodel to copy (kept under its own name)")
+    parser.add_argument("--kmodel-name", metavar="NAME", help="name for the kmodel on the board")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config file to copy (JSON is checked)")
+    parser.add_argument("--config-name", metavar="NAME", help="name for the config on the board")
+    parser.add_argument("--no-runner-files", action="store_true", help="do not copy main.py and k210wire.py")
+    parser.add_argument("--runner-dir", type=Path, metavar="DIR", help="take main.py and k210wire.py from DIR")
+    parser.add_argument("--reset", action="store_true", help="machine.reset() afterwards, which starts main.py")
+    parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
+    parser.add_argument("--json", action="store_true", help="print the plan/result as JSON on stdout")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each answer")
+    parser.add_argument(
+        "--write-pause", type=float, default=10.0, metavar="MS",
+        help="pause after each 256-byte write so the board's UART keeps up (default 10; 0 for fast links)",
+    )  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from k210.host.deploy.plan import build_deploy_plan
+    from k210.host.deploy.session import deploy, open_port
+    from k210.host.errors import BadInputError
+    from k210.host.flash.ports import choose_port
+
+    plan = build_deploy_plan(
+        target=args.target,
+        runner=args.runner,
+        runner_dir=args.runner_dir,
+        include_runner=not args.no_runner_files,
+        kmodel=args.kmodel,
+        kmodel_name=args.kmodel_name,
+        config=args.config,
+        config_name=args.config_name,
+    )
+    for warning in plan.warnings:
+        print(f"k210 deploy: warning: {warning}", file=sys.stderr)
+    if args.baud < 9600 or args.timeout <= 0 or args.write_pause < 0:
+        raise BadInputError("--baud must be at least 9600, --timeout positive and --write-pause not negative")
+    if args.dry_run:
+        _report(args, plan, {"status": "dry-run", "port": args.port or "auto"})
+        return 0
+
+    url = args.port or choose_port(None)
+    port = open_port(url, args.baud)
+    bars: list = []
+    try:
+        result = deploy(
+            plan, port, name=url, reset=args.reset, timeout=args.timeout, write_pause=args.write_pause / 1000,
+            progress=lambda item: _bar(item, bars),
+        )  # fmt: skip
+    finally:
+        for bar in bars:
+            bar.close()
+        port.close()
+    _report(args, plan, {"status": "deployed", "port": url, "seconds": round(result.seconds, 2),
+                         "reset": result.reset, "free_before": result.free_before, "listing": result.listing})
+    return 0
+
+
+def _bar(item, bars: list):
+    from tqdm import tqdm
+
+    bar = tqdm(total=item.size, desc=item.remote, unit="B", unit_scale=True, unit_divisor=1024,
+               file=sys.stderr, disable=None, leave=True)  # fmt: skip
+    bars.append(bar)
+    return bar.update
+
+
+def _report(args: argparse.Namespace, plan, outcome: dict) -> None:
+    if args.json:
+        print(json.dumps({**outcome, "plan": plan.to_dict()}, indent=2))
+        return
+    print(plan.describe())
+    if outcome["status"] == "dry-run":
+        print(f"dry run: would write {len(plan.files)} file(s) through {outcome['port']}; nothing was written")
+        return
+    if outcome["reset"]:
+        after = "board reset, main.py starting"
+    else:
+        after = "board left at the REPL (use --reset to start main.py)"
+    done = f"deployed and verified {len(plan.files)} file(s) via {outcome['port']} in {outcome['seconds']:.1f} s"
+    print(f"{done}; {after}")
