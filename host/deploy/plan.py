@@ -56,10 +56,16 @@ class DeployPlan:
 
 
 def packaged_runner_dir() -> Path:
-    """firmware/maixpy as installed: the k210.firmware package's folder."""
-    import importlib.resources
+    """firmware/maixpy as installed: the k210.firmware package's folder (it may be a namespace package)."""
+    import importlib.util
 
-    return Path(str(importlib.resources.files("k210.firmware")))
+    spec = importlib.util.find_spec("k210.firmware")
+    if spec is not None and spec.origin and Path(spec.origin).is_file():
+        return Path(spec.origin).parent
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if Path(location).is_dir():
+            return Path(location)
+    raise BadInputError("the k210.firmware package (the MaixPy runner) is not installed; pass --runner-dir")
 
 
 def build_deploy_plan(

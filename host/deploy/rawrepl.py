@@ -110,11 +110,13 @@ class RawRepl:
         if not self.in_raw_mode:
             raise DeployFailed("internal error: raw REPL not entered")
         data = code.encode("utf-8")
-        for start in range(0, len(data), self.write_chunk):
-            self.port.write(data[start : start + self.write_chunk])
-            if self.write_pause:
+        if not self.write_pause:  # a fast link (USB CDC, TCP): one write, no pacing needed
+            self.port.write(data + CTRL_D)
+        else:
+            for start in range(0, len(data), self.write_chunk):
+                self.port.write(data[start : start + self.write_chunk])
                 time.sleep(self.write_pause)
-        self.port.write(CTRL_D)
+            self.port.write(CTRL_D)
         answer = self._read_exactly(2, self.timeout)
         if answer != b"OK":
             raise DeployFailed(f"{self.name} did not accept the code (answered {answer!r}, expected b'OK')")
