@@ -108,7 +108,9 @@ def _lenet5(classes: int):
 
 def _lenet_kpu(classes: int):
     """LeNet made KPU-friendly, following lint's advice: each 5x5 conv becomes two 3x3 convs
-    (same receptive field), SAME padding, and 2x2/s2 max-pools that fuse into the KPU conv."""
+    (same receptive field), SAME padding, 2x2/s2 max-pools that fuse into the KPU conv, and a 1x1
+    conv that narrows 7x7x64 to 7x7x16 so the Dense 512 sees 784 <= 1024 inputs and lowers onto the
+    KPU too (a 3136-input Dense stays a 6.4 MB float matrix on the CPU: more than the 6 MB SRAM)."""
     from keras import Input, Sequential, layers
 
     return Sequential(
@@ -120,6 +122,7 @@ def _lenet_kpu(classes: int):
             layers.Conv2D(32, 3, padding="same", activation="relu6"),
             layers.Conv2D(64, 3, padding="same", activation="relu6"),
             layers.MaxPooling2D(2),
+            layers.Conv2D(16, 1, activation="relu6"),
             layers.Flatten(),
             layers.Dense(512, activation="relu6"),
             layers.Dense(classes, activation="softmax"),
