@@ -316,11 +316,11 @@ class BoardLink:
         self._transact(w.REBOOT, b"", expect=(w.ACK,))
         deadline = time.monotonic() + boot_timeout
         while time.monotonic() < deadline:
-            for msg in self.poll_replies(deadline - time.monotonic()):
-                if msg.is_event and msg.type == w.HELLO:
-                    hello = Hello.from_fields(msg.fields)
-                    self.board, self.nonce = hello, hello.nonce
-                    return hello
+            msg = self._next_message(deadline)
+            if msg is not None and msg.is_event and msg.type == w.HELLO:
+                hello = Hello.from_fields(msg.fields)
+                self.board, self.nonce = hello, hello.nonce
+                return hello
         raise BoardTimeout(f"no boot HELLO within {boot_timeout:.1f} s of REBOOT")
 
     # -- the lower layer (pipelining harnesses use these directly) --------------------------------
@@ -335,17 +335,8 @@ class BoardLink:
     def poll_replies(self, timeout: float = 0.0) -> list[Message]:
         """Messages that arrived within `timeout` seconds (at least one read is always done)."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            waiting = getattr(self.port, "in_waiting", 0)
-            data = self.port.read(waiting or 1)
-            if data:
-                self._decoder.feed(data, self._on_frame)
-            if self._inbox or time.monotonic() >= deadline:
-                break
+        self._receive(deadline)
         out, self._inbox = self._inbox, []
-        for msg in out:
-            if msg.type == w.LOG:
-                self._log(msg.fields["level"], msg.fields["text"])
         return out
 
     @property
@@ -370,6 +361,21 @@ class BoardLink:
         self._req = (self._req + 1) & 0xFFFF
         return self._req
 
+    def _receive(self, deadline: float) -> None:
+        """Read until a message is waiting or the deadline passes (at least one read)."""
+        while True:
+            waiting = getattr(self.port, "in_waiting", 0)
+            data = self.port.read(waiting or 1)
+            if data:
+                self._decoder.feed(data, self._on_frame)
+            if self._inbox or time.monotonic() >= deadline:
+                return
+
+    def _next_message(self, deadline: float) -> Message | None:
+        if not self._inbox:
+            self._receive(deadline)
+        return self._inbox.pop(0) if self._inbox else None
+
     def _on_frame(self, frame: memoryview) -> None:
         version, mtype, flags, seq = w.parse_header(frame)
         try:
@@ -381,6 +387,8 @@ class BoardLink:
         if version != w.PROTOCOL_VERSION:
             self.stats.bad_messages += 1
             return
+        if mtype == w.LOG:
+            self._log(fields["level"], fields["text"])
         self._inbox.append(Message(mtype, flags, seq, fields))
 
     def _log(self, level: int, text: str) -> None:
@@ -422,29 +430,32 @@ class BoardLink:
                events_reset: bool) -> Message | None:
         deadline = time.monotonic() + wait
         result = _ResultAssembler() if collect else None
-        while time.monotonic() < deadline:
-            for msg in self.poll_replies(min(0.05, max(0.0, deadline - time.monotonic()))):
-                if msg.is_event:
-                    if msg.type == w.HELLO:
-                        self._on_boot(Hello.from_fields(msg.fields), events_reset)
-                    continue
-                if msg.seq != seq or not msg.flags & w.FLAG_REPLY:
-                    self.stats.stale_replies += 1
-                    continue
-                if msg.type == w.ERROR:
-                    f = msg.fields
-                    raise BoardError(f["code"], f["detail"], f["text"], f["req"])
-                if msg.type not in expect:
-                    raise BoardLinkError(f"expected {'/'.join(w.TYPE_NAMES[t] for t in expect)}, got {msg.name}")
-                if msg.type == w.RESULT and result is not None:
-                    deadline = time.monotonic() + wait  # a long result keeps the deadline moving
-                    if result.add(msg.fields):
-                        return Message(w.RESULT, msg.flags, seq, {
-                            "req": result.req, "micros": result.micros, "n_outputs": result.n_outputs,
-                            "blob": result.blob()})
-                    continue
-                return msg
-        return None
+        while True:
+            msg = self._next_message(min(deadline, time.monotonic() + 0.05))
+            if msg is None:
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            if msg.is_event:
+                if msg.type == w.HELLO:
+                    self._on_boot(Hello.from_fields(msg.fields), events_reset)
+                continue
+            if msg.seq != seq or not msg.flags & w.FLAG_REPLY:
+                self.stats.stale_replies += 1
+                continue
+            if msg.type == w.ERROR:
+                f = msg.fields
+                raise BoardError(f["code"], f["detail"], f["text"], f["req"])
+            if msg.type not in expect:
+                raise BoardLinkError(f"expected {'/'.join(w.TYPE_NAMES[t] for t in expect)}, got {msg.name}")
+            if msg.type == w.RESULT and result is not None:
+                deadline = time.monotonic() + wait  # a long result keeps the deadline moving
+                if result.add(msg.fields):
+                    return Message(w.RESULT, msg.flags, seq, {
+                        "req": result.req, "micros": result.micros, "n_outputs": result.n_outputs,
+                        "blob": result.blob()})
+                continue
+            return msg
 
     def _on_boot(self, hello: Hello, raise_reset: bool) -> None:
         if raise_reset and self.nonce is not None and hello.nonce != self.nonce:

@@ -92,6 +92,7 @@ class Runner:
         self.event_seq = 0
         self.ignored = 0
         self.abandoned = 0
+        self._error_req = 0
         self._reset_model()
         self._reset_load()
         self._reset_infer()
@@ -155,15 +156,13 @@ class Runner:
         if flags & (w.FLAG_REPLY | w.FLAG_EVENT):
             self.ignored += 1  # a board frame echoed back to us: never answer it
             return
-        req = 0
+        self._error_req = 0  # the INFER request an ERROR refers to, once its chunk parsed
         try:
             if version != w.PROTOCOL_VERSION:
                 raise RunnerError(w.E_BAD_VERSION, "protocol version %d, this board speaks %d"
                                   % (version, w.PROTOCOL_VERSION), w.PROTOCOL_VERSION)
             p = frame[w.HEADER_LEN:]
             if mtype == w.INFER_CHUNK:
-                if len(p) >= 2:
-                    req = p[0] | (p[1] << 8)
                 self._on_infer_chunk(seq, p)
             elif mtype == w.LOAD_CHUNK:
                 self._on_load_chunk(seq, p)
@@ -184,11 +183,11 @@ class Runner:
             else:
                 raise RunnerError(w.E_UNKNOWN_TYPE, "unknown message type 0x%02x" % mtype, mtype)
         except RunnerError as e:
-            self._error(seq, e.code, req, e.detail, e.text)
+            self._error(seq, e.code, self._error_req, e.detail, e.text)
         except w.ProtocolError as e:
-            self._error(seq, w.E_BAD_PAYLOAD, req, 0, str(e))
+            self._error(seq, w.E_BAD_PAYLOAD, self._error_req, 0, str(e))
         except Exception as e:  # a runner must keep serving whatever a backend raises
-            self._error(seq, w.E_INTERNAL, req, 0, "%s: %s" % (type(e).__name__, e))
+            self._error(seq, w.E_INTERNAL, self._error_req, 0, "%s: %s" % (type(e).__name__, e))
 
     # -- LOAD_MODEL -------------------------------------------------------------------------------
 
@@ -307,6 +306,7 @@ class Runner:
 
     def _on_infer_chunk(self, seq, p):
         req, total, offset, start = w.parse_infer_chunk(p)
+        self._error_req = req
         n = len(p) - start
         if not self.model_loaded:
             raise RunnerError(w.E_NO_MODEL, "no model loaded")
@@ -317,17 +317,17 @@ class Runner:
         elif total != self.infer_total:
             raise RunnerError(w.E_BAD_SIZE, "request %d has total %d, its first chunk said %d"
                               % (req, total, self.infer_total), self.infer_total)
+        end = offset + n
+        if end > total:
+            raise RunnerError(w.E_BAD_PAYLOAD, "chunk ends at %d, past the tensor size %d" % (end, total))
         if self.infer_state == DONE:
-            if offset + n == total:
+            if end == total:
                 self._send_result(seq)  # retried final chunk: same result, no second run
             else:
                 self._ack(seq, req, total)
             return
         if offset > self.infer_expected:
             raise RunnerError(w.E_GAP, "chunk at %d, expected %d" % (offset, self.infer_expected), self.infer_expected)
-        end = offset + n
-        if end > total:
-            raise RunnerError(w.E_BAD_PAYLOAD, "chunk ends at %d, past the tensor size %d" % (end, total))
         if end > self.infer_expected:
             skip = self.infer_expected - offset
             self._input_mv[self.infer_expected:end] = p[start + skip:]
@@ -350,7 +350,7 @@ class Runner:
 
     def _begin_request(self, req, total):
         if total == 0:
-            raise RunnerError(w.E_BAD_SIZE, "empty input tensor", self.model_input_bytes)
+            raise RunnerError(w.E_BAD_SIZE, "empty input tensor", max(0, self.model_input_bytes))
         if total > self.max_input:
             raise RunnerError(w.E_TOO_BIG, "input of %d bytes, this board takes at most %d"
                               % (total, self.max_input), self.max_input)

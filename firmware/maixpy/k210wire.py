@@ -27,6 +27,7 @@ CRC_LEN = 4
 OVERHEAD = HEADER_LEN + CRC_LEN
 MIN_MAX_FRAME = 64  # smaller frames could not carry a HELLO
 MAX_NDIM = 8
+MAX_TENSORS = 8  # inputs, and outputs, per model
 MAX_STR = 255
 
 # Message types: requests from the host are < 0x80, messages from the board are >= 0x80.
@@ -492,7 +493,13 @@ def parse_hello(p):
     }
 
 
+def _check_tensor_count(inputs, outputs):
+    if len(inputs) > MAX_TENSORS or len(outputs) > MAX_TENSORS:
+        raise ProtocolError("at most %d inputs and %d outputs" % (MAX_TENSORS, MAX_TENSORS))
+
+
 def put_model_info(buf, off, loaded, version, size, sha256, source, inputs, outputs):
+    _check_tensor_count(inputs, outputs)
     struct.pack_into(MODEL_INFO_FMT, buf, off, 1 if loaded else 0, version, len(inputs), len(outputs), size,
                      bytes(sha256))
     off = put_str(buf, off + MODEL_INFO_LEN, source)
@@ -516,6 +523,8 @@ def parse_model_info(p):
 
 
 def _get_descs(p, off, count):
+    if count > MAX_TENSORS:
+        raise ProtocolError("%d tensors, at most %d allowed" % (count, MAX_TENSORS))
     descs = []
     for _ in range(count):
         desc, off = get_desc(p, off)
@@ -524,6 +533,7 @@ def _get_descs(p, off, count):
 
 
 def put_load_begin(buf, off, size, sha256, inputs, outputs):
+    _check_tensor_count(inputs, outputs)
     struct.pack_into(LOAD_BEGIN_FMT, buf, off, size, bytes(sha256), len(inputs), len(outputs))
     off += LOAD_BEGIN_LEN
     for dtype, shape in inputs:

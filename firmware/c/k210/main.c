@@ -1,0 +1,247 @@
+/* k210_runner: the C runner on a K210 (Kendryte standalone SDK, nncase 1.9 K210 runtime).
+ *
+ * UART1 on two board pins (a USB-serial adapter) carries the protocol; bytes arrive through the
+ * UART RX interrupt into a ring buffer, so nothing is lost while the KPU runs. The kmodel comes
+ * from SPI flash at K210_FLASH_MODEL_ADDR (if K210_FLASH_MODEL_SIZE > 0) or from LOAD_MODEL into
+ * RAM; kpu_load_kmodel / kpu_run_kmodel / kpu_get_output run it and mcycle times it. */
+#include <stdint.h>
+#include <string.h>
+
+#include "../core/runner.h"
+#include "sdk_api.h"
+
+#ifndef K210_UART_TX_PIN
+#define K210_UART_TX_PIN 10 /* to the adapter's RX */
+#endif
+#ifndef K210_UART_RX_PIN
+#define K210_UART_RX_PIN 11 /* to the adapter's TX */
+#endif
+#ifndef K210_BAUD
+#define K210_BAUD 1500000u
+#endif
+#ifndef K210_MAX_FRAME
+#define K210_MAX_FRAME 4096u
+#endif
+#ifndef K210_RX_RING
+#define K210_RX_RING 16384u /* power of two */
+#endif
+#ifndef K210_MAX_INPUT
+#define K210_MAX_INPUT (512u * 1024u)
+#endif
+#ifndef K210_MODEL_BUF_SIZE
+#define K210_MODEL_BUF_SIZE (3u * 1024u * 1024u)
+#endif
+#ifndef K210_FLASH_MODEL_ADDR
+#define K210_FLASH_MODEL_ADDR 0x300000u
+#endif
+#ifndef K210_FLASH_MODEL_SIZE
+#define K210_FLASH_MODEL_SIZE 0u /* bytes of the kmodel flashed at K210_FLASH_MODEL_ADDR; 0: none */
+#endif
+#ifndef K210_KPU_DMA_CHANNEL
+#define K210_KPU_DMA_CHANNEL DMAC_CHANNEL5
+#endif
+
+#define UART_CHANNEL UART_DEVICE_1
+
+/* ---- UART: interrupt-fed RX ring, blocking TX ---- */
+
+static uint8_t rx_ring[K210_RX_RING];
+static volatile uint32_t rx_head, rx_tail; /* head: written by the ISR, tail: by the main loop */
+
+static int on_uart_rx(void *ctx)
+{
+    char c[16];
+    int n, i;
+    (void)ctx;
+    while ((n = uart_receive_data(UART_CHANNEL, c, sizeof c)) > 0)
+        for (i = 0; i < n; i++) {
+            if (rx_head - rx_tail < K210_RX_RING) /* full: drop, the host resends the frame */
+                rx_ring[rx_head++ & (K210_RX_RING - 1u)] = (uint8_t)c[i];
+        }
+    return 0;
+}
+
+static void uart_write(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    uart_send_data(UART_CHANNEL, (const char *)data, len);
+}
+
+static void reboot(void *ctx)
+{
+    (void)ctx;
+    msleep(10); /* let the ACK leave the TX FIFO */
+    sysctl_reset(SYSCTL_RESET_SOC);
+}
+
+/* ---- the KPU backend ---- */
+
+static uint8_t model_buf[K210_MODEL_BUF_SIZE] __attribute__((aligned(128)));
+static kpu_model_context_t kpu_ctx;
+static int kpu_loaded;
+static volatile int kpu_done;
+static k210w_io_t kpu_io;
+static const uint8_t kmodel_versions[] = {3, 4, 5};
+
+static uint8_t *kpu_model_buffer(void *ctx, uint32_t size)
+{
+    (void)ctx;
+    return size <= sizeof model_buf ? model_buf : NULL;
+}
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+static void kpu_unload(void *ctx)
+{
+    (void)ctx;
+    if (kpu_loaded)
+        kpu_model_free(&kpu_ctx);
+    kpu_loaded = 0;
+}
+
+static int kpu_load(void *ctx, const uint8_t *model, uint32_t size, uint32_t version, k210w_io_t *io, char *err,
+                    size_t err_cap)
+{
+    (void)size;
+    (void)version;
+    kpu_unload(ctx);
+    if (kpu_load_kmodel(&kpu_ctx, model) != 0) {
+        copy_text(err, err_cap, "kpu_load_kmodel refused the model (version, runtime or memory)");
+        return K210W_E_LOAD_FAILED;
+    }
+    kpu_loaded = 1;
+    kpu_io = *io; /* the runtime does not report dtypes: keep what the host or config said */
+    return 0;
+}
+
+static void on_kpu_done(void *userdata)
+{
+    (void)userdata;
+    kpu_done = 1;
+}
+
+static int kpu_infer(void *ctx, const uint8_t *input, uint32_t len, k210w_output_t outputs[K210W_MAX_TENSORS],
+                     uint8_t *n_outputs, uint32_t *micros, char *err, size_t err_cap)
+{
+    uint64_t start, cycles;
+    uint32_t i, count = kpu_io.n_outputs ? kpu_io.n_outputs : 1u; /* unknown outputs: only output 0 */
+    uint32_t mhz = sysctl_clock_get_freq(SYSCTL_CLOCK_CPU) / 1000000u;
+    (void)ctx;
+    (void)len;
+    kpu_done = 0;
+    start = read_cycle();
+    if (kpu_run_kmodel(&kpu_ctx, input, K210_KPU_DMA_CHANNEL, on_kpu_done, NULL) != 0) {
+        copy_text(err, err_cap, "kpu_run_kmodel failed");
+        return K210W_E_INFER_FAILED;
+    }
+    while (!kpu_done)
+        ;
+    cycles = read_cycle() - start;
+    *micros = (uint32_t)(cycles / (mhz ? mhz : 1u));
+    for (i = 0; i < count && i < K210W_MAX_TENSORS; i++) {
+        uint8_t *data;
+        size_t size;
+        k210w_output_t *out = &outputs[i];
+        if (kpu_get_output(&kpu_ctx, i, &data, &size) != 0) {
+            copy_text(err, err_cap, "kpu_get_output failed");
+            return K210W_E_INFER_FAILED;
+        }
+        out->data = data;
+        out->nbytes = (uint32_t)size;
+        if (i < kpu_io.n_outputs && k210w_tensor_nbytes(&kpu_io.outputs[i]) == (long long)size) {
+            out->desc = kpu_io.outputs[i];
+        } else { /* raw bytes, shape [size] */
+            memset(&out->desc, 0, sizeof out->desc);
+            out->desc.dtype = K210W_DT_UINT8;
+            out->desc.ndim = 1;
+            out->desc.dims[0] = (uint32_t)size;
+        }
+    }
+    *n_outputs = (uint8_t)i;
+    return 0;
+}
+
+static const k210w_backend_t kpu_backend = {
+    "c-sdk-kpu", kmodel_versions, sizeof kmodel_versions, NULL, kpu_model_buffer, kpu_load, kpu_unload, kpu_infer,
+};
+
+/* ---- runner ---- */
+
+static uint8_t rx_enc[K210W_RX_ENC_CAP(K210_MAX_FRAME)], rx_dec[K210_MAX_FRAME];
+static uint8_t tx_raw[K210_MAX_FRAME], tx_enc[K210W_TX_ENC_CAP(K210_MAX_FRAME)];
+static uint8_t input_buf[K210_MAX_INPUT] __attribute__((aligned(64)));
+static k210w_runner_t runner;
+
+/* No TRNG on the K210: the cycle count when main() gets here varies with boot timing (PLL lock,
+ * SPI flash, ROM loader). Weak, but enough to tell one boot from the next in practice; the
+ * unsolicited boot HELLO is the primary reset signal anyway. */
+static uint32_t boot_nonce(void)
+{
+    uint64_t c = read_cycle();
+    uint32_t n = ((uint32_t)c ^ (uint32_t)(c >> 32)) * 2654435761u;
+    return n ? n : 1u;
+}
+
+static void load_flash_model(void)
+{
+    k210w_io_t io;
+    memset(&io, 0, sizeof io);
+    if (K210_FLASH_MODEL_SIZE == 0u || K210_FLASH_MODEL_SIZE > sizeof model_buf)
+        return;
+    w25qxx_init(3, 0);
+    w25qxx_enable_quad_mode();
+    w25qxx_read_data(K210_FLASH_MODEL_ADDR, model_buf, K210_FLASH_MODEL_SIZE, W25QXX_QUAD_FAST);
+    if (k210w_runner_load_boot_model(&runner, model_buf, K210_FLASH_MODEL_SIZE, "flash", &io) != 0)
+        k210w_runner_log(&runner, 3, runner.text);
+}
+
+int main(void)
+{
+    k210w_runner_config_t cfg;
+    uint8_t chunk[256];
+
+    fpioa_set_function(K210_UART_RX_PIN, FUNC_UART1_RX);
+    fpioa_set_function(K210_UART_TX_PIN, FUNC_UART1_TX);
+    plic_init();
+    sysctl_enable_irq();
+    uart_init(UART_CHANNEL);
+    uart_configure(UART_CHANNEL, K210_BAUD, UART_BITWIDTH_8BIT, UART_STOP_1, UART_PARITY_NONE);
+    uart_set_receive_trigger(UART_CHANNEL, UART_RECEIVE_FIFO_8);
+    uart_irq_register(UART_CHANNEL, UART_RECEIVE, on_uart_rx, NULL, 1);
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.backend = &kpu_backend;
+    cfg.write = uart_write;
+    cfg.reboot = reboot;
+    cfg.max_frame = K210_MAX_FRAME;
+    cfg.rx_window = K210_RX_RING;
+    cfg.max_model = sizeof model_buf;
+    cfg.max_input = sizeof input_buf;
+    cfg.firmware = "k210-deploy-c";
+    cfg.fw_version = "1.0";
+    cfg.rx_enc = rx_enc;
+    cfg.rx_dec = rx_dec;
+    cfg.tx_raw = tx_raw;
+    cfg.tx_enc = tx_enc;
+    cfg.input = input_buf;
+    cfg.nonce = boot_nonce();
+    if (k210w_runner_init(&runner, &cfg) != 0)
+        return 1;
+    k210w_runner_announce(&runner);
+    load_flash_model();
+
+    for (;;) {
+        uint32_t n = 0;
+        while (rx_tail != rx_head && n < sizeof chunk)
+            chunk[n++] = rx_ring[rx_tail++ & (K210_RX_RING - 1u)];
+        if (n)
+            k210w_runner_feed(&runner, chunk, n);
+    }
+}
