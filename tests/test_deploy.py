@@ -15,20 +15,26 @@ from k210.host.cli import main
 from k210.host.deploy import board_files
 from k210.host.deploy.board_files import BoardFiles, piece_hashes
 from k210.host.deploy.errors import DeployFailed
-from k210.host.deploy.plan import build_deploy_plan, packaged_runner_dir
+from k210.host.deploy.plan import build_deploy_plan, packaged_runner_dir, runner_files
 from k210.host.deploy.rawrepl import RawRepl, RemoteError
 from k210.host.deploy.session import deploy, open_port
 from k210.host.errors import BadInputError
 
-MAIN_PY = "import k210wire\nk210wire.serve()\n"
-WIRE_PY = "def serve():\n    while True:\n        pass\n" + "# protocol module padding\n" * 400
+MAIN_PY = (
+    "import gc\ntry:\n    import k210runner\nexcept ImportError:\n    pass\nimport k210_config\nk210runner.serve()\n"
+)
+RUNNER_PY = "import k210wire as w\ndef serve():\n    while True:\n        w.poll()\n"
+WIRE_PY = "def poll():\n    pass\n" + "# protocol module padding\n" * 400
 
 
 @pytest.fixture
 def runner_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "runner"
     write(folder / "main.py", MAIN_PY.encode())
+    write(folder / "k210runner.py", RUNNER_PY.encode())
     write(folder / "k210wire.py", WIRE_PY.encode())
+    write(folder / "k210_config.py", b"CONFIG = {'baud': 115200}\n")  # the user's, never shipped as runner
+    write(folder / "host_only_tool.py", b"import numpy\n")  # not imported by the runner: stays behind
     return folder
 
 
@@ -146,8 +152,8 @@ def test_deploy_end_to_end_with_reset(tmp_path, runner_dir, local):
     plan = build_deploy_plan(target="sd", runner_dir=runner_dir, kmodel=local["kmodel"], config=local["config"])
     result = deploy(plan, FakeBoardPort(board), write_pause=0, reset=True)
     for item in plan.files:
-        assert on_board(board, item.remote) == item.local.read_bytes()
-    assert sorted(result.listing) == ["digits.json", "digits.kmodel", "k210wire.py", "main.py"]
+        assert on_board(board, item.remote) == item.content
+    assert sorted(result.listing) == ["digits.kmodel", "k210_config.py", "k210runner.py", "k210wire.py", "main.py"]
     assert board.resets == 1 and result.reset
 
 
@@ -172,16 +178,16 @@ def test_cli_deploy_over_a_socket_url(tmp_path, runner_dir, local, capsys):
             str(local["kmodel"]),
             "--config",
             str(local["config"]),
-            "--config-name",
-            "model.json",
             "--reset",
             "--write-pause",
             "0",
         ]
         assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"deployed and verified 4 file(s) via {url}" in out and "board reset, main.py starting" in out
-    assert on_board(board, "/flash/model.json") == local["config"].read_bytes()
+    assert f"deployed and verified 5 file(s) via {url}" in out and "board reset, main.py starting" in out
+    namespace: dict = {}
+    exec(on_board(board, "/flash/k210_config.py").decode(), namespace)
+    assert namespace["CONFIG"] == {"input": [28, 28, 1], "labels": ["x", "o"], "model": "/flash/digits.kmodel"}
     assert on_board(board, "/flash/digits.kmodel") == local["kmodel"].read_bytes()
     assert board.resets == 1
 
@@ -201,31 +207,30 @@ def test_cli_dry_run_json(runner_dir, local, capsys):
         main(["deploy", "--dry-run", "--json", "--runner-dir", str(runner_dir), "--kmodel", str(local["kmodel"])]) == 0
     )
     report = json.loads(capsys.readouterr().out)
-    assert [f["remote"] for f in report["plan"]["files"]] == [
-        "/flash/main.py",
-        "/flash/k210wire.py",
-        "/flash/digits.kmodel",
-    ]
+    remotes = [f["remote"] for f in report["plan"]["files"]]
+    assert remotes == ["/flash/main.py", "/flash/k210runner.py", "/flash/k210wire.py", "/flash/digits.kmodel"]
+    assert "no --config" in report["plan"]["warnings"][0]
 
 
 # ---- plan checks ------------------------------------------------------------------------------
 def test_plan_refuses_what_the_board_could_not_use(tmp_path, runner_dir, local):
     with pytest.raises(BadInputError, match="digits5.kmodel is v5, which Sipeed MaixPy-v1"):
         build_deploy_plan(runner_dir=runner_dir, kmodel=local["v5"])
-    assert (
-        build_deploy_plan(runner="canmv", runner_dir=runner_dir, kmodel=local["v5"])
-        .files[-1]
-        .remote.endswith("5.kmodel")
-    )
-    broken = write(tmp_path / "broken" / "main.py", b"def main(:\n")
-    write(broken.parent / "k210wire.py", b"")
-    with pytest.raises(BadInputError, match="main.py has a syntax error at line 1"):
+    canmv = build_deploy_plan(runner="canmv", runner_dir=runner_dir, kmodel=local["v5"])
+    assert canmv.files[-1].remote == "/flash/digits5.kmodel"
+    broken = write(tmp_path / "broken" / "main.py", b"import k210wire\n")
+    write(broken.parent / "k210wire.py", b"def main(:\n")
+    with pytest.raises(BadInputError, match="k210wire.py has a syntax error at line 1"):
         build_deploy_plan(runner_dir=broken.parent)
-    with pytest.raises(BadInputError, match="runner file k210wire.py is missing"):
-        build_deploy_plan(runner_dir=write(tmp_path / "half" / "main.py", b"").parent)
+    with pytest.raises(BadInputError, match="runner file main.py is missing"):
+        build_deploy_plan(runner_dir=tmp_path)
     bad_json = write(tmp_path / "bad.json", b"{nope")
     with pytest.raises(BadInputError, match="config bad.json is not valid JSON"):
         build_deploy_plan(runner_dir=runner_dir, config=bad_json)
+    with pytest.raises(BadInputError, match="config list.json must hold a JSON object"):
+        build_deploy_plan(runner_dir=runner_dir, config=write(tmp_path / "list.json", b"[1, 2]"))
+    with pytest.raises(BadInputError, match="does not assign CONFIG"):
+        build_deploy_plan(runner_dir=runner_dir, config=write(tmp_path / "settings.py", b"BAUD = 9600\n"))
     with pytest.raises(BadInputError, match="same name on the board: main.py"):
         build_deploy_plan(runner_dir=runner_dir, config=local["config"], config_name="main.py")
     with pytest.raises(BadInputError, match="nothing to deploy"):
@@ -235,7 +240,21 @@ def test_plan_refuses_what_the_board_could_not_use(tmp_path, runner_dir, local):
 
 
 def test_runner_files_come_from_the_installed_firmware_package():
-    assert packaged_runner_dir() == Path(__file__).resolve().parents[1] / "firmware" / "maixpy"
+    base = packaged_runner_dir()
+    assert base == Path(__file__).resolve().parents[1] / "firmware" / "maixpy"
+    names = [path.name for path in runner_files(base)]
+    assert names[0] == "main.py" and {"k210wire.py", "k210runner.py"} <= set(names)
+    assert "__init__.py" not in names and "k210_config.py" not in names
+
+
+def test_runner_files_follow_main_py_imports(runner_dir):
+    assert [path.name for path in runner_files(runner_dir)] == ["main.py", "k210runner.py", "k210wire.py"]
+
+
+def test_python_config_is_copied_as_the_config_module(tmp_path, runner_dir):
+    settings = write(tmp_path / "mine.py", b"CONFIG = {'model': 0x300000, 'model_size': 1234}\n")
+    plan = build_deploy_plan(runner_dir=runner_dir, config=settings)
+    assert plan.files[-1].remote == "/flash/k210_config.py" and plan.files[-1].content == settings.read_bytes()
 
 
 def test_open_port_urls():

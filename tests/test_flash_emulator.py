@@ -255,3 +255,30 @@ def test_emulator_rejects_bad_crc_and_writes_past_the_end():
     assert request(STUB_WRITE, 0x1000, b"\xc0\xdb" * 8) == bytes([0xC0, STUB_WRITE, OK, 0xC0])
     assert emulator.flash_at(0x1000, 16) == b"\xc0\xdb" * 8
     assert emulator.flash_at(0x1010, 0x1000 - 16) == b"\xff" * (0x1000 - 16)
+
+
+def test_emulator_erase_reports_busy_then_done():
+    """0xD8 starts a sector-aligned erase; 0xD9 status answers busy twice, then OK."""
+    import binascii
+
+    from k210.host.flash.isp_emulator import STUB_ERASE_NONBLOCKING, STUB_FLASH_INIT, STUB_STATUS, EmulatedSerial
+
+    emulator = K210IspEmulator()
+    port = EmulatedSerial(emulator, "x", baudrate=115200, timeout=0.1)
+    emulator.stage = "stub"
+    emulator.flash[0x2000:0x4000] = b"\x00" * 0x2000
+
+    def request(op: int, address: int = 0, length: int = 0) -> bytes:
+        body = struct.pack("<II", address, length)
+        port.write(b"\xc0" + struct.pack("<HHI", op, 0, binascii.crc32(body)) + body + b"\xc0")
+        return port.read(16)
+
+    def status() -> bytes:
+        port.write(b"\xc0" + bytes([STUB_STATUS]) + bytes(12) + b"\xc0")  # as kflash sends it: zeros, no CRC
+        return port.read(16)
+
+    assert request(STUB_ERASE_NONBLOCKING, 0x2000, 0x1000) == bytes([0xC0, STUB_ERASE_NONBLOCKING, 0xE4, 0xC0])
+    request(STUB_FLASH_INIT, 1)
+    assert request(STUB_ERASE_NONBLOCKING, 0x2000, 0x1000) == bytes([0xC0, STUB_ERASE_NONBLOCKING, OK, 0xC0])
+    assert [status()[2] for _ in range(3)] == [BUSY, BUSY, OK]
+    assert emulator.flash_at(0x2000, 0x1000) == b"\xff" * 0x1000 and emulator.flash_at(0x3000, 4) == bytes(4)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  k210 deploy                                   # runner files (main.py, k210wire.py) to /flash
+  k210 deploy                                   # the runner (main.py and its modules) to /flash
   k210 deploy --kmodel model.kmodel --config model.json --target sd --reset
   k210 deploy --port socket://192.168.1.20:2323 --no-runner-files --config model.json
   k210 deploy --kmodel model.kmodel --dry-run --json
@@ -30,10 +30,22 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--runner", choices=("maixpy", "canmv"), default="maixpy", help="firmware on the board")
     parser.add_argument("--kmodel", type=Path, metavar="FILE", help="kmodel to copy (kept under its own name)")
     parser.add_argument("--kmodel-name", metavar="NAME", help="name for the kmodel on the board")
-    parser.add_argument("--config", type=Path, metavar="FILE", help="config file to copy (JSON is checked)")
-    parser.add_argument("--config-name", metavar="NAME", help="name for the config on the board")
-    parser.add_argument("--no-runner-files", action="store_true", help="do not copy main.py and k210wire.py")
-    parser.add_argument("--runner-dir", type=Path, metavar="DIR", help="take main.py and k210wire.py from DIR")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="runner config: a JSON object or a .py defining CONFIG (installed as k210_config.py)",
+    )
+    parser.add_argument(
+        "--config-name", metavar="NAME", help="name for the config on the board (default k210_config.py)"
+    )
+    parser.add_argument("--no-runner-files", action="store_true", help="do not copy main.py and the modules it imports")
+    parser.add_argument(
+        "--runner-dir",
+        type=Path,
+        metavar="DIR",
+        help="take main.py and its modules from DIR (default: the installed firmware)",
+    )
     parser.add_argument("--reset", action="store_true", help="machine.reset() afterwards, which starts main.py")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
     parser.add_argument("--json", action="store_true", help="print the plan/result as JSON on stdout")
@@ -81,8 +93,18 @@ def run(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
         port.close()
-    _report(args, plan, {"status": "deployed", "port": url, "seconds": round(result.seconds, 2),
-                         "reset": result.reset, "free_before": result.free_before, "listing": result.listing})
+    _report(
+        args,
+        plan,
+        {
+            "status": "deployed",
+            "port": url,
+            "seconds": round(result.seconds, 2),
+            "reset": result.reset,
+            "free_before": result.free_before,
+            "listing": result.listing,
+        },
+    )
     return 0
 
 

@@ -1,15 +1,24 @@
-"""Which files go onto the board's file system, checked on the host before the board is touched."""
+"""Which files go onto the board's file system, checked on the host before the board is touched.
+
+The runner is firmware/maixpy/main.py plus the modules of that folder it imports, directly or not
+(today k210runner.py and k210wire.py), so a new module there is deployed without a change here.
+A config is the runner's optional `k210_config` module (`CONFIG = {...}` overriding main.py's
+defaults): a .py file is copied as it is, a JSON object is written out as that module.
+"""
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from k210.host.errors import BadInputError
-from k210.host.fsutil import require_file, sha256_file
+from k210.host.fsutil import require_file
 
-RUNNER_FILES = ("main.py", "k210wire.py")  # the MaixPy runner and its protocol module, from k210.firmware
+RUNNER_ENTRY = "main.py"
+CONFIG_MODULE = "k210_config.py"
 TARGETS = {"flash": "/flash", "sd": "/sd"}
 DEPLOY_RUNNERS = ("maixpy", "canmv")  # firmwares with a MicroPython REPL
 SPIFFS_BYTES = 3 * 1024 * 1024  # MaixPy's /flash: the last 3 MiB of the SPI flash
@@ -19,10 +28,17 @@ BIG_FOR_SPIFFS = 1024 * 1024
 @dataclass(frozen=True)
 class DeployFile:
     kind: str  # "runner", "kmodel" or "config"
-    local: Path
+    local: Path  # where it comes from (for a generated config: the JSON it was made from)
     remote: str  # absolute path on the board
-    size: int
-    sha256: str
+    content: bytes = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "local": str(self.local), "remote": self.remote, "size": self.size,
@@ -39,10 +55,6 @@ class DeployPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-    def seconds_at(self, baud: int) -> float:
-        """Rough wire time: base64 (4/3) plus Python wrapping, ten bits a byte."""
-        return self.total_bytes * 1.4 * 10 / baud
 
     def to_dict(self) -> dict:
         return {"directory": self.directory, "runner": self.runner, "total_bytes": self.total_bytes,
@@ -68,6 +80,27 @@ def packaged_runner_dir() -> Path:
     raise BadInputError("the k210.firmware package (the MaixPy runner) is not installed; pass --runner-dir")
 
 
+def runner_files(base: Path) -> list[Path]:
+    """main.py and, transitively, the modules of `base` it imports (the config module excepted)."""
+    entry = base / RUNNER_ENTRY
+    if not entry.is_file():
+        raise BadInputError(
+            f"runner file {RUNNER_ENTRY} is missing from {base}; reinstall k210-deploy or pass --runner-dir"
+        )
+    found: list[Path] = []
+    pending = [entry]
+    while pending:
+        path = pending.pop(0)
+        if path in found:
+            continue
+        found.append(path)
+        for name in sorted(_imported_modules(path)):
+            module = base / f"{name}.py"
+            if module.is_file() and module.name != CONFIG_MODULE and module not in found:
+                pending.append(module)
+    return found
+
+
 def build_deploy_plan(
     *,
     target: str = "flash",
@@ -84,73 +117,111 @@ def build_deploy_plan(
     if runner not in DEPLOY_RUNNERS:
         raise BadInputError(f"deploy needs a MicroPython firmware: --runner maixpy or canmv, not {runner!r}")
     directory = TARGETS[target]
-    files: list[tuple[str, Path, str]] = []
-    if include_runner:
-        base = runner_dir or packaged_runner_dir()
-        for name in RUNNER_FILES:
-            path = base / name
-            if not path.is_file():
-                raise BadInputError(
-                    f"runner file {name} is missing from {base}; reinstall k210-deploy or pass --runner-dir"
-                )
-            _check_python(path)
-            files.append(("runner", path, name))
+    files: list[tuple[str, Path, str, bytes]] = []
     warnings: list[str] = []
+    if include_runner:
+        for path in runner_files(runner_dir or packaged_runner_dir()):
+            files.append(("runner", path, path.name, path.read_bytes()))
+    kmodel_remote = None
     if kmodel is not None:
         kmodel = require_file(kmodel, "kmodel")
-        _check_kmodel(kmodel, runner)
-        files.append(("kmodel", kmodel, kmodel_name or kmodel.name))
-        if target == "flash" and kmodel.stat().st_size > BIG_FOR_SPIFFS:
+        data = kmodel.read_bytes()
+        _check_kmodel(kmodel.name, data, runner)
+        name = kmodel_name or kmodel.name
+        kmodel_remote = f"{directory}/{name}"
+        files.append(("kmodel", kmodel, name, data))
+        if target == "flash" and len(data) > BIG_FOR_SPIFFS:
             warnings.append(
-                f"{kmodel.name} is {kmodel.stat().st_size / 2**20:.1f} MiB; /flash holds 3 MiB in all: use --target sd "
+                f"{kmodel.name} is {len(data) / 2**20:.1f} MiB; /flash holds 3 MiB in all: use --target sd "
                 f"or write it raw with `k210 flash --kmodel {kmodel.name} --address 0x300000`"
             )
     if config is not None:
         config = require_file(config, "config")
-        if config.suffix.lower() == ".json":
-            try:
-                json.loads(config.read_text())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise BadInputError(f"config {config.name} is not valid JSON: {exc}") from None
-        files.append(("config", config, config_name or config.name))
+        content = _config_module(config, kmodel_remote, warnings)
+        files.append(("config", config, config_name or CONFIG_MODULE, content))
+    elif kmodel_remote is not None:
+        warnings.append(
+            f"no --config: the runner loads {kmodel_remote} at boot only if the board's {CONFIG_MODULE} names it "
+            f'(pass --config with a JSON object; "model" is filled in for you)'
+        )
     if not files:
         raise BadInputError("nothing to deploy: drop --no-runner-files or give --kmodel/--config")
 
-    names = [name for _, _, name in files]
-    for name in names:
+    for _kind, _path, name, content in files:
         if not name or "/" in name or name in (".", ".."):
             raise BadInputError(f"bad file name on the board: {name!r} (a plain name, no folders)")
+        if name.endswith(".py"):
+            _check_python(name, content)
+    names = [name for _, _, name, _ in files]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise BadInputError(f"two files would be written to the same name on the board: {', '.join(duplicates)}")
-    deploy_files = [
-        DeployFile(kind, path, f"{directory}/{name}", path.stat().st_size, sha256_file(path))
-        for kind, path, name in files
-    ]
-    plan = DeployPlan(deploy_files, directory, runner, warnings)
+    plan = DeployPlan(
+        [DeployFile(kind, path, f"{directory}/{name}", content) for kind, path, name, content in files],
+        directory,
+        runner,
+        warnings,
+    )
     if target == "flash" and plan.total_bytes > SPIFFS_BYTES:
         raise BadInputError(f"{plan.total_bytes:,} bytes do not fit in MaixPy's 3 MiB /flash; use --target sd")
     return plan
 
 
-def _check_python(path: Path) -> None:
-    """Refuse to install a runner the board cannot even parse (it would fail at every boot)."""
+def _config_module(path: Path, kmodel_remote: str | None, warnings: list[str]) -> bytes:
+    """The k210_config module to install: a .py as it is, a JSON object as `CONFIG = {...}`."""
+    if path.suffix.lower() == ".py":
+        source = path.read_bytes()
+        tree = _parse_python(path.name, source)
+        if not any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CONFIG" for t in node.targets)
+                   for node in tree.body):  # fmt: skip
+            raise BadInputError(f"config {path.name} does not assign CONFIG = {{...}}, which the runner reads")
+        return source
     try:
-        compile(path.read_bytes(), str(path), "exec")
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"config {path.name} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise BadInputError(f"config {path.name} must hold a JSON object (the runner's CONFIG overrides)")
+    if kmodel_remote is not None and "model" not in config:
+        config["model"] = kmodel_remote  # the kmodel deployed with it is the one to load at boot
+        warnings.append(f'config: "model" set to {kmodel_remote}')
+    # JSON null/true/false and numbers, strings, lists, objects print as MicroPython literals.
+    return f"# generated by `k210 deploy` from {path.name}\nCONFIG = {config!r}\n".encode()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = _parse_python(path.name, path.read_bytes())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _parse_python(name: str, source: bytes) -> ast.Module:
+    try:
+        return ast.parse(source, filename=name)
     except SyntaxError as exc:
-        raise BadInputError(f"runner file {path.name} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+        raise BadInputError(f"{name} has a syntax error at line {exc.lineno}: {exc.msg}") from None
 
 
-def _check_kmodel(path: Path, runner: str) -> None:
+def _check_python(name: str, source: bytes) -> None:
+    """Refuse to install Python the board cannot even parse (main.py would fail at every boot)."""
+    _parse_python(name, source)
+
+
+def _check_kmodel(name: str, data: bytes, runner: str) -> None:
     from k210.converters.kmodel import FIRMWARE_LOADERS, parse_kmodel
 
     try:
-        info = parse_kmodel(path.read_bytes())
+        info = parse_kmodel(data)
     except BadInputError as exc:
-        raise BadInputError(f"kmodel {path.name}: {exc}") from None
+        raise BadInputError(f"kmodel {name}: {exc}") from None
     if not info.loadable_by(runner):
         loader = FIRMWARE_LOADERS[runner]
         raise BadInputError(
-            f"kmodel {path.name} is v{info.version}, which {loader['name']} cannot load "
+            f"kmodel {name} is v{info.version}, which {loader['name']} cannot load "
             f"(it loads v{'/v'.join(map(str, loader['versions']))})"
         )

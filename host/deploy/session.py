@@ -67,10 +67,7 @@ def deploy(
 
     verified = []
     for item in plan.files:
-        data = item.local.read_bytes()
-        if len(data) != item.size:
-            raise BadInputError(f"{item.local} changed while deploying ({len(data)} bytes, planned {item.size})")
-        verified.append(board.put(data, item.remote, progress(item) if progress else None))
+        verified.append(board.put(item.content, item.remote, progress(item) if progress else None))
     listing = board.listing(plan.directory)
     for item in verified:
         name_on_board = item.remote.rsplit("/", 1)[1]
