@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print the figures the README quotes (`make bench`)."""
