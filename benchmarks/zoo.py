@@ -86,7 +86,8 @@ def lint_placements(kmodel_source: Path) -> dict | None:
     return counts
 
 
-def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, epochs: int | None) -> dict:
+def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, epochs: int | None,
+                lint: bool = True) -> dict:
     from k210.models.zoo import get_model_def
 
     model_def = get_model_def(name)
@@ -119,7 +120,7 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
             "memory": card["memory"],
             "compile_s": card["compiler"]["seconds"],
         }
-    result["placements_uint8"] = lint_placements(keras_path)
+    result["placements_uint8"] = lint_placements(keras_path) if lint else None
     result["throughput_uint8"] = throughput(out / f"{name}_uint8.kmodel", keras_path)
     return result
 
@@ -164,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipes' epochs (quick runs)")
     parser.add_argument("--float-limit", type=int, default=1000,
                         help="test images for the float kmodels of CNNs (~0.3 s each in the simulator; 0 = all)")
+    parser.add_argument("--no-lint", action="store_true", help="leave out the lint placement column")
     args = parser.parse_args(argv)
     preload_tensorflow()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [bench_model(n, out, args.retrain, args.float_limit, args.epochs) for n in args.models]
+    results = [bench_model(n, out, args.retrain, args.float_limit, args.epochs, not args.no_lint) for n in args.models]
     machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, {platform.system()}"
     (out / "zoo.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(f"\nmachine: {machine}")
