@@ -263,3 +263,12 @@ def test_open_port_urls():
     port.close()
     with pytest.raises(BadInputError, match="cannot open serial port /dev/ttyNOPE9"):
         open_port("/dev/ttyNOPE9")
+
+
+def test_the_real_runner_deploys_onto_the_fake_board(tmp_path):
+    board = make_board(tmp_path)
+    plan = build_deploy_plan()  # the installed firmware/maixpy runner
+    deploy(plan, FakeBoardPort(board), write_pause=0)
+    for item in plan.files:
+        assert on_board(board, item.remote) == item.local.read_bytes()
+    assert board.state == "friendly"  # left at the REPL: no --reset

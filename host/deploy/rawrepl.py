@@ -67,21 +67,30 @@ class RawRepl:
         """Interrupt whatever runs and get the raw prompt; retry while the board is (re)booting."""
         deadline = time.monotonic() + connect_timeout
         while True:
-            self.port.write(b"\r" + CTRL_C + CTRL_C)
-            time.sleep(0.1)
-            self._drain()
-            self.port.write(b"\r" + CTRL_A)
-            try:
-                self._read_until(RAW_BANNER, timeout=min(1.5, max(0.1, deadline - time.monotonic())))
-                self.in_raw_mode = True
+            if self._try_enter(min(1.5, max(0.1, deadline - time.monotonic()))):
                 return
-            except DeployFailed:
-                if time.monotonic() >= deadline:
-                    raise DeployFailed(
-                        f"no MicroPython raw REPL on {self.name} within {connect_timeout:g} s: is MaixPy/CanMV "
-                        f"running on it (not the boot ROM, kflash, or a C program), and is the port right? "
-                        f"A main.py that disables Ctrl-C also blocks this"
-                    ) from None
+            if time.monotonic() >= deadline:
+                raise DeployFailed(
+                    f"no MicroPython raw REPL on {self.name} within {connect_timeout:g} s: is MaixPy/CanMV "
+                    f"running on it (not the boot ROM, kflash, or a C program), and is the port right? "
+                    f"A main.py that disables Ctrl-C also blocks this"
+                )
+
+    def _try_enter(self, wait: float) -> bool:
+        self.port.write(b"\r" + CTRL_C + CTRL_C)
+        time.sleep(0.1)
+        self._drain()
+        self.port.write(b"\r" + CTRL_A)
+        try:
+            self._read_until(RAW_BANNER, timeout=wait)
+            self.in_raw_mode = True
+            # A board caught mid-boot can start main.py right after this: check that code runs.
+            if self.exec("print('k210-ready')", timeout=min(2.0, self.timeout)).strip() == "k210-ready":
+                return True
+        except DeployFailed:
+            pass
+        self.in_raw_mode = False
+        return False
 
     def exit(self) -> None:
         """Back to the friendly REPL (the board keeps running; main.py does not restart)."""
