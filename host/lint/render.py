@@ -1,0 +1,124 @@
+"""The human text of a lint report: one op table, fixes, memory, firmware, and a verdict line."""
+
+from __future__ import annotations
+
+from k210.converters.optables import COMPILERS
+
+from ..cliutil import format_table
+from .report import LintReport
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def render_report(report: LintReport, *, strict: bool = False) -> str:
+    lines = [_headline(report), ""]
+    if report.findings:
+        lines += [report.findings_title, format_table(
+            ("name", "type", "verdict", "reason"),
+            [(f.name, f.kind, f.verdict, f.reason) for f in report.findings],
+        ), ""]
+    if report.ops:
+        title = "kmodel modules" if report.kmodel is not None else f"TFLite ops ({_compiler_title(report)} sees these)"
+        lines += [title, format_table(
+            ("#", "name", "op", "where", "reason"),
+            [(op.index, op.name, op.op, op.placement.value, op.reason) for op in report.ops],
+        ), ""]
+    fixes = [(f.name, f.kind, f.fix) for f in report.findings if f.fix and f.verdict == "unsupported"]
+    fixes += [(op.name, op.op, op.fix) for op in report.ops if op.fix]
+    if fixes:
+        lines.append("how to fix")
+        lines += [f"  {name} ({kind}): {fix}" for name, kind, fix in _unique(fixes)]
+        lines.append("")
+    lines += _memory_lines(report.memory)
+    lines += _firmware_lines(report.firmware)
+    for title, items in (("notes", report.notes), ("problems", report.problems)):
+        if items:
+            lines.append(title)
+            lines += [f"  - {item}" for item in items]
+    lines.append(verdict_line(report, strict=strict))
+    return "\n".join(lines)
+
+
+def verdict_line(report: LintReport, *, strict: bool = False) -> str:
+    if report.problems:
+        n = len(report.problems)
+        return f"verdict: FAIL: {n} problem{'s' if n != 1 else ''}; {_compiler_title(report)} cannot build a " \
+               "working K210 model from this as it is"
+    counts = report.placement_counts()
+    on_kpu = counts["kpu"] + counts["kpu-partial"]
+    summary = f"{on_kpu} of {len(report.ops)} on the KPU ({counts['kpu']} kpu, {counts['kpu-partial']} " \
+              f"kpu-partial), {counts['cpu']} on the CPU"
+    if report.kmodel is not None:
+        summary = "KPU code present" if report.kmodel.get("kpu_code") else "no KPU code: CPU only"
+    if report.fallbacks:
+        n = len(report.fallbacks)
+        tail = f"{n} CPU fallback{'s' if n != 1 else ''}: {'; '.join(report.fallbacks)}"
+        if strict:
+            return f"verdict: FAIL (--strict): {tail}"
+        return f"verdict: OK with {tail} (--strict fails on these); {summary}"
+    return f"verdict: OK: {summary}"
+
+
+def _headline(report: LintReport) -> str:
+    if report.kmodel is not None:
+        return f"{report.source}: kmodel v{report.kmodel.get('version')} (made by {_compiler_title(report)})"
+    mode = ("assuming uint8 PTQ, the mode that uses the KPU (--quant float for a float kmodel)"
+            if report.quant == "uint8" else "float kmodel (--quant float): no KPU code, everything on the CPU")
+    table = COMPILERS.get(report.compiler)
+    target = f"{table.title} -> kmodel v{table.kmodel_version}" if table else report.compiler
+    return f"{report.source} ({report.format}) -> {target}, {mode}"
+
+
+def _compiler_title(report: LintReport) -> str:
+    table = COMPILERS.get(report.compiler)
+    return table.title if table else report.compiler
+
+
+def _memory_lines(memory: dict) -> list[str]:
+    if not memory:
+        return []
+    lines = ["memory (estimates)"]
+    if memory.get("kpu_peak_bytes") is not None:
+        layer = f" ({memory['kpu_peak_layer']})" if memory.get("kpu_peak_layer") else ""
+        lines.append(f"  KPU RAM: peak layer{layer} {_kib(memory['kpu_peak_bytes'])} of "
+                     f"{_kib(memory['kpu_ram_bytes'])} (input + output feature maps, uint8)")
+    if memory.get("model_bytes") is not None:
+        lines.append(f"  SRAM: model {_kib(memory['model_bytes'])} ({memory.get('model_basis', '')}) + working "
+                     f"{_kib(memory.get('working_bytes', 0))} = {_kib(memory['total_bytes'])} of "
+                     f"{_kib(memory['sram_bytes'])}")
+        fits = "fits" if memory["model_bytes"] <= memory["maixpy_heap_bytes"] else "does NOT fit"
+        lines.append(f"  MaixPy/CanMV system heap (~{_kib(memory['maixpy_heap_bytes'])} free on standard builds, "
+                     f"the whole model is malloc'ed): {fits}")
+    for key in ("kmodel_bytes", "data_bytes", "rdata_bytes", "kpu_bytes", "main_bytes"):
+        if memory.get(key) is not None:
+            lines.append(f"  {key.replace('_bytes', '').replace('_', ' ')}: {_kib(memory[key])}")
+    lines.append("")
+    return lines
+
+
+def _firmware_lines(firmware: list[dict]) -> list[str]:
+    if not firmware:
+        return []
+    lines = ["firmware"]
+    for fw in firmware:
+        verdict = "loads it" if fw["loads"] else "cannot load it"
+        lines.append(f"  {fw['name']}: {verdict} ({fw['note']})")
+    lines.append("")
+    return lines
+
+
+def _kib(n: int) -> str:
+    if n >= MIB:
+        return f"{n / MIB:.2f} MiB"
+    return f"{n / KIB:.1f} KiB"
+
+
+def _unique(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out

@@ -1,0 +1,107 @@
+"""Lint any model file or Keras model object: pick the checks for its format, and convert the way
+`k210 compile` converts (the project's converter, batch fixed to 1) before the TFLite-level check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from k210.converters.optables import DEFAULT_COMPILER
+
+from ..errors import BadInputError, ToolFailure
+from .report import Finding, LintReport
+from .tflite_lint import check_quant, compiler_table, lint_tflite
+
+
+def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str = "uint8",
+              input_node: str | None = None, output_node: str | None = None) -> LintReport:
+    from k210.converters.sources import ModelFormat, detect
+
+    compiler_table(compiler)  # fail on a bad option before any slow load
+    check_quant(quant)
+    source = detect(path)
+    shown = str(source.path)
+    if source.format is ModelFormat.TFLITE:
+        return lint_tflite(_read(source.path), compiler=compiler, quant=quant, source=shown)
+    if source.format is ModelFormat.KMODEL:
+        from .kmodel_lint import lint_kmodel
+
+        return lint_kmodel(_read(source.path), source=shown)
+    if source.format is ModelFormat.ONNX:
+        from .onnx_lint import lint_onnx
+
+        return lint_onnx(source.path, compiler=compiler, quant=quant)
+    if source.format is ModelFormat.KERAS:
+        from k210.converters.to_tflite import load_keras
+
+        return lint_model(load_keras(source.path), compiler=compiler, quant=quant, name=shown, format="keras")
+    if source.format is ModelFormat.FROZEN_PB:
+        return _lint_frozen_pb(source, compiler, quant, input_node, output_node)
+    return _lint_converted(source, compiler, quant)
+
+
+def lint_model(model, *, compiler: str = DEFAULT_COMPILER, quant: str = "uint8", name: str | None = None,
+               format: str = "keras model") -> LintReport:
+    """Lint a Keras model object: its layers, then the TFLite ops the project's converter makes of it."""
+    from k210.converters.to_tflite import keras_to_tflite
+
+    from .keras_layers import check_layers
+
+    compiler_table(compiler)
+    check_quant(quant)
+    shown = name or getattr(model, "name", "model")
+    findings = check_layers(model, quant=quant)
+    try:
+        converted = keras_to_tflite(model)
+    except (ToolFailure, BadInputError) as exc:
+        report = _conversion_failed(shown, format, compiler, quant, exc, findings)
+    else:
+        report = lint_tflite(converted.data, compiler=compiler, quant=quant, source=shown, format=format)
+        report.notes = converted.notes + report.notes
+    report.findings, report.findings_title = findings, "Keras layers (before conversion)"
+    return report
+
+
+def _lint_frozen_pb(source, compiler: str, quant: str, input_node: str | None,
+                    output_node: str | None) -> LintReport:
+    from k210.converters.to_tflite import find_io_nodes, read_graph_def
+
+    from .tf_graph import check_graph_def
+
+    graph_def = read_graph_def(source.path)
+    input_node, output_node = find_io_nodes(graph_def, input_node, output_node)
+    findings, problems, notes = check_graph_def(graph_def, compiler_table(compiler), input_node)
+    report = _lint_converted(source, compiler, quant, input_node, output_node, findings)
+    report.findings, report.findings_title = findings, "TF graph nodes (before conversion)"
+    report.problems = problems + report.problems
+    report.notes = [n for n in notes if n not in report.notes] + report.notes
+    return report
+
+
+def _lint_converted(source, compiler: str, quant: str, input_node: str | None = None,
+                    output_node: str | None = None, findings: list[Finding] | None = None) -> LintReport:
+    from k210.converters.to_tflite import convert_to_tflite
+
+    shown = str(source.path)
+    try:
+        converted = convert_to_tflite(source, input_node=input_node, output_node=output_node)
+    except ToolFailure as exc:
+        return _conversion_failed(shown, source.format.value, compiler, quant, exc, findings or [])
+    report = lint_tflite(converted.data, compiler=compiler, quant=quant, source=shown, format=source.format.value)
+    report.notes = converted.notes + report.notes
+    return report
+
+
+def _conversion_failed(shown: str, format: str, compiler: str, quant: str, exc: Exception,
+                       findings: list[Finding]) -> LintReport:
+    """No TFLite graph to check: the pre-conversion findings are all there is."""
+    report = LintReport(source=shown, format=format, compiler=compiler, quant=quant)
+    report.problems.append(f"conversion to TFLite failed: {exc}")
+    report.problems += [f"{f.name} ({f.kind}): {f.reason}" for f in findings if f.verdict == "unsupported"]
+    return report
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror}") from None
