@@ -61,7 +61,10 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ pyproject.toml -n
     say "installing pinned Python dependencies (first run: a few minutes)"
     "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
     "$VENV/bin/python" -m pip install -q -r requirements.txt
-    "$VENV/bin/python" -m pip install -q --no-deps -e .
+    # setuptools' editable build is chatty about deprecations: keep its log unless it fails.
+    log=$(mktemp)
+    "$VENV/bin/python" -m pip install -q --no-deps -e . >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; die "installing k210-deploy itself failed"; }
+    rm -f "$log"
     touch "$STAMP"
 fi
 say "ready: $("$VENV/bin/python" --version), $VENV/bin/k210"
