@@ -43,6 +43,8 @@ ELEMENTWISE_UNARY = frozenset(
     {"ABS", "CEIL", "COS", "EXP", "FLOOR", "LOG", "NEG", "ROUND", "RSQRT", "SIN", "SQRT", "SQUARE"}
     | FUSABLE_ACTIVATIONS
 )
+# Ops a following clamp (RELU6) folds into (fuse_clamp.cpp: conv2d, conv2d_transpose, binary).
+CLAMP_FUSING_OPS = CONV_OPS | {"TRANSPOSE_CONV", "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "POW", "FLOOR_DIV"}
 RESOURCE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"})
 QUANTISATION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
@@ -207,11 +209,12 @@ def _measured_failure(ctx: _Context, op: OpInfo, name: str) -> OpPlacement | Non
     def refuse(reason: str, fix: str | None) -> OpPlacement:
         return OpPlacement(op.index, name, opcode, Placement.UNSUPPORTED, reason, fix)
 
-    if opcode == "RELU6" and not (ctx.ptq and _fusable_into_kpu(ctx, op)):
+    if opcode == "RELU6" and not _clamp_fuses(ctx, op):
         return refuse(
-            "a standalone ReLU6 (clamp) has no CPU kernel in nncase 1.9: 'Emitter for ...[Clamp] is not "
-            "found in module stackvm'",
-            "put ReLU6 right after a Conv2D/Dense (the converter fuses it there), or use ReLU",
+            "a ReLU6 (clamp) that nncase cannot fold into a conv or binary op before it has no CPU kernel in "
+            "nncase 1.9: 'Emitter for ...[Clamp] is not found in module stackvm'",
+            "put ReLU6 right after a Conv2D (or use Dense/Conv2D(activation='relu6') so the converter fuses it), "
+            "or use ReLU",
         )
     if opcode == "DEPTHWISE_CONV_2D":
         multiplier = op.options.get("depth_multiplier", 1)
@@ -243,6 +246,13 @@ def _measured_failure(ctx: _Context, op: OpInfo, name: str) -> OpPlacement | Non
     return None
 
 
+def _clamp_fuses(ctx: _Context, op: OpInfo) -> bool:
+    """nncase 1.9 folds a clamp only into a conv2d, a transposed conv or a binary op right before it
+    (fuse_clamp.cpp); after anything else (FULLY_CONNECTED, MEAN, CONCATENATION, PAD, ...) it stays alone."""
+    producer = ctx.producers.get(op.inputs[0]) if op.inputs else None
+    return producer is not None and producer.opcode in CLAMP_FUSING_OPS
+
+
 def _transpose_conv_problem(ctx: _Context, op: OpInfo) -> str | None:
     """nncase 1.9 compiles a transposed conv only when its K210 pass lowers it to pad + conv."""
     weights = ctx.tensor(op, 1)
@@ -258,7 +268,7 @@ def _transpose_conv_problem(ctx: _Context, op: OpInfo) -> str | None:
             return (f"{kh}x{kw} kernel: only 1x1/3x3 transposed convs are lowered; nncase 1.9 has no CPU kernel "
                     "('Emitter for ...[Conv2DTranspose] is not found in module stackvm')")
     if data is not None and len(data.shape) == 4:
-        limit = _shape_limit(data.shape[1], data.shape[2], data.shape[3])
+        limit = shape_limit(data.shape[1], data.shape[2], data.shape[3])
         if limit:
             return f"{limit}: not lowered, and nncase 1.9 has no CPU kernel for transposed convs"
     return None
@@ -309,9 +319,7 @@ def _kpu_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     if opcode == "TRANSPOSE_CONV":
         return _transpose_conv_rule(ctx, op, name)
     if opcode == "PRELU":
-        return _cpu(op, name, "PReLU does not fuse into a KPU conv's activation table: nncase splits it into "
-                              "max/min/mul on the CPU (its final add may become a 1x1 KPU conv)",
-                    "use ReLU or LeakyReLU to keep the activation fused on the KPU")
+        return _prelu_rule(ctx, op, name)
     return _cpu(op, name)
 
 
@@ -326,9 +334,9 @@ def _conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     if not weights.is_constant:
         return _cpu(op, name, "weights computed at run time: only constant-weight convs go to the KPU")
     if kh != kw or kh not in KPU_FILTERS:
-        return _cpu(op, name, *_kernel_advice(kh, kw))
+        return _cpu(op, name, *kernel_advice(kh, kw))
     dilation = (op.options.get("dilation_h", 1), op.options.get("dilation_w", 1))
-    limit = _shape_limit(h, w, c_in) or (f"{c_out} output channels > {KPU_MAX_C}" if c_out > KPU_MAX_C else None)
+    limit = shape_limit(h, w, c_in) or (f"{c_out} output channels > {KPU_MAX_C}" if c_out > KPU_MAX_C else None)
     if limit:
         return _cpu(op, name, f"{limit} (KPU limit)", _limit_fix(limit))
     stride = (op.options.get("stride_h", 1), op.options.get("stride_w", 1))
@@ -360,7 +368,7 @@ def _conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     return result
 
 
-def _kernel_advice(kh: int, kw: int) -> tuple[str, str]:
+def kernel_advice(kh: int, kw: int) -> tuple[str, str]:
     reason = f"{kh}x{kw} kernel: the KPU does only 1x1 and 3x3"
     if kh == kw and kh > 3 and kh % 2 == 1:
         n = (kh - 1) // 2
@@ -374,7 +382,7 @@ def _count_word(n: int) -> str:
     return {2: "two", 3: "three", 4: "four"}.get(n, str(n))
 
 
-def _shape_limit(h: int, w: int, c: int) -> str | None:
+def shape_limit(h: int, w: int, c: int) -> str | None:
     if h > KPU_MAX_H:
         return f"height {h} > {KPU_MAX_H}"
     if w > KPU_MAX_W:
@@ -412,11 +420,6 @@ def _dense_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
                        "4x4: pad + conv + crop", kpu_bytes=kpu_bytes)
 
 
-def _fusable_into_kpu(ctx: _Context, op: OpInfo) -> bool:
-    source = op.inputs[0] if op.inputs else -1
-    return source in ctx.kpu_tails and ctx.single_consumer(source)
-
-
 def _activation_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     source = op.inputs[0] if op.inputs else -1
     conv = ctx.kpu_tails.get(source)
@@ -449,7 +452,7 @@ def _pool_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     if filt[0] != filt[1] or stride[0] != stride[1] or (filt[0], stride[0]) not in KPU_POOLS:
         return _cpu(op, name, f"{size} {kind} pool: the KPU pools only 2x2/s2, 2x2/s1 and 4x4/s4",
                     "use a 2x2/s2 pool right after the conv")
-    if data is None or len(data.shape) != 4 or _shape_limit(data.shape[1], data.shape[2], data.shape[3]):
+    if data is None or len(data.shape) != 4 or shape_limit(data.shape[1], data.shape[2], data.shape[3]):
         return _cpu(op, name, f"{size} {kind} pool on a map outside the KPU limits")
     padding_problem = _pool_padding_problem(filt[0], stride[0], op.options.get("padding"), data.shape[1:3])
     if padding_problem:
@@ -478,12 +481,29 @@ def _add_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     if any(t in ctx.cpu_unary_outputs for t in op.inputs):
         return _cpu(op, name, "nncase merges it with the elementwise op before it into one CPU op")
     _, h, w, c = a.shape
-    limit = _shape_limit(h, w, 2 * c)
+    limit = shape_limit(h, w, 2 * c)
     if limit or h < KPU_MIN_HW or w < KPU_MIN_HW:
         return _cpu(op, name, f"Add of {h}x{w}x{c} maps: outside the KPU limits for its concat + 1x1 conv lowering")
     kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
     return OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
                        "Add of two same-shape maps: lowered to concat + 1x1 KPU conv", kpu_bytes=kpu_bytes)
+
+
+def _prelu_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
+    """nncase imports PReLU as max(x,0) + slope*min(x,0); the final add of two same-shape maps is lowered
+    like any Add (measured: a PReLU-only model gets a k210 module)."""
+    fix = "use ReLU or LeakyReLU to keep the activation fused into the conv on the KPU"
+    data = ctx.tensor(op, 0)
+    no_fuse = "PReLU does not fuse into a KPU conv's activation table"
+    if ctx.compiler.key != "nncase1.9" or data is None or len(data.shape) != 4:
+        return _cpu(op, name, f"{no_fuse}: max/min/mul/add on the CPU", fix)
+    _, h, w, c = data.shape
+    if shape_limit(h, w, 2 * c) or h < KPU_MIN_HW or w < KPU_MIN_HW:
+        return _cpu(op, name, f"{no_fuse}: max/min/mul/add on the CPU", fix)
+    kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
+    return OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
+                       f"{no_fuse}: nncase runs its max/min/mul on the CPU and lowers its add to concat + 1x1 KPU "
+                       "conv", fix, kpu_bytes)
 
 
 def _transpose_conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:

@@ -19,7 +19,7 @@ def render_report(report: LintReport, *, strict: bool = False) -> str:
             [(f.name, f.kind, f.verdict, f.reason) for f in report.findings],
         ), ""]
     if report.ops:
-        title = "kmodel modules" if report.kmodel is not None else f"TFLite ops ({_compiler_title(report)} sees these)"
+        title = _ops_title(report)
         lines += [title, format_table(
             ("#", "name", "op", "where", "reason"),
             [(op.index, op.name, op.op, op.placement.value, op.reason) for op in report.ops],
@@ -122,3 +122,11 @@ def _unique(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def _ops_title(report: LintReport) -> str:
+    if report.kmodel is not None:
+        return "kmodel modules"
+    if report.format == "onnx":
+        return f"ONNX nodes ({_compiler_title(report)} rules)"
+    return f"TFLite ops ({_compiler_title(report)} sees these)"

@@ -20,6 +20,10 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
     check_quant(quant)
     source = detect(path)
     shown = str(source.path)
+    if source.format in (ModelFormat.KERAS, ModelFormat.FROZEN_PB, ModelFormat.SAVED_MODEL):
+        from ..quiet import preload_tensorflow
+
+        preload_tensorflow()  # keep TF's start-up banner off the lint report
     if source.format is ModelFormat.TFLITE:
         return lint_tflite(_read(source.path), compiler=compiler, quant=quant, source=shown)
     if source.format is ModelFormat.KMODEL:
