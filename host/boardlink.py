@@ -277,7 +277,7 @@ class BoardLink:
             offset = ack.fields["next"]
             if progress:
                 progress(offset, len(kmodel))
-        msg = self._transact(w.LOAD_COMMIT, b"", expect=(w.MODEL_INFO,), timeout=self.commit_timeout)
+        msg = self._transact(w.LOAD_COMMIT, b"", expect=(w.MODEL_INFO,), work=(len(kmodel), self.commit_timeout))
         info = ModelInfo.from_fields(msg.fields)
         if info.sha256 != sha.hex() or info.size != len(kmodel):
             raise BoardLinkError(f"board reports model {info.sha256[:16]}… of {info.size} bytes after the upload")
@@ -296,7 +296,7 @@ class BoardLink:
             final = end == total
             try:
                 msg = self._transact(w.INFER_CHUNK, payload, expect=(w.ACK, w.RESULT),
-                                     timeout=self.infer_timeout if final else None, collect=final)
+                                     work=(total, self.infer_timeout) if final else None, collect=final)
             except BoardError as e:
                 if e.code == w.E_GAP:
                     offset = e.detail
@@ -397,9 +397,9 @@ class BoardLink:
             self.on_log(level, text)
         log.log({0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING}.get(level, logging.ERROR), "board: %s", text)
 
-    def _reply_wait(self, request_bytes: int, timeout: float | None) -> float:
+    def _reply_wait(self, request_bytes: int) -> float:
         reply_bytes = w.cobs_max_encoded(self.board.max_frame if self.board else 1024) + 1
-        return (timeout or self.reply_timeout) + 2 * self.wire_seconds(request_bytes + reply_bytes)
+        return self.reply_timeout + 2 * self.wire_seconds(request_bytes + reply_bytes)
 
     def _transact(
         self,
@@ -407,27 +407,33 @@ class BoardLink:
         payload: bytes,
         *,
         expect: tuple[int, ...],
-        timeout: float | None = None,
+        work: tuple[int, float] | None = None,
         collect: bool = False,
         events_reset: bool = True,
     ) -> Message:
+        """Send one request and wait for its reply, resending it when none comes.
+
+        work=(total, seconds): the request starts a long job (LOAD_COMMIT, a final INFER chunk). The
+        board first answers ACK(next=total), "got it, working"; after that the host waits up to
+        `seconds` for the real reply instead of resending at the short reply timeout.
+        """
         seq = self._next_seq()
         frame = w.encode_frame(mtype, 0, seq, payload)
-        wait = self._reply_wait(len(frame), timeout)
+        wait = self._reply_wait(len(frame))
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
                 log.debug("no reply to %s seq %d, resending", w.TYPE_NAMES.get(mtype), seq)
             self.port.write(frame)
             self.stats.frames_sent += 1
-            msg = self._await(seq, expect, wait, collect, events_reset)
+            msg = self._await(seq, expect, wait, collect, events_reset, work)
             if msg is not None:
                 return msg
         raise BoardTimeout(f"no reply to {w.TYPE_NAMES.get(mtype)} after {self.retries + 1} tries "
                            f"({wait:.2f} s each)")
 
     def _await(self, seq: int, expect: tuple[int, ...], wait: float, collect: bool,
-               events_reset: bool) -> Message | None:
+               events_reset: bool, work: tuple[int, float] | None) -> Message | None:
         deadline = time.monotonic() + wait
         result = _ResultAssembler() if collect else None
         while True:
@@ -446,6 +452,9 @@ class BoardLink:
             if msg.type == w.ERROR:
                 f = msg.fields
                 raise BoardError(f["code"], f["detail"], f["text"], f["req"])
+            if work and msg.type == w.ACK and msg.fields["next"] == work[0]:
+                deadline = time.monotonic() + work[1] + wait  # the board is on it: wait for the job
+                continue
             if msg.type not in expect:
                 raise BoardLinkError(f"expected {'/'.join(w.TYPE_NAMES[t] for t in expect)}, got {msg.name}")
             if msg.type == w.RESULT and result is not None:

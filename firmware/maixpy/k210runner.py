@@ -93,6 +93,7 @@ class Runner:
         self.ignored = 0
         self.abandoned = 0
         self._error_req = 0
+        self.boot_notes = []  # (level, text) repeated after every HELLO reply: a host may miss them at boot
         self._reset_model()
         self._reset_load()
         self._reset_infer()
@@ -140,8 +141,11 @@ class Runner:
         end = self._put_hello()
         self._send(w.HELLO, w.FLAG_EVENT, self._next_event_seq(), end)
 
-    def log(self, level, text):
-        end = w.put_log(self.tx.raw, w.HEADER_LEN, level, text)
+    def log(self, level, text, keep=False):
+        """Send a LOG event; keep=True also repeats it after every HELLO reply (boot problems)."""
+        if keep:
+            self.boot_notes.append((level, text))
+        end = w.put_log(self.tx.raw, w.HEADER_LEN, level, text, min(w.MAX_STR, self.tx.room() - 2))
         self._send(w.LOG, w.FLAG_EVENT, self._next_event_seq(), end)
 
     def load_boot_model(self, source, size, inputs=(), outputs=(), sha256=None, version=0):
@@ -170,6 +174,8 @@ class Runner:
                 self._reset_load()
                 self._reset_infer()
                 self._send(w.HELLO, w.FLAG_REPLY, seq, self._put_hello())
+                for level, text in self.boot_notes:
+                    self.log(level, text)
             elif mtype == w.MODEL_INFO_REQ:
                 self._send(w.MODEL_INFO, w.FLAG_REPLY, seq, self._put_model_info())
             elif mtype == w.LOAD_BEGIN:
@@ -265,6 +271,7 @@ class Runner:
         if self.load_expected != self.load_size:
             raise RunnerError(w.E_GAP, "have %d of %d bytes" % (self.load_expected, self.load_size),
                               self.load_expected)
+        self._ack(seq, 0, self.load_size)  # "got it, working": the host now waits its long timeout
         digest = self.load_hash.digest()
         try:
             source = self.store.finish()
@@ -332,8 +339,8 @@ class Runner:
             skip = self.infer_expected - offset
             self._input_mv[self.infer_expected:end] = p[start + skip:]
             self.infer_expected = end
+        self._ack(seq, req, self.infer_expected)  # next == total means "got it all, running"
         if self.infer_expected < total:
-            self._ack(seq, req, self.infer_expected)
             return
         try:
             micros, records = self.backend.infer(self._input_mv, total)
@@ -404,6 +411,7 @@ class Runner:
                            self.firmware, self.fw_version, self.backend.name)
 
     def _put_model_info(self):
+        # A MODEL_INFO bigger than max_frame raises ProtocolError: the caller answers ERROR instead.
         return w.put_model_info(self.tx.raw, w.HEADER_LEN, self.model_loaded, self.model_version, self.model_size,
                                 self.model_sha, self.model_source, self.model_inputs, self.model_outputs)
 
@@ -411,7 +419,9 @@ class Runner:
         self._send(w.ACK, w.FLAG_REPLY, seq, w.put_ack(self.tx.raw, w.HEADER_LEN, req, next_offset))
 
     def _error(self, seq, code, req, detail, text):
-        self._send(w.ERROR, w.FLAG_REPLY, seq, w.put_error(self.tx.raw, w.HEADER_LEN, code, req, detail, text))
+        # Cut the text to what the frame holds: an ERROR must always go out.
+        room = min(w.MAX_STR, self.tx.room() - w.ERROR_LEN - 1)
+        self._send(w.ERROR, w.FLAG_REPLY, seq, w.put_error(self.tx.raw, w.HEADER_LEN, code, req, detail, text, room))
 
     def _send(self, mtype, flags, seq, end):
         self.send(self.tx.seal(mtype, flags, seq, end - w.HEADER_LEN))

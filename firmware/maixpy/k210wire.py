@@ -25,7 +25,7 @@ PROTOCOL_VERSION = 1
 HEADER_LEN = 6
 CRC_LEN = 4
 OVERHEAD = HEADER_LEN + CRC_LEN
-MIN_MAX_FRAME = 64  # smaller frames could not carry a HELLO
+MIN_MAX_FRAME = 128  # smaller frames could not carry a HELLO or an ERROR with its text
 MAX_NDIM = 8
 MAX_TENSORS = 8  # inputs, and outputs, per model
 MAX_STR = 255
@@ -367,16 +367,15 @@ def encode_frame(mtype, flags, seq, payload):
 
 
 def decode_frames(data, max_frame=1 << 20):
-    """All good frames in `data` as (type, flags, seq, payload bytes) tuples (for hosts and tests)."""
+    """All good frames in `data` as (version, type, flags, seq, payload bytes) (for hosts and tests)."""
     out = []
 
     def keep(frame):
         version, mtype, flags, seq = parse_header(frame)
-        out.append((mtype, flags, seq, bytes(frame[HEADER_LEN:]), version))
+        out.append((version, mtype, flags, seq, bytes(frame[HEADER_LEN:])))
 
-    decoder = FrameDecoder(max_frame)
-    decoder.feed(data, keep)
-    return [item[:4] for item in out]
+    FrameDecoder(max_frame).feed(data, keep)
+    return out
 
 
 # --- payload pieces ------------------------------------------------------------------------------
@@ -387,10 +386,13 @@ def _need(buf, off, n):
         raise ProtocolError("payload truncated (need %d bytes at offset %d, have %d)" % (n, off, len(buf)))
 
 
-def put_str(buf, off, text):
+def put_str(buf, off, text, limit=MAX_STR):
+    """u8 length + UTF-8 bytes, cut at `limit` bytes (a cut may split a character: readers replace it)."""
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    if len(data) > MAX_STR:
-        data = data[:MAX_STR]
+    if len(data) > limit:
+        data = data[:limit]
+    if off + 1 + len(data) > len(buf):
+        raise ProtocolError("string does not fit the frame")
     buf[off] = len(data)
     buf[off + 1:off + 1 + len(data)] = data
     return off + 1 + len(data)
@@ -415,6 +417,8 @@ def desc_len(shape):
 def put_desc(buf, off, dtype, shape):
     if len(shape) > MAX_NDIM:
         raise ProtocolError("tensor has %d dimensions, at most %d allowed" % (len(shape), MAX_NDIM))
+    if off + desc_len(shape) > len(buf):
+        raise ProtocolError("tensor descriptor does not fit the frame")
     buf[off] = dtype
     buf[off + 1] = len(shape)
     off += 2
@@ -599,9 +603,9 @@ def parse_result(p):
     return req, n_out, micros, total, offset, RESULT_LEN
 
 
-def put_error(buf, off, code, req, detail, text):
+def put_error(buf, off, code, req, detail, text, limit=MAX_STR):
     struct.pack_into(ERROR_FMT, buf, off, code, req, detail & 0xFFFFFFFF)
-    return put_str(buf, off + ERROR_LEN, text)
+    return put_str(buf, off + ERROR_LEN, text, limit)
 
 
 def parse_error(p):
@@ -612,9 +616,9 @@ def parse_error(p):
     return code, req, detail, text
 
 
-def put_log(buf, off, level, text):
+def put_log(buf, off, level, text, limit=MAX_STR):
     buf[off] = level
-    return put_str(buf, off + 1, text)
+    return put_str(buf, off + 1, text, limit)
 
 
 def parse_log(p):

@@ -15,6 +15,7 @@
 #   maix.KPU (CanMV):     KPU(), load_kmodel(path) / load_kmodel(flash_offset, size),
 #                         run_with_output(path_to_raw_input, getlist=True) -> [float], deinit()
 #   utime:          ticks_us(), ticks_diff(a, b)
+#   uhashlib:       sha256() with update()/digest()   (also used by k210runner)
 #   gc:             collect()
 #   urandom:        getrandbits(32)   (optional)
 #   k210_config:    CONFIG dict overriding the defaults below (optional module)
@@ -29,6 +30,11 @@ try:
     import ustruct as struct
 except ImportError:
     import struct
+
+try:
+    import uhashlib as hashlib
+except ImportError:
+    import hashlib
 
 try:
     import k210runner
@@ -50,6 +56,7 @@ CONFIG = {
     "max_model": 3 * 1024 * 1024,
     "model": None,  # boot model: "/sd/model.kmodel" or a flash offset such as 0x300000
     "model_size": 0,  # bytes; CanMV needs it to load from a flash offset
+    "model_version": 0,  # kmodel version of a flash-offset model (a file's is read from the file)
     "model_inputs": [],  # [(dtype, shape)], nncase dtype codes (k210wire.DT_*), e.g. [(4, (1, 28, 28, 1))]
     "model_outputs": [],
     "upload_path": "/sd/k210_upload.kmodel",  # MaixPy-v1's KPU.load wants a name ending in .kmodel
@@ -57,6 +64,32 @@ CONFIG = {
     "canmv_kmodel_versions": (3, 4, 5),  # (3, 4) on CanMV builds without the nncase-1.x KPU
     "boot_counter_path": "/flash/k210_boots",  # makes the boot nonce differ on every boot; None: off
 }
+
+
+def describe_model_file(path):
+    """(kmodel version, size, sha256) of a model file, read in small blocks (the GC heap is small)."""
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(4096)
+            if not block:
+                break
+            if not head:
+                head = block[:8]
+            digest.update(block)
+            size += len(block)
+    return w.kmodel_version(head), size, digest.digest()
+
+
+def load_boot_model(runner, config):
+    source = config["model"]
+    if isinstance(source, str):
+        version, size, sha = describe_model_file(source)
+    else:
+        version, size, sha = config["model_version"], config["model_size"], None
+    runner.load_boot_model(source, size, config["model_inputs"], config["model_outputs"], sha, version)
 
 
 def ticks_us():
@@ -296,14 +329,13 @@ def main():
     boot_error = None
     if config.get("model") is not None:
         try:
-            runner.load_boot_model(config["model"], config["model_size"], config["model_inputs"],
-                                   config["model_outputs"])
+            load_boot_model(runner, config)
         except Exception as e:  # keep serving: the host can still upload a model
             boot_error = "boot model %r not loaded: %s" % (config["model"], e)
     gc.collect()
     runner.announce()
     if boot_error:
-        runner.log(w.LOG_ERROR, boot_error)
+        runner.log(w.LOG_ERROR, boot_error, keep=True)
     serve(uart, runner)
 
 

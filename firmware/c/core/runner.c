@@ -30,8 +30,13 @@ static void send(k210w_runner_t *r, uint8_t type, uint8_t flags, uint16_t seq, c
 static void reply_error(k210w_runner_t *r, uint16_t seq, uint16_t code, uint16_t req, uint32_t detail,
                         const char *text)
 {
+    /* Cut the text to what the frame holds: an ERROR must always go out. */
+    size_t room = r->cfg.max_frame - K210W_OVERHEAD - K210W_ERROR_LEN - 1u, n = strlen(text);
     k210w_out_t o = payload(r);
-    k210w_put_error(&o, code, req, detail, text);
+    k210w_put_u16(&o, code);
+    k210w_put_u16(&o, req);
+    k210w_put_u32(&o, detail);
+    k210w_put_str(&o, text, n < room ? n : room);
     send(r, K210W_ERROR, K210W_FLAG_REPLY, seq, &o);
 }
 
@@ -236,6 +241,7 @@ static void on_load_commit(k210w_runner_t *r, uint16_t seq)
         reply_error(r, seq, K210W_E_GAP, 0, r->load.expected, r->text);
         return;
     }
+    reply_ack(r, seq, 0, r->load.size); /* "got it, working": the host now waits its long timeout */
     k210w_sha256(r->load.buf, r->load.size, digest);
     if (memcmp(digest, r->load.sha256, 32) != 0) {
         reset_load(r);
@@ -384,10 +390,9 @@ static void on_infer_chunk(k210w_runner_t *r, uint16_t seq, const uint8_t *p, si
         memcpy(r->cfg.input + r->infer.expected, m.data + skip, end - r->infer.expected);
         r->infer.expected = end;
     }
-    if (r->infer.expected < m.total) {
-        reply_ack(r, seq, m.req, r->infer.expected);
+    reply_ack(r, seq, m.req, r->infer.expected); /* next == total means "got it all, running" */
+    if (r->infer.expected < m.total)
         return;
-    }
     r->text[0] = 0;
     r->infer.n_outputs = 0;
     err = b->infer(b->ctx, r->cfg.input, m.total, r->infer.outputs, &r->infer.n_outputs, &r->infer.micros, r->text,
@@ -435,6 +440,8 @@ static void on_frame(void *ctx, const uint8_t *frame, size_t len)
         reset_infer(r);
         put_hello(r, &o);
         send(r, K210W_HELLO, K210W_FLAG_REPLY, h.seq, &o);
+        if (r->boot_note[0])
+            k210w_runner_log(r, r->boot_note_level, r->boot_note);
         break;
     }
     case K210W_MODEL_INFO_REQ:
@@ -486,9 +493,18 @@ void k210w_runner_announce(k210w_runner_t *r)
 
 void k210w_runner_log(k210w_runner_t *r, uint8_t level, const char *text)
 {
+    size_t room = r->cfg.max_frame - K210W_OVERHEAD - 2u, n = strlen(text);
     k210w_out_t o = payload(r);
-    k210w_put_log(&o, level, text);
+    k210w_put_u8(&o, level);
+    k210w_put_str(&o, text, n < room ? n : room);
     send(r, K210W_LOG, K210W_FLAG_EVENT, next_event_seq(r), &o);
+}
+
+void k210w_runner_boot_note(k210w_runner_t *r, uint8_t level, const char *text)
+{
+    snprintf(r->boot_note, sizeof r->boot_note, "%s", text);
+    r->boot_note_level = level;
+    k210w_runner_log(r, level, r->boot_note);
 }
 
 int k210w_runner_load_boot_model(k210w_runner_t *r, const uint8_t *model, uint32_t size, const char *source,

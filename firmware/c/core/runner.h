@@ -60,6 +60,8 @@ typedef struct {
     uint16_t event_seq;
     uint32_t ignored, abandoned;
     char text[160]; /* ERROR/LOG text being built */
+    char boot_note[160]; /* a boot problem, repeated as LOG after every HELLO reply ("" if none) */
+    uint8_t boot_note_level;
 
     struct {
         int loaded;
@@ -93,6 +95,8 @@ void k210w_runner_feed(k210w_runner_t *r, const uint8_t *data, size_t n);
 /* The unsolicited HELLO a board sends when it boots. */
 void k210w_runner_announce(k210w_runner_t *r);
 void k210w_runner_log(k210w_runner_t *r, uint8_t level, const char *text);
+/* Log a boot problem now and again after every HELLO reply (a host may not listen at boot). */
+void k210w_runner_boot_note(k210w_runner_t *r, uint8_t level, const char *text);
 /* The model the board boots with: already in the backend's model buffer (read from flash or a
  * file). Returns 0 or a K210W_E_* code (the message is in r->text). */
 int k210w_runner_load_boot_model(k210w_runner_t *r, const uint8_t *model, uint32_t size, const char *source,

@@ -211,7 +211,7 @@ static void boot(k210w_runner_t *r, const k210w_runner_config_t *cfg, arith_back
             char msg[200];
             snprintf(msg, sizeof msg, "boot model %s not loaded: %s", o->model_path,
                      n < 0 ? "cannot read it (or bigger than --max-model)" : r->text);
-            k210w_runner_log(r, 3, msg);
+            k210w_runner_boot_note(r, 3, msg);
         }
         return;
     }

@@ -199,7 +199,7 @@ static void load_flash_model(void)
     w25qxx_enable_quad_mode();
     w25qxx_read_data(K210_FLASH_MODEL_ADDR, model_buf, K210_FLASH_MODEL_SIZE, W25QXX_QUAD_FAST);
     if (k210w_runner_load_boot_model(&runner, model_buf, K210_FLASH_MODEL_SIZE, "flash", &io) != 0)
-        k210w_runner_log(&runner, 3, runner.text);
+        k210w_runner_boot_note(&runner, 3, runner.text);
 }
 
 int main(void)

@@ -1,0 +1,40 @@
+"""The C core and the K210 glue cross-compile for the K210's CPU (rv64imafc, lp64f) with Debian's
+riscv64-unknown-elf-gcc and picolibc; the glue against firmware/c/k210/sdk_api.h."""
+
+from __future__ import annotations
+
+import subprocess
+
+from boardfakes.links import build_c, require_tool
+
+OBJECTS = ["crc32.o", "cobs.o", "wire.o", "sha256.o", "runner.o", "k210_main.o"]
+
+
+def test_objects_are_riscv64() -> None:
+    require_tool("riscv64-unknown-elf-gcc")
+    objdump = require_tool("riscv64-unknown-elf-objdump")
+    riscv = build_c("cross") / "riscv"
+    for name in OBJECTS:
+        out = subprocess.run([objdump, "-f", str(riscv / name)], capture_output=True, text=True, check=True).stdout
+        assert "file format elf64-littleriscv" in out, out
+        assert "architecture: riscv:rv64" in out, out
+
+
+def test_objects_use_the_single_float_abi() -> None:
+    readelf = require_tool("riscv64-unknown-elf-readelf")
+    riscv = build_c("cross") / "riscv"
+    for name in OBJECTS:
+        out = subprocess.run([readelf, "-h", "-A", str(riscv / name)], capture_output=True, text=True,
+                             check=True).stdout
+        assert "single-float ABI" in out, f"{name}: {out}"
+        assert "rv64i2p1_m2p0_a2p1_f2p2_c2p0" in out.replace("_zicsr2p0", "").replace("_zifencei2p0", ""), out
+
+
+def test_glue_calls_the_sdk_api() -> None:
+    nm = require_tool("riscv64-unknown-elf-nm")
+    glue = build_c("cross") / "riscv" / "k210_main.o"
+    undefined = set(subprocess.run([nm, "-u", str(glue)], capture_output=True, text=True, check=True).stdout.split())
+    for symbol in ("fpioa_set_function", "uart_init", "uart_configure", "uart_send_data", "uart_receive_data",
+                   "uart_irq_register", "kpu_load_kmodel", "kpu_run_kmodel", "kpu_get_output", "kpu_model_free",
+                   "sysctl_clock_get_freq", "w25qxx_read_data", "k210w_runner_feed"):
+        assert symbol in undefined, symbol
