@@ -1,0 +1,55 @@
+"""`k210 board`: a virtual K210 board running the real firmware script, on a pty or a TCP socket."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "board", help="run a virtual K210 board (firmware/maixpy/main.py with nncase's simulator as KPU)",
+        description="Runs firmware/maixpy/main.py unmodified under CPython with stand-ins for the MicroPython "
+                    "modules it uses. Prints the port to open (a /dev/pts path or socket://127.0.0.1:PORT) on "
+                    "stdout, then serves until interrupted.")
+    p.add_argument("--kmodel", metavar="FILE", help="a kmodel 'flashed' at 0x300000 and loaded at boot")
+    p.add_argument("--firmware", default="canmv", choices=("canmv", "maixpy", "mlperf-tiny"),
+                   help="canmv: CanMV's maix.KPU, kmodel v5 (default); maixpy: Sipeed MaixPy-v1's KPU, "
+                        "kmodel v3/v4 only; mlperf-tiny: an MLPerf-Tiny-style text runner (for benchmarks)")
+    p.add_argument("--port", default="pty", metavar="pty|socket://127.0.0.1:PORT",
+                   help="the board's end of the line: a pseudo-terminal (default) or a TCP socket (PORT 0: any)")
+    p.add_argument("--baud", type=int, default=1_500_000, help="line rate; both directions carry baud/10 bytes/s")
+    p.add_argument("--faults", metavar="SPEC",
+                   help="seeded faults, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,stall=1e-5,stall_ms=20,reset=500")
+    p.add_argument("--fault-seed", type=int, default=0, help="seed for --faults (default 0)")
+    p.add_argument("--boot-ms", type=float, default=50.0, help="time a reset takes; bytes sent meanwhile are lost")
+    p.add_argument("--read-buf-len", type=int, help="UART RX ring in bytes (main.py's default 4096)")
+    p.add_argument("--max-frame", type=int, help="largest frame the runner accepts (main.py's default 1024)")
+    p.add_argument("--workdir", metavar="DIR", help="the board's /sd and /flash (default: a temporary directory)")
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import BadInputError
+    from ..virtualboard.board import BoardOptions, VirtualBoard, exit_with_parent
+    from ..virtualboard.faults import FaultSpec
+
+    if not 300 <= args.baud <= 0x500000:
+        raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
+    if args.kmodel and not Path(args.kmodel).is_file():
+        raise BadInputError(f"--kmodel {args.kmodel}: no such file")
+    options = BoardOptions(
+        firmware=args.firmware, kmodel=Path(args.kmodel) if args.kmodel else None, port=args.port, baud=args.baud,
+        faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,
+        workdir=Path(args.workdir) if args.workdir else None, read_buf_len=args.read_buf_len,
+        max_frame=args.max_frame)
+    if args.exit_with_parent:
+        exit_with_parent()
+    board = VirtualBoard(options)
+    print(board.url, flush=True)
+    board.log(f"{args.firmware} firmware on {board.url} at {args.baud} baud"
+              + (f", model {args.kmodel} at 0x300000" if args.kmodel else ", no model (upload one)")
+              + (f", faults {options.faults.to_text()} seed {args.fault_seed}" if options.faults.active else ""))
+    return board.serve_forever()

@@ -1,0 +1,73 @@
+"""`k210 hil KMODEL --port URL | --virtual`: run a test set on boards, compare with TF and the simulator."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cliutil import add_dataset_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "hil", help="hardware-in-the-loop: run a test set on boards over serial, compare with TF and the simulator",
+        description="Streams the test images to one or more boards running the k210-deploy runner, several "
+                    "requests in flight, and compares every board output with TensorFlow and with nncase's "
+                    "simulator. Results are journaled as they arrive; --resume continues a killed run.")
+    p.add_argument("kmodel", help="the .kmodel under test")
+    where = p.add_argument_group("boards")
+    where.add_argument("--port", action="append", default=[], metavar="URL",
+                       help="a board's port, anything pyserial opens: /dev/ttyUSB0, socket://HOST:PORT, "
+                            "rfc2217://HOST:PORT, loop://. Repeat it to shard the images across boards")
+    where.add_argument("--virtual", action="store_true", help="start virtual boards (k210 board) and use them")
+    where.add_argument("--boards", type=int, default=1, help="how many virtual boards (default 1)")
+    where.add_argument("--firmware", default="canmv", choices=("canmv", "maixpy"),
+                       help="firmware profile of virtual boards (default canmv)")
+    where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
+                       help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
+                            "e.g. the C runner's host build 'firmware/c/build-host/k210_runner_host --pty'")
+    where.add_argument("--baud", type=int, default=1_500_000, help="line rate (default 1500000)")
+    where.add_argument("--faults", metavar="SPEC",
+                       help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500")
+    where.add_argument("--fault-seed", type=int, default=0, help="seed of --faults (board i gets seed + i)")
+    where.add_argument("--connect-timeout", type=float, default=5.0,
+                       help="seconds to wait for a board's HELLO (default 5)")
+    p.add_argument("--upload", action="store_true",
+                   help="send the kmodel to the board (and again after a reset) instead of requiring it there")
+    p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
+    add_dataset_args(p)
+    p.add_argument("--split", default="test", choices=("test", "train"), help="which images (default test)")
+    p.add_argument("--limit", type=int, help="the first N images only")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
+    p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
+    p.add_argument("--report", metavar="DIR", help="write PNG plots, report.json and the journal into DIR")
+    p.add_argument("--journal", metavar="FILE", help="journal file (default DIR/journal.jsonl with --report)")
+    p.add_argument("--resume", action="store_true", help="continue the journal of a run that was stopped")
+    p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import BadInputError, CheckFailed
+    from ..hil.report import render
+    from ..hil.run import HilConfig, run_hil
+
+    if not 300 <= args.baud <= 0x500000:
+        raise BadInputError("--baud must be between 300 and 5242880")
+    if not 0 <= args.min_agreement <= 1:
+        raise BadInputError("--min-agreement must be between 0 and 1")
+    if args.faults and not args.virtual:
+        raise BadInputError("--faults applies to virtual boards: add --virtual")
+    cfg = HilConfig(
+        kmodel=args.kmodel, ports=args.port, virtual=args.virtual, boards=args.boards, board_cmds=args.board_cmd,
+        firmware=args.firmware, reference=args.reference, dataset=args.dataset, data=args.data, seed=args.seed,
+        split=args.split, limit=args.limit, upload=args.upload, baud=args.baud, json_out=args.json,
+        report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
+        fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
+        workers=args.workers)
+    report = run_hil(cfg)
+    print(render(report))
+    if not report["passed"]:
+        checked = report.get("board_vs_reference", report["board_vs_simulator"])
+        raise CheckFailed(f"top-1 agreement {checked['agreement']:.4f} is below {args.min_agreement}")
+    return 0

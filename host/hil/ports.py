@@ -1,0 +1,74 @@
+"""Serial ports by URL (pyserial's serial_for_url), read without busy-waiting, bytes counted."""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+from k210.host.errors import BadInputError, ToolFailure
+
+POLL_S = 0.005  # read timeout for ports select() cannot watch (loop://, rfc2217://)
+
+
+class Port:
+    """A pyserial port plus the byte counts link utilisation is computed from."""
+
+    def __init__(self, serial_port: Any, url: str, baud: int) -> None:
+        self.serial = serial_port
+        self.url = url
+        self.baud = baud
+        self.bytes_out = 0
+        self.bytes_in = 0
+        try:
+            self._fd: int | None = serial_port.fileno()
+        except (AttributeError, NotImplementedError, OSError, ValueError):
+            self._fd = None
+        # With a file descriptor to select() on, reads never block; otherwise poll briefly.
+        serial_port.timeout = 0 if self._fd is not None else POLL_S
+        sock = getattr(serial_port, "_socket", None)
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small frames
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.serial.write(data)
+        except (OSError, ValueError) as exc:
+            raise ToolFailure(f"lost the board on {self.url}: {exc}") from None
+        self.bytes_out += len(data)
+
+    def read(self, wait: float) -> bytes:
+        """What has arrived, waiting up to `wait` seconds for the first byte."""
+        try:
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], max(0.0, wait))
+                if not ready:
+                    return b""
+                data = self.serial.read(65536)
+            else:
+                data = self.serial.read(max(1, self.serial.in_waiting))
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            raise ToolFailure(f"lost the board on {self.url}: {exc}") from None
+        self.bytes_in += len(data)
+        return data
+
+    def wire_seconds(self, nbytes: int) -> float:
+        return nbytes * 10.0 / self.baud
+
+    def close(self) -> None:
+        try:
+            self.serial.close()
+        except Exception:
+            pass
+
+
+def open_port(url: str, baud: int) -> Port:
+    """Open `url` ('/dev/ttyUSB0', 'socket://host:port', 'rfc2217://host:port', 'loop://'), one-line errors."""
+    import serial
+
+    try:
+        serial_port = serial.serial_for_url(url, baudrate=baud, timeout=0)
+    except (serial.SerialException, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"cannot open port {url}: {reason} (no board there?)") from None
+    return Port(serial_port, url, baud)

@@ -1,0 +1,337 @@
+"""A whole HIL run: boards up, model checked, references computed, images streamed, report written.
+
+Order matters for the user: boards are connected and their model checked first (a wrong port or
+model fails in seconds, not after TensorFlow has loaded), then the simulator and TF outputs are
+computed while the boards wait, then the images stream with nothing else competing for the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from k210.host.errors import BadInputError, K210Error, ToolFailure
+
+from .handlers import BoardHandler, SerialDevice, board_command, virtual_board
+from .journal import BoardResult, Journal
+from .ports import open_port
+from .report import build_report
+from .session import BoardSession, KModel
+from .work import WorkQueue
+
+log = logging.getLogger("k210.hil")
+
+STATS_EVERY_S = 1.0
+SPLITS = ("test", "train")
+
+
+@dataclass
+class HilConfig:
+    kmodel: str
+    ports: list[str] = field(default_factory=list)
+    virtual: bool = False
+    boards: int = 1
+    board_cmds: list[str] = field(default_factory=list)
+    firmware: str = "canmv"  # of virtual boards
+    virtual_port: str = "pty"  # or socket://127.0.0.1:0
+    reference: str | None = None
+    dataset: str | None = None
+    data: str | None = None
+    seed: int = 0
+    split: str = "test"
+    limit: int | None = None
+    upload: bool = False
+    baud: int = 1_500_000
+    json_out: str | None = None
+    report_dir: str | None = None
+    journal: str | None = None
+    resume: bool = False
+    faults: str | None = None
+    fault_seed: int = 0
+    min_agreement: float = 0.99
+    connect_timeout: float = 5.0
+    workers: int | None = None
+    progress: bool = True
+    upload_check: bool = True  # refuse before uploading a kmodel version the firmware says it cannot load
+
+
+@dataclass
+class _Prepared:
+    kmodel: KModel
+    reference_path: str | None
+    dataset: str
+    class_names: list[str]
+    labels: np.ndarray
+    kmodel_inputs: np.ndarray
+    reference_inputs: np.ndarray
+
+
+def prepare(cfg: HilConfig) -> _Prepared:
+    from k210.host.cliutil import load_dataset_arg
+    from k210.host.fsutil import require_file
+    from k210.host.sidecars import read_card
+    from k210.host.verifying import prepare_inputs
+
+    path = require_file(cfg.kmodel, "kmodel")
+    try:
+        kmodel = KModel.from_bytes(str(path), path.read_bytes())
+    except (ValueError, KeyError) as exc:
+        raise BadInputError(f"{path} is not a kmodel: {exc}") from None
+    if not kmodel.inputs:
+        raise BadInputError(f"{path}: cannot read its input tensor (kmodel v{kmodel.version})")
+    card = read_card(path) or {}
+    dataset_name = cfg.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
+    if not dataset_name:
+        raise BadInputError("which dataset? pass --dataset NAME")
+    reference = cfg.reference
+    if reference is None:
+        carded = (card.get("source") or {}).get("path")
+        reference = carded if carded and Path(carded).exists() else None
+    if cfg.split not in SPLITS:
+        raise BadInputError(f"--split must be one of {', '.join(SPLITS)}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise BadInputError("--limit must be at least 1")
+    ns = type("Args", (), {"dataset": dataset_name, "data": cfg.data, "seed": cfg.seed})()
+    dataset = load_dataset_arg(ns, dataset_name)
+    images = (dataset.x_test if cfg.split == "test" else dataset.x_train)[: cfg.limit]
+    labels = (dataset.y_test if cfg.split == "test" else dataset.y_train)[: cfg.limit]
+    from k210.converters.kmodel import parse_kmodel
+
+    inputs = prepare_inputs(images, labels, parse_kmodel(kmodel.data).inputs[0])
+    per_image = inputs.kmodel[0].nbytes if len(inputs.kmodel) else 0
+    if per_image != kmodel.input_bytes:
+        raise BadInputError(f"an image is {per_image} bytes as the kmodel wants it, but its input takes "
+                            f"{kmodel.input_bytes}")
+    return _Prepared(kmodel, reference, dataset.name, list(dataset.labels), np.asarray(labels),
+                     np.ascontiguousarray(inputs.kmodel), inputs.reference)
+
+
+def _journal_path(cfg: HilConfig) -> Path | None:
+    if cfg.journal:
+        return Path(cfg.journal)
+    if cfg.report_dir:
+        return Path(cfg.report_dir) / "journal.jsonl"
+    return None
+
+
+def _handlers(cfg: HilConfig, kmodel: KModel) -> list[BoardHandler]:
+    handlers: list[BoardHandler] = [SerialDevice(url) for url in cfg.ports]
+    handlers += [board_command(cmd) for cmd in cfg.board_cmds]
+    if cfg.virtual:
+        for i in range(cfg.boards):
+            handlers.append(virtual_board(
+                kmodel=None if cfg.upload else kmodel.path,  # without --upload the model is "flashed"
+                firmware=cfg.firmware, baud=cfg.baud, faults=cfg.faults, fault_seed=cfg.fault_seed + i,
+                port=cfg.virtual_port))
+    if not handlers:
+        raise BadInputError("which board? pass --port URL (repeatable), --virtual or --board-cmd CMD")
+    return handlers
+
+
+def _connect(handler: BoardHandler, cfg: HilConfig, kmodel: KModel, stop: threading.Event) -> BoardSession:
+    url = handler.start()
+    session = BoardSession(open_port(url, cfg.baud), name=url, connect_timeout=cfg.connect_timeout, stop=stop)
+    try:
+        session.connect()
+        if cfg.upload and not cfg.upload_check:
+            session.may_upload = True
+            session._kmodel = kmodel
+            session.upload(kmodel, check=False)
+            session.identified_by = "upload"
+        else:
+            session.ensure_model(kmodel, cfg.upload)
+    except BaseException:
+        session.port.close()
+        raise
+    return session
+
+
+class _Collector:
+    """Results from every board's thread: kept, journaled, counted on the progress bar."""
+
+    def __init__(self, results: dict[int, BoardResult], journal: Journal | None, bar: Any) -> None:
+        self.results = results
+        self.journal = journal
+        self.bar = bar
+        self._lock = threading.Lock()
+
+    def sink(self, board: str):
+        def on_result(index: int, outputs: list, micros: int) -> None:
+            result = BoardResult(index, outputs, micros, board)
+            with self._lock:
+                if index in self.results:
+                    return
+                self.results[index] = result
+                if self.journal is not None:
+                    self.journal.record(result)
+                self.bar.update(1)
+
+        return on_result
+
+
+def run_hil(cfg: HilConfig) -> dict[str, Any]:
+    if cfg.resume and not _journal_path(cfg):
+        raise BadInputError("--resume needs the journal: pass --journal FILE (or the --report DIR it is in)")
+    if cfg.boards < 1:
+        raise BadInputError("--boards must be at least 1")
+    prep = prepare(cfg)
+    count = len(prep.kmodel_inputs)
+    identity = {"kmodel_sha256": prep.kmodel.sha256, "dataset": prep.dataset, "split": cfg.split,
+                "seed": cfg.seed, "count": count}
+    journal_path = _journal_path(cfg)
+    results: dict[int, BoardResult] = {}
+    segments: list[dict[str, Any]] = []
+    journal: Journal | None = None
+    if journal_path is not None:
+        if cfg.resume:
+            journal, results, segments = Journal.resume(journal_path, identity)
+        else:
+            journal = Journal.start(journal_path, identity)
+    try:
+        remaining = [i for i in range(count) if i not in results]
+        boards_info: list[dict[str, Any]] = segments[-1]["boards"] if segments else []
+        stop = threading.Event()
+        sessions: list[BoardSession] = []
+        handlers = _handlers(cfg, prep.kmodel) if remaining else []
+        try:
+            if handlers:
+                with ThreadPoolExecutor(len(handlers)) as pool:
+                    futures = [pool.submit(_connect, h, cfg, prep.kmodel, stop) for h in handlers]
+                    errors = []
+                    for future in futures:
+                        try:
+                            sessions.append(future.result())
+                        except BaseException as exc:  # report the first; close every board
+                            errors.append(exc)
+                    if errors:
+                        for s in sessions:
+                            s.port.close()
+                        raise errors[0]
+            simulator, reference = _expected_outputs(cfg, prep)
+            if sessions:
+                segment = _stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop)
+                segments.append(segment)
+                boards_info = segment["boards"]
+        finally:
+            for s in sessions:
+                s.port.close()
+            for h in handlers:
+                h.stop()
+        missing = [i for i in range(count) if i not in results]
+        if missing:
+            raise ToolFailure(f"{len(missing)} images have no board result (first: {missing[0]})")
+    finally:
+        if journal is not None:
+            journal.close()
+    report = build_report(
+        kmodel=str(cfg.kmodel), kmodel_sha256=prep.kmodel.sha256, reference_path=prep.reference_path,
+        dataset=prep.dataset, split=cfg.split, class_names=prep.class_names, labels=prep.labels,
+        reference=reference, simulator=simulator, results=results, segments=segments, boards=boards_info,
+        min_agreement=cfg.min_agreement)
+    _write_outputs(cfg, report, results, simulator, reference)
+    return report
+
+
+def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[np.ndarray, np.ndarray | None]:
+    from k210.converters.simulate import simulate
+    from k210.host.cliutil import progress
+
+    with progress(len(prep.kmodel_inputs), "simulator", unit="img") as bar:
+        simulator = simulate(prep.kmodel.data, prep.kmodel_inputs, workers=cfg.workers, progress=bar.update)
+    simulator = simulator.reshape(len(simulator), -1)
+    reference = None
+    if prep.reference_path:
+        from k210.converters.reference import load_reference
+        from k210.converters.sources import detect
+        from k210.host.quiet import preload_tensorflow
+
+        preload_tensorflow()
+        predict = load_reference(detect(prep.reference_path))
+        reference = np.asarray(predict(prep.reference_inputs)).reshape(len(simulator), -1)
+    return simulator, reference
+
+
+def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remaining: list[int],
+            results: dict[int, BoardResult], journal: Journal | None, segment_id: int,
+            stop: threading.Event) -> dict[str, Any]:
+    from k210.host.cliutil import progress
+
+    work = WorkQueue(remaining)
+    payloads = prep.kmodel_inputs
+
+    def payload_of(index: int) -> bytes:
+        return payloads[index].tobytes()
+
+    errors: dict[str, BaseException] = {}
+    started = time.monotonic()
+
+    def segment() -> dict[str, Any]:
+        return {"segment": segment_id, "seconds": time.monotonic() - started,
+                "boards": [s.figures() for s in sessions]}
+
+    with progress(len(remaining), f"{len(sessions)} board(s)" if len(sessions) > 1 else "board") as bar:
+        collector = _Collector(results, journal, bar)
+
+        def serve(session: BoardSession) -> None:
+            try:
+                session.stream(work.take, work.give_back, payload_of, collector.sink(session.name))
+            except BaseException as exc:
+                errors[session.name] = exc
+                log.warning("%s failed: %s", session.name, exc)
+
+        healthy = list(sessions)
+        threads: list[threading.Thread] = []
+        final: dict[str, Any] = {}
+        try:
+            while healthy and len(work) and not stop.is_set():
+                threads = [threading.Thread(target=serve, args=(s,), name=f"board {s.name}", daemon=True)
+                           for s in healthy]
+                for t in threads:
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    for t in threads:
+                        t.join(timeout=STATS_EVERY_S / max(1, len(threads)))
+                    if journal is not None:
+                        journal.record_stats(segment())
+                # A board that failed gave its images back: the others take them (another round).
+                healthy = [s for s in healthy if s.name not in errors]
+        except KeyboardInterrupt:
+            stop.set()
+            for t in threads:
+                t.join(timeout=5)
+            raise
+        finally:
+            final = segment()
+            if journal is not None:
+                journal.record_stats(final)
+    if len(work):
+        first = next(iter(errors.values()), None)
+        if isinstance(first, K210Error):
+            raise first
+        raise ToolFailure(f"{len(work)} images not run: {first}") from first
+    return final
+
+
+def _write_outputs(cfg: HilConfig, report: dict[str, Any], results: dict[int, BoardResult], simulator: np.ndarray,
+                   reference: np.ndarray | None) -> None:
+    from k210.host.fsutil import write_json_atomic
+
+    from .report import board_outputs
+
+    if cfg.json_out:
+        write_json_atomic(cfg.json_out, report)
+    if cfg.report_dir:
+        from .plots import write_plots
+
+        out = Path(cfg.report_dir)
+        micros = np.array([results[i].micros for i in range(len(simulator))], np.float64)
+        write_plots(out, report, board_outputs(results, len(simulator)), simulator.astype(np.float64),
+                    None if reference is None else reference.astype(np.float64), micros)
+        write_json_atomic(out / "report.json", report)

@@ -1,0 +1,194 @@
+"""Boot a firmware script on the virtual board, again after every reset.
+
+`VirtualBoard(options).serve_forever()` puts the stand-ins for the MicroPython modules into
+sys.modules and runs firmware/maixpy/main.py (unmodified) as `__main__`. machine.reset() and reset
+faults raise BoardReboot out of the script; the board then waits its boot time, bytes that arrive
+meanwhile are lost, and main.py starts from scratch with a fresh runner: a new boot nonce and no
+uploaded model, as after a real reset. The line (and the host's port) stays up throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import runpy
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from k210.host.errors import BadInputError
+
+from .clock import make_utime
+from .entropy import make_urandom
+from .faults import FaultSpec
+from .fpioa import FpioaManager, make_fpioa_manager
+from .heap import make_gc
+from .kpu import ModelCache, make_canmv_maix, make_maixpy_kpu
+from .transport import open_transport
+from .uart import BoardReboot, make_machine
+from .wire import Line
+
+FIRMWARES = ("canmv", "maixpy", "mlperf-tiny")
+FLASH_MODEL_OFFSET = 0x300000  # where `k210 flash` and MaixPy put a model
+CANMV_VERSIONS = (5,)  # what the simulator can run; real CanMV feat/kpu also loads v3/v4
+
+
+class Flash:
+    """The board's SPI flash, as images written at offsets."""
+
+    def __init__(self) -> None:
+        self._images: dict[int, bytes] = {}
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._images[offset] = data
+
+    def read(self, offset: int, size: int = 0) -> bytes:
+        if offset not in self._images:
+            raise OSError(f"nothing flashed at 0x{offset:x}")
+        data = self._images[offset]
+        return data[:size] if size else data
+
+
+@dataclass
+class BoardOptions:
+    firmware: str = "canmv"
+    kmodel: Path | None = None  # "flashed" at FLASH_MODEL_OFFSET and loaded at boot
+    port: str = "pty"
+    baud: int = 1_500_000
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    fault_seed: int = 0
+    boot_ms: float = 50.0
+    workdir: Path | None = None
+    read_buf_len: int | None = None
+    max_frame: int | None = None
+
+
+def firmware_script(firmware: str) -> Path:
+    if firmware == "mlperf-tiny":
+        return Path(__file__).resolve().parent / "mlperf_dut.py"
+    from k210 import firmware as package
+
+    return Path(package.__file__).resolve().parent / "main.py"
+
+
+class VirtualBoard:
+    def __init__(self, options: BoardOptions, log=None) -> None:
+        if options.firmware not in FIRMWARES:
+            raise BadInputError(f"--firmware must be one of {', '.join(FIRMWARES)}")
+        self.options = options
+        self.log = log or (lambda text: print(f"k210 board: {text}", file=sys.stderr, flush=True))
+        self._own_workdir = options.workdir is None
+        self.workdir = Path(options.workdir or tempfile.mkdtemp(prefix="k210-board-"))
+        for sub in ("sd", "flash"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.flash = Flash()
+        self.boot_model: dict | None = None
+        if options.kmodel is not None:
+            self.boot_model = self._flash_model(Path(options.kmodel))
+        self.models = ModelCache()
+        self.board_id = random.getrandbits(32)
+        self.boots = 0
+        self.fpioa = FpioaManager()
+        self.uart = None
+        self.line = Line(open_transport(options.port), options.baud, options.faults, options.fault_seed)
+
+    @property
+    def url(self) -> str:
+        return self.line.transport.url
+
+    def _flash_model(self, path: Path) -> dict:
+        from k210.converters.kmodel import parse_kmodel
+        from k210.firmware import k210wire as w
+
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"cannot read --kmodel {path}: {exc.strerror}") from None
+        self.flash.write(FLASH_MODEL_OFFSET, data)
+        codes = {name: code for code, name in w.DTYPE_NAMES.items()}
+        try:
+            info = parse_kmodel(data)
+            inputs = [(codes[d.dtype], tuple(d.shape)) for d in info.inputs if d.dtype in codes and d.shape]
+            outputs = [(codes[d.dtype], tuple(d.shape)) for d in info.outputs if d.dtype in codes and d.shape]
+        except Exception:  # the firmware finds out at boot, as a real one would
+            inputs, outputs = [], []
+        return {"model": FLASH_MODEL_OFFSET, "model_size": len(data), "model_inputs": inputs,
+                "model_outputs": outputs}
+
+    def config(self) -> dict:
+        """The board's k210_config.CONFIG: its storage mapped into the work directory."""
+        config: dict = {
+            "baud": self.options.baud,
+            "upload_path": str(self.workdir / "sd" / "k210_upload.kmodel"),
+            "input_path": str(self.workdir / "sd" / "k210_input.bin"),
+            "boot_counter_path": str(self.workdir / "flash" / "k210_boots"),
+            "canmv_kmodel_versions": CANMV_VERSIONS,
+        }
+        if self.boot_model:
+            config.update(self.boot_model)
+        if self.options.read_buf_len:
+            config["read_buf_len"] = self.options.read_buf_len
+        if self.options.max_frame:
+            config["max_frame"] = self.options.max_frame
+        return config
+
+    def _install_modules(self) -> None:
+        self.fpioa = FpioaManager()
+        canmv = self.options.firmware in ("canmv", "mlperf-tiny")
+        modules = {
+            "machine": make_machine(self),
+            "fpioa_manager": make_fpioa_manager(self.fpioa),
+            "utime": make_utime(),
+            "gc": make_gc(),
+            "urandom": make_urandom(),
+            "k210_config": types.SimpleNamespace(CONFIG=self.config()),
+            "maix": make_canmv_maix(self, CANMV_VERSIONS) if canmv else None,  # None: ImportError
+            "KPU": None if canmv else make_maixpy_kpu(self),
+        }
+        sys.modules.update(modules)
+
+    def serve_forever(self) -> int:
+        script = firmware_script(self.options.firmware)
+        sys.path.insert(0, str(script.parent))  # the board imports k210wire/k210runner flat
+        try:
+            while True:
+                self.boots += 1
+                self._install_modules()
+                try:
+                    runpy.run_path(str(script), run_name="__main__")
+                except BoardReboot as reboot:
+                    self.log(f"reset ({reboot.why}), booting again")
+                    time.sleep(self.options.boot_ms / 1000.0)
+                    continue
+                except Exception:
+                    traceback.print_exc()
+                    self.log(f"{script.name} crashed; a real board would now sit in its REPL")
+                    return 1
+                return 0
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.line.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def exit_with_parent() -> None:
+    """Exit when stdin closes: a harness that started this board died or let go of it."""
+    import threading
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
