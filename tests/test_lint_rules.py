@@ -183,3 +183,10 @@ def test_bad_options_are_bad_input():
         lint_tflite(one_op_tflite(101), compiler="nncase2")
     with pytest.raises(BadInputError, match="unknown quantisation"):
         lint_tflite(one_op_tflite(101), quant="int4")
+
+
+def test_lint_tflite_takes_parsed_info_too():
+    from k210.converters.tflite_reader import read_tflite
+
+    info = read_tflite(one_op_tflite(101))
+    assert lint_tflite(info).to_dict() == lint_tflite(one_op_tflite(101)).to_dict()

@@ -132,3 +132,19 @@ def test_xo_mlp_kpu_use_agrees_with_the_compiled_kmodel(seeds):
         report = lint_path(seeds["xo_mlp"], quant=quant)
         on_kpu = any(op.placement.value in ("kpu", "kpu-partial") for op in report.ops)
         assert info.has_kpu_code == on_kpu == (quant == "uint8")
+
+
+def test_savedmodel_is_converted_then_linted(seeds, tmp_path):
+    import keras
+
+    model = keras.models.load_model(seeds["xo_mlp"])
+    model.export(str(tmp_path / "saved"), verbose=False)
+    report = lint_path(tmp_path / "saved")
+    assert report.ok and report.format == "saved_model"
+    assert [op.placement.value for op in report.ops if op.op == "FULLY_CONNECTED"] == ["kpu-partial"] * 3
+
+
+def test_frozen_pb_with_a_wrong_node_name_is_bad_input(seeds, capsys):
+    code = main(["lint", str(seeds["course_pb"]), "--input-node", "nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and "input node 'nope' is not in the graph" in err and err.count("\n") == 1

@@ -9,7 +9,7 @@ from .firmware import firmware_for
 from .memory import MAIXPY_HEAP_BYTES, SRAM_BYTES
 from .report import LintReport
 
-_MAKERS = {5: "nncase1.9", 4: "nncase0.2", 3: "nncase0.1"}
+_MAKERS = {5: "nncase 1.x", 4: "nncase 0.2", 3: "nncase 0.1"}
 
 
 def lint_kmodel(data: bytes, *, source: str = "<kmodel>") -> LintReport:
