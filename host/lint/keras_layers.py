@@ -71,7 +71,13 @@ def check_layers(model, *, quant: str = "uint8") -> list[Finding]:
     """One finding per layer of a Keras model (nested models are walked)."""
     findings: list[Finding] = []
     for layer in _walk(model):
-        findings.append(check_layer(layer, quant=quant))
+        finding = check_layer(layer, quant=quant)
+        if finding.kind in ("MaxPooling2D", "AveragePooling2D") and finding.verdict == "kpu":
+            previous = next((f for f in reversed(findings) if f.verdict != "removed"), None)
+            if previous is None or previous.kind not in ("Conv2D", "SeparableConv2D") or previous.verdict != "kpu":
+                finding.verdict = "cpu"
+                finding.reason = finding.reason.split(":")[0] + ": not right after a KPU conv, so it cannot fuse"
+        findings.append(finding)
     return findings
 
 
@@ -120,7 +126,7 @@ def check_layer(layer, *, quant: str = "uint8") -> Finding:
         if quant != "uint8":
             return finding("cpu", f"{size} pool: {NEEDS_PTQ}")
         if pool[0] == pool[1] and strides[0] == strides[1] and (pool[0], strides[0]) in ((2, 2), (2, 1), (4, 4)):
-            return finding("kpu", f"{size} pool: fuses into the KPU conv right before it (if there is one)")
+            return finding("kpu", f"{size} pool: fuses into the KPU conv right before it")
         return finding("cpu", f"{size} pool: the KPU pools only 2x2/s2, 2x2/s1, 4x4/s4")
     if kind == "BatchNormalization":
         return finding("ok", "folded into the conv before it, or MUL + ADD on the CPU")

@@ -19,6 +19,7 @@ def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
     peak = max(kpu_layers, key=lambda p: p.kpu_bytes, default=None)
     model = _constant_bytes(info, placements)
     working = _working_bytes(info)
+    heaviest = _heaviest_op(info, placements)
     return {
         "kpu_ram_bytes": KPU_RAM_BYTES,
         "kpu_peak_bytes": peak.kpu_bytes if peak else 0,
@@ -29,6 +30,7 @@ def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
         "total_bytes": model + working,
         "sram_bytes": SRAM_BYTES,
         "maixpy_heap_bytes": MAIXPY_HEAP_BYTES,
+        "heaviest_op": heaviest,
     }
 
 
@@ -45,7 +47,7 @@ def memory_problems(memory: dict) -> tuple[list[str], list[str]]:
     if memory["total_bytes"] > memory["sram_bytes"]:
         problems.append(
             f"model ~{memory['model_bytes'] / 2**20:.2f} MiB + working memory ~{memory['working_bytes'] / 2**20:.2f} "
-            f"MiB exceed the K210's 6 MiB SRAM: use fewer or smaller layers"
+            f"MiB exceed the K210's 6 MiB SRAM{_heaviest_hint(memory)}"
         )
     elif memory["model_bytes"] > memory["maixpy_heap_bytes"]:
         notes.append(
@@ -53,6 +55,34 @@ def memory_problems(memory: dict) -> tuple[list[str], list[str]]:
             "MaixPy builds (kpu.load mallocs the whole model): use a minimum build or the standalone C SDK"
         )
     return problems, notes
+
+
+def _heaviest_hint(memory: dict) -> str:
+    heaviest = memory.get("heaviest_op")
+    if not heaviest:
+        return ": use fewer or smaller layers"
+    where = "uint8 on the KPU" if heaviest["on_kpu"] else "float32 on the CPU"
+    return (f"; the largest weights are {heaviest['name']}'s ({heaviest['op']}, {heaviest['bytes'] / 2**20:.2f} MiB, "
+            f"{where}): shrink that layer{' or get it onto the KPU (see its fix)' if not heaviest['on_kpu'] else ''}")
+
+
+def _heaviest_op(info: TFLiteInfo, placements: list[OpPlacement]) -> dict | None:
+    """The op holding the most constant bytes, as the model will store them."""
+    by_index = {p.index: p for p in placements}
+    best: dict | None = None
+    for op in info.ops:
+        placement = by_index.get(op.index)
+        on_kpu = placement is not None and placement.placement in (Placement.KPU, Placement.KPU_PARTIAL)
+        size = 0
+        for position, index in enumerate(op.inputs):
+            tensor = info.tensor(index) if index >= 0 else None
+            if tensor is not None and tensor.is_constant:
+                per_item = 1 if on_kpu and position == 1 and op.opcode in _WEIGHTED_OPS else _DTYPE_BYTES.get(
+                    tensor.dtype, 4)
+                size += _count(tensor.shape) * per_item
+        if placement is not None and size and (best is None or size > best["bytes"]):
+            best = {"name": placement.name, "op": op.opcode, "bytes": size, "on_kpu": on_kpu}
+    return best
 
 
 def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement]) -> int:

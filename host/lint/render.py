@@ -43,8 +43,10 @@ def render_report(report: LintReport, *, strict: bool = False) -> str:
 def verdict_line(report: LintReport, *, strict: bool = False) -> str:
     if report.problems:
         n = len(report.problems)
+        also = f"; also {len(report.fallbacks)} CPU fallback{'s' if len(report.fallbacks) != 1 else ''}" \
+            if report.fallbacks else ""
         return f"verdict: FAIL: {n} problem{'s' if n != 1 else ''}; {_compiler_title(report)} cannot build a " \
-               "working K210 model from this as it is"
+               f"working K210 model from this as it is{also}"
     counts = report.placement_counts()
     on_kpu = counts["kpu"] + counts["kpu-partial"]
     summary = f"{on_kpu} of {len(report.ops)} on the KPU ({counts['kpu']} kpu, {counts['kpu-partial']} " \
