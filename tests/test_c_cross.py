@@ -4,8 +4,9 @@ riscv64-unknown-elf-gcc and picolibc; the glue against firmware/c/k210/sdk_api.h
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
-from boardfakes.links import build_c, require_tool
+from boardfakes.links import C_DIR, build_c, require_tool
 
 OBJECTS = ["crc32.o", "cobs.o", "wire.o", "sha256.o", "runner.o", "k210_main.o"]
 
@@ -38,3 +39,11 @@ def test_glue_calls_the_sdk_api() -> None:
                    "uart_irq_register", "kpu_load_kmodel", "kpu_run_kmodel", "kpu_get_output", "kpu_model_free",
                    "sysctl_clock_get_freq", "w25qxx_read_data", "k210w_runner_feed"):
         assert symbol in undefined, symbol
+
+
+def test_cmake_builds_the_host_programs(tmp_path: Path) -> None:
+    cmake = require_tool("cmake")
+    subprocess.run([cmake, "-S", str(C_DIR), "-B", str(tmp_path), "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                   capture_output=True)
+    subprocess.run([cmake, "--build", str(tmp_path), "-j2"], check=True, capture_output=True)
+    assert (tmp_path / "k210_runner_host").exists() and (tmp_path / "wire_tool").exists()

@@ -137,3 +137,10 @@ def test_c_sha256_long_input(wire_tool: Any) -> None:
     data = bytes(range(256)) * 41 + b"tail"  # crosses many blocks and an odd final block
     assert wire_tool(["S " + data.hex()]) == [hashlib.sha256(data).hexdigest()]
     assert wire_tool(["C " + data.hex()]) == [f"{zlib.crc32(data):08x}"]
+
+
+def test_worked_example_in_protocol_md_matches_the_vectors() -> None:
+    doc = "".join((REPO / "firmware" / "PROTOCOL.md").read_text().split())
+    for name in ("infer_chunk_first", "ack_infer"):
+        frame_hex = next(v["frame_hex"] for v in MESSAGES if v["name"] == name)
+        assert frame_hex in doc, f"PROTOCOL.md's worked example does not show {name}'s bytes"

@@ -189,18 +189,27 @@ static uint32_t boot_nonce(void)
     return n ? n : 1u;
 }
 
+#if K210_FLASH_MODEL_SIZE > 0
+#if K210_FLASH_MODEL_SIZE > K210_MODEL_BUF_SIZE
+#error "K210_FLASH_MODEL_SIZE is bigger than K210_MODEL_BUF_SIZE"
+#endif
+/* The board's SPI flash sits on SPI3, chip select 0; the w25qxx driver comes from
+ * kendryte-standalone-demo (CMake: K210_W25QXX_DIR). */
 static void load_flash_model(void)
 {
     k210w_io_t io;
     memset(&io, 0, sizeof io);
-    if (K210_FLASH_MODEL_SIZE == 0u || K210_FLASH_MODEL_SIZE > sizeof model_buf)
-        return;
     w25qxx_init(3, 0);
     w25qxx_enable_quad_mode();
     w25qxx_read_data(K210_FLASH_MODEL_ADDR, model_buf, K210_FLASH_MODEL_SIZE, W25QXX_QUAD_FAST);
     if (k210w_runner_load_boot_model(&runner, model_buf, K210_FLASH_MODEL_SIZE, "flash", &io) != 0)
         k210w_runner_boot_note(&runner, 3, runner.text);
 }
+#else
+static void load_flash_model(void)
+{
+}
+#endif
 
 int main(void)
 {
