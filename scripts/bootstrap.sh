@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP=$VENV/.k210-installed
-DEBIAN_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf dataset-fashion-mnist clang libclang-rt-14-dev)
+DEBIAN_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf dataset-fashion-mnist clang libclang-rt-14-dev gcc make cmake)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
