@@ -208,16 +208,23 @@ def _parse_v5_function(r: _Reader) -> tuple[list[TensorDesc], list[TensorDesc]]:
         raise BadInputError("corrupt kmodel v5: function header")
     _check_count(n_inputs, 256, "inputs")
     _check_count(n_outputs, 256, "outputs")
-    tensors = []
-    for _ in range(n_inputs + n_outputs):  # each tensor: its memory range, then its shape
-        location, dtype, _shared, _start, nbytes = r.take("<BBHII")
-        rank = _check_count(r.u32(), 16, "dimensions")
-        shape = [_dim(d) for d in r.take(f"<{rank}I")]
-        tensors.append(
-            TensorDesc(V5_DATATYPES.get(dtype, f"dt{dtype}"), shape, nbytes, V5_LOCATIONS.get(location))
-        )
+    # nncase writes the input ranges, then the input shapes, then the same for the outputs.
+    inputs = _read_tensors(r, n_inputs)
+    outputs = _read_tensors(r, n_outputs)
     r.offset = start + size
-    return tensors[:n_inputs], tensors[n_inputs:]
+    return inputs, outputs
+
+
+def _read_tensors(r: _Reader, count: int) -> list[TensorDesc]:
+    ranges = [r.take("<BBHII") for _ in range(count)]
+    shapes = []
+    for _ in range(count):
+        rank = _check_count(r.u32(), 16, "dimensions")
+        shapes.append([_dim(d) for d in r.take(f"<{rank}I")])
+    return [
+        TensorDesc(V5_DATATYPES.get(dtype, f"dt{dtype}"), shape, nbytes, V5_LOCATIONS.get(location))
+        for (location, dtype, _shared, _start, nbytes), shape in zip(ranges, shapes)
+    ]
 
 
 def _dim(value: int) -> int:
