@@ -175,9 +175,12 @@ def _crc32_soft(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
+_HAS_CRC32 = hasattr(binascii, "crc32")  # MaixPy and CanMV build ubinascii with crc32
+
+
 def crc32(data, crc=0):
     """CRC-32 of `data` (any buffer); `crc` continues a previous value."""
-    if hasattr(binascii, "crc32"):
+    if _HAS_CRC32:
         return binascii.crc32(data, crc) & 0xFFFFFFFF
     return _crc32_soft(data, crc)
 
