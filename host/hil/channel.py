@@ -35,8 +35,9 @@ class Channel:
         seq = self.next_seq() if seq is None else seq
         return seq, w.encode_frame(mtype, 0, seq, payload)
 
-    def write(self, frame: bytes) -> None:
-        self.port.write(frame)
+    def write(self, frame: bytes) -> float:
+        """Send a frame; returns when its last byte reaches the board."""
+        return self.port.write(frame)
 
     def poll(self, wait: float) -> list[Message]:
         """Messages that arrived within `wait` seconds (returns as soon as some bytes came)."""

@@ -64,9 +64,9 @@ def _errors(path: Path, board: np.ndarray, simulator: np.ndarray, reference: np.
         if np.any(err):
             ax.hist(err, bins=60, color="#3b6ea5", log=True)
         else:
-            ax.bar([0.0], [len(err)], width=1e-9, color="#3b6ea5")
+            ax.bar([0.0], [len(err)], width=0.1, color="#3b6ea5")
             ax.set_xlim(-1, 1)
-            ax.text(0.5, 0.6, "identical", transform=ax.transAxes, ha="center")
+            ax.text(0.5, 0.5, f"all {len(err)} outputs\nbit-identical", transform=ax.transAxes, ha="center")
         ax.set_title(f"{title}: max |e| {np.abs(err).max():.3g}" if len(err) else title)
         ax.set_xlabel("output value difference")
         ax.set_ylabel("outputs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from typing import Any
 
 from k210.host.errors import BadInputError, ToolFailure
@@ -20,6 +21,7 @@ class Port:
         self.baud = baud
         self.bytes_out = 0
         self.bytes_in = 0
+        self.line_free = 0.0  # when the line will have carried everything written so far
         try:
             self._fd: int | None = serial_port.fileno()
         except (AttributeError, NotImplementedError, OSError, ValueError):
@@ -30,12 +32,15 @@ class Port:
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small frames
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> float:
+        """Send bytes; returns when (time.monotonic) the last of them reaches the board."""
         try:
             self.serial.write(data)
         except (OSError, ValueError) as exc:
             raise ToolFailure(f"lost the board on {self.url}: {exc}") from None
         self.bytes_out += len(data)
+        self.line_free = max(self.line_free, time.monotonic()) + self.wire_seconds(len(data))
+        return self.line_free
 
     def read(self, wait: float) -> bytes:
         """What has arrived, waiting up to `wait` seconds for the first byte."""

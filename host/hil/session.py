@@ -33,14 +33,16 @@ from k210.host.errors import BadInputError, ToolFailure
 
 from .channel import Channel
 from .ports import Port
+from .timing import ReplyTimer
 
 log = logging.getLogger("k210.hil")
 
-REPLY_SLACK_S = 0.25  # host and OS latency on top of the line's own time
-MIN_COMPUTE_S = 0.2  # allowance for one inference before any was timed
+REPLY_SLACK_S = 0.25  # control requests: host and OS latency on top of the line's own time
 MAX_ATTEMPTS = 200  # per image; a link that loses 80 % of frames still gets through
 MAX_UPLOAD_TRIES = 20
 CONTROL_TRIES = 12
+LOSS_GAIN = 0.03  # weight of one frame in the moving estimate of the frame loss rate
+LOSSY = 0.02  # above this loss rate, requests go in small chunks (see _Pipeline._chunk_size)
 FATAL_INFER_ERRORS = {w.E_INFER_FAILED, w.E_TOO_BIG, w.E_UNSUPPORTED, w.E_UNKNOWN_TYPE, w.E_BAD_VERSION}
 REPL_MARKERS = (b">>>", b"MicroPython", b"MaixPy", b"Traceback")
 
@@ -108,6 +110,7 @@ class _Attempt:
     index: int
     req: int
     payload: bytes
+    chunk: int  # input bytes per frame
     sent_to: int = 0  # input bytes sent so far
     parts: dict[int, bytes] = field(default_factory=dict)
     dead: bool = False
@@ -118,7 +121,8 @@ class _Sent:
     nbytes: int
     attempt: _Attempt | None
     final: bool
-    at: float
+    due: float  # when its last byte reached the board, or when the board said it is working on it
+    timed: bool = False
 
 
 ResultSink = Callable[[int, list[Tensor], int], None]
@@ -139,7 +143,7 @@ class BoardSession:
         self.identified_by = ""
         self.may_upload = False
         self._kmodel: KModel | None = None
-        self._max_micros = 0
+        self.timer = ReplyTimer()
         self._req = 0
         self._live: tuple[float, int, int] | None = None
 
@@ -148,11 +152,15 @@ class BoardSession:
     def _max_reply_bytes(self) -> int:
         return w.cobs_max_encoded(self.hello.max_frame if self.hello else 1024) + 1
 
-    def _reply_wait(self, request_bytes: int, extra: float = 0.0) -> float:
-        return REPLY_SLACK_S + extra + 2 * self.port.wire_seconds(request_bytes + self._max_reply_bytes())
+    def _reply_wait(self, request_bytes: int) -> float:
+        return REPLY_SLACK_S + 2 * self.port.wire_seconds(request_bytes + self._max_reply_bytes())
 
-    def _compute_allowance(self) -> float:
-        return max(MIN_COMPUTE_S, 4 * self._max_micros / 1e6)
+    def _probe_wait(self, queued_bytes: int) -> float:
+        """A probe waits for everything queued before it, then for its own reply."""
+        return self.timer.rto + self.port.wire_seconds(queued_bytes + 16 + self._max_reply_bytes())
+
+    def _overdue(self, due: float, now: float) -> bool:
+        return now > due + self.timer.rto + self.port.wire_seconds(self._max_reply_bytes())
 
     # -- control requests ---------------------------------------------------------------------------
 
@@ -340,10 +348,10 @@ class BoardSession:
         window = self._window()
         acked = 0
         next_offset = 0
-        in_flight: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # seq -> (end, bytes, generation)
+        # seq -> (end, bytes, generation, due)
+        in_flight: OrderedDict[int, tuple[int, int, int, float]] = OrderedDict()
         in_flight_bytes = 0
         generation = 0  # bumped on every rewind: replies to older chunks no longer steer
-        last_progress = time.monotonic()
         while acked < len(data):
             while next_offset < len(data):
                 end = min(next_offset + chunk, len(data))
@@ -351,10 +359,8 @@ class BoardSession:
                 seq, frame = self.channel.frame(w.LOAD_CHUNK, payload)
                 if in_flight and in_flight_bytes + len(frame) > window:
                     break
-                if not in_flight:
-                    last_progress = time.monotonic()
-                self.channel.write(frame)
-                in_flight[seq] = (end, len(frame), generation)
+                due = self.channel.write(frame)
+                in_flight[seq] = (end, len(frame), generation, due)
                 in_flight_bytes += len(frame)
                 next_offset = end
             for msg in self.channel.poll(0.02):
@@ -369,7 +375,7 @@ class BoardSession:
                     in_flight_bytes -= in_flight.pop(seq)[1]
                     if seq == msg.seq:
                         break
-                last_progress = time.monotonic()
+                self.timer.sample(time.monotonic() - entry[3])
                 if msg.type == w.ACK:
                     acked = max(acked, msg.fields["next"])
                 elif msg.type == w.ERROR:
@@ -384,13 +390,13 @@ class BoardSession:
                         raise _UploadRestart()
                     else:
                         raise self._upload_refused(msg.fields, kmodel)
-            if in_flight and time.monotonic() - last_progress > self._reply_wait(in_flight_bytes):
+            if in_flight and self._overdue(next(iter(in_flight.values()))[3], time.monotonic()):
+                self.timer.timed_out()
                 self.stats.retries += len(in_flight)
                 in_flight.clear()
                 in_flight_bytes = 0
                 next_offset = acked
                 generation += 1
-                last_progress = time.monotonic()
         # The board hashes and loads the model now: long, on a real K210 with a big model.
         msg = self._upload_call(w.LOAD_COMMIT, b"", (w.MODEL_INFO,), work=(len(data), 30.0 + len(data) / 1e5))
         info = ModelInfo.from_fields(msg.fields)
@@ -496,7 +502,8 @@ class BoardSession:
                     self._note_reset(reset)
                 else:
                     self.stats.resyncs += 1
-                    msg = self._transact(w.HELLO_REQ, b"", (w.HELLO,), on_other=pipeline.late_message)
+                    msg = self._transact(w.HELLO_REQ, b"", (w.HELLO,), on_other=pipeline.late_message,
+                                         wait=self._probe_wait(pipeline.in_flight_bytes))
                     hello = Hello.from_fields(msg.fields)
                     if self.hello is not None and hello.nonce != self.hello.nonce:
                         self.stats.resets += 1
@@ -514,8 +521,6 @@ class BoardSession:
         self._req = (self._req + 1) & 0xFFFF
         return self._req
 
-    def saw_micros(self, micros: int) -> None:
-        self._max_micros = max(self._max_micros, micros)
 
 
 class _Pipeline:
@@ -535,8 +540,18 @@ class _Pipeline:
         self.current: _Attempt | None = None
         self.held: tuple[int, bytes, bool] | None = None  # a built frame waiting for window room
         self.exhausted = False
-        self.last_progress = time.monotonic()
         self.window = session._window()
+        self.loss = 0.0  # moving estimate of the fraction of frames lost
+
+    def _chunk_size(self) -> int:
+        """Full frames on a clean line. On a lossy one, small chunks: more of them fit the window, so a
+        stretch of bad luck rarely loses every frame in flight (which costs a timeout to notice), and the
+        next chunk's GAP/STALE reply tells at once that one went missing."""
+        full = self.s.hello.chunk_size
+        return full if self.loss < LOSSY else max(64, min(full, self.window // 16))
+
+    def _note_frame(self, lost: bool) -> None:
+        self.loss = (1 - LOSS_GAIN) * self.loss + (LOSS_GAIN if lost else 0.0)
 
     # -- one turn of the loop -------------------------------------------------------------------------
 
@@ -548,14 +563,10 @@ class _Pipeline:
         wait = 0.02 if self.in_flight else 0.0
         for msg in self.s.channel.poll(wait):
             self._handle(msg)
-        if self.in_flight and time.monotonic() - self.last_progress > self._timeout():
+        if self.in_flight and self.s._overdue(next(iter(self.in_flight.values())).due, time.monotonic()):
+            self.s.timer.timed_out()
             raise _Resync()
         return True
-
-    def _timeout(self) -> float:
-        s = self.s
-        return (REPLY_SLACK_S + s._compute_allowance()
-                + 2 * s.port.wire_seconds(self.in_flight_bytes + s._max_reply_bytes()))
 
     def _next_index(self) -> int | None:
         while self.retry:
@@ -571,7 +582,6 @@ class _Pipeline:
 
     def _fill(self) -> None:
         s = self.s
-        chunk = s.hello.chunk_size
         while True:
             if self.held is None:
                 if self.current is None or self.current.dead:
@@ -579,10 +589,10 @@ class _Pipeline:
                     if index is None:
                         self.current = None
                         return
-                    self.current = _Attempt(index, s.next_req(), self.payload_of(index))
+                    self.current = _Attempt(index, s.next_req(), self.payload_of(index), self._chunk_size())
                     self.attempts[index] = self.attempts.get(index, 0) + 1
                 a = self.current
-                end = min(a.sent_to + chunk, len(a.payload))
+                end = min(a.sent_to + a.chunk, len(a.payload))
                 body = w.encode_payload(w.INFER_CHUNK, {"req": a.req, "total": len(a.payload), "offset": a.sent_to,
                                                         "data": a.payload[a.sent_to:end]})
                 seq, frame = s.channel.frame(w.INFER_CHUNK, body)
@@ -594,10 +604,8 @@ class _Pipeline:
                 continue
             if self.in_flight and self.in_flight_bytes + len(frame) > self.window:
                 return
-            if not self.in_flight:
-                self.last_progress = time.monotonic()
-            s.channel.write(frame)
-            self.in_flight[seq] = _Sent(len(frame), self.current, final, time.monotonic())
+            due = s.channel.write(frame)
+            self.in_flight[seq] = _Sent(len(frame), self.current, final, due)
             self.in_flight_bytes += len(frame)
             self.held = None
             if final:
@@ -617,12 +625,18 @@ class _Pipeline:
             if seq == msg.seq:
                 break
             self._forget(seq, lost=True)
-        self.last_progress = time.monotonic()
+        now = time.monotonic()
+        if not sent.timed:
+            self.s.timer.sample(now - sent.due)
+            sent.timed = True
+            self._note_frame(lost=False)
         if msg.type == w.ACK:
             if sent.final and sent.attempt is not None and msg.fields["next"] == len(sent.attempt.payload):
                 # "Got it all, running": the frame has left the board's ring; its RESULT follows.
                 self.in_flight_bytes -= sent.nbytes
                 sent.nbytes = 0
+                sent.due = now
+                sent.timed = False
             else:
                 self._forget(msg.seq)
         elif msg.type == w.RESULT:
@@ -641,6 +655,7 @@ class _Pipeline:
             return
         a.parts[f["offset"]] = f["data"]
         if _covered(a.parts) < f["total"]:
+            sent.due = time.monotonic()
             return  # more parts of this RESULT to come, with the same seq
         self._forget(msg.seq)
         blob = bytearray(f["total"])
@@ -655,7 +670,6 @@ class _Pipeline:
             return
         a.dead = True  # finished: nothing more to do for it
         self.done.add(a.index)
-        self.s.saw_micros(f["micros"])
         self.s.stats.images += 1
         self.on_result(a.index, [Tensor(d, s, data) for d, s, data in records], f["micros"])
 
@@ -673,6 +687,8 @@ class _Pipeline:
     def _forget(self, seq: int, lost: bool = False) -> None:
         sent = self.in_flight.pop(seq)
         self.in_flight_bytes -= sent.nbytes
+        if lost and not sent.timed:
+            self._note_frame(lost=True)
         if lost and sent.final and sent.attempt is not None:
             self._kill(sent.attempt, "request or result lost on the line")
 
@@ -693,6 +709,8 @@ class _Pipeline:
     def abandon_all(self) -> None:
         """Every request in flight is given up (resent later); their frames stay counted until forgotten."""
         for sent in self.in_flight.values():
+            if not sent.timed:
+                self._note_frame(lost=True)
             if sent.attempt is not None:
                 self._kill(sent.attempt, "board reset or stopped answering")
         if self.current is not None:
