@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--upload", action="store_true",
                    help="send the kmodel to the board (and again after a reset) instead of requiring it there")
     p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
+    p.add_argument("--no-reference", action="store_true", help="compare with the simulator only, without TF")
     add_dataset_args(p)
     p.add_argument("--split", default="test", choices=("test", "train"), help="which images (default test)")
     p.add_argument("--limit", type=int, help="the first N images only")
@@ -60,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--faults applies to virtual boards: add --virtual")
     cfg = HilConfig(
         kmodel=args.kmodel, ports=args.port, virtual=args.virtual, boards=args.boards, board_cmds=args.board_cmd,
-        firmware=args.firmware, reference=args.reference, dataset=args.dataset, data=args.data, seed=args.seed,
-        split=args.split, limit=args.limit, upload=args.upload, baud=args.baud, json_out=args.json,
-        report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
+        firmware=args.firmware, reference=args.reference, no_reference=args.no_reference, dataset=args.dataset,
+        data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
+        json_out=args.json, report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         workers=args.workers)
     report = run_hil(cfg)

@@ -42,6 +42,7 @@ class HilConfig:
     firmware: str = "canmv"  # of virtual boards
     virtual_port: str = "pty"  # or socket://127.0.0.1:0
     reference: str | None = None
+    no_reference: bool = False  # skip TF even when the model card names the source model
     dataset: str | None = None
     data: str | None = None
     seed: int = 0
@@ -90,8 +91,8 @@ def prepare(cfg: HilConfig) -> _Prepared:
     dataset_name = cfg.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
     if not dataset_name:
         raise BadInputError("which dataset? pass --dataset NAME")
-    reference = cfg.reference
-    if reference is None:
+    reference = None if cfg.no_reference else cfg.reference
+    if reference is None and not cfg.no_reference:
         carded = (card.get("source") or {}).get("path")
         reference = carded if carded and Path(carded).exists() else None
     if cfg.split not in SPLITS:

@@ -140,7 +140,7 @@ def make_machine(board: VirtualBoard) -> types.ModuleType:
         def write(self, buf: Any) -> int:
             if self._line.reset_due(time.monotonic()):
                 raise BoardReboot("reset fault")
-            data = bytes(buf)
+            data = buf.encode() if isinstance(buf, str) else bytes(buf)  # MicroPython takes str too
             if self._connected:
                 self._line.transmit(data)
             return len(data)

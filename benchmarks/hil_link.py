@@ -1,0 +1,159 @@
+"""The HIL link, measured on virtual boards (`python -m benchmarks.hil_link`).
+
+(a) The uint8 X/O kmodel on a virtual board at 1 500 000 and at 115 200 baud: link utilisation and
+    images/s of `k210 hil` (binary frames, requests pipelined up to the board's RX ring), and of an
+    MLPerf-Tiny-style host on the same line in the same run (hex text, 31-byte stop-and-wait `db`
+    chunks, `infer`, `m-results`); the ratio of their images/s.
+(b) Faults (corrupt and drop 1e-3 per byte, duplicate 1e-4, stalls, a reset every ~500 frames): a
+    2000-image run completes with no image lost and every board output equal to a clean run's.
+(c) Board vs simulator on every run: top-1 agreement and the share of bit-identical outputs.
+
+Link utilisation = bytes on the busier direction ÷ (streaming seconds × baud/10), every byte and
+every second counted (resends, the board's compute, recovery). Writes OUT/hil_link.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._mlperf_tiny import MlperfTinyHost
+from k210.host.cli import main as k210
+from k210.host.cliutil import format_table
+from k210.host.hil.handlers import virtual_board
+from k210.host.hil.ports import open_port
+from k210.host.hil.run import HilConfig, run_hil
+
+FAULTS = "corrupt=1e-3,drop=1e-3,dup=1e-4,stall=1e-5,stall_ms=20,reset=500"
+
+
+def xo_kmodel(out: Path, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    kmodel = out / "xo" / "xo_uint8.kmodel"
+    if not kmodel.exists():
+        for argv in (["train", "xo", "--out", str(out / "xo")],
+                     ["compile", str(out / "xo" / "xo_mlp.keras"), "--quant", "uint8", "--calib", "200",
+                      "-o", str(kmodel)]):
+            print(f"$ k210 {' '.join(argv)}", flush=True)
+            if k210(argv) != 0:
+                raise SystemExit(f"`k210 {argv[0]}` failed")
+    return kmodel
+
+
+def ours(kmodel: Path, out: Path, name: str, baud: int, images: int, split: str = "test",
+         faults: str | None = None) -> dict:
+    journal = out / f"{name}.journal.jsonl"
+    started = time.perf_counter()
+    report = run_hil(HilConfig(kmodel=str(kmodel), virtual=True, dataset="xo", split=split, limit=images, baud=baud,
+                               no_reference=True, faults=faults, fault_seed=1, journal=str(journal), workers=1))
+    return {
+        "images": report["count"], "images_per_s": report["images_per_s"],
+        "link_utilisation": report["link_utilisation"], "retries": report["retries"], "resets": report["resets"],
+        "resyncs": report["link"]["resyncs"], "board_vs_simulator_agreement": report["board_vs_simulator"]["agreement"],
+        "bit_identical": report["board_vs_simulator"]["bit_identical"], "wall_s": time.perf_counter() - started,
+        "journal": str(journal),
+    }
+
+
+def mlperf(kmodel: Path, baud: int, images: int) -> dict:
+    from k210.models.datasets import load_dataset
+
+    x = load_dataset("xo").x_test[:images]
+    handler = virtual_board(kmodel=str(kmodel), firmware="mlperf-tiny", baud=baud)
+    port = open_port(handler.start(), baud)
+    try:
+        host = MlperfTinyHost(port)
+        host.wait_ready()
+        out0, in0 = port.bytes_out, port.bytes_in
+        started = time.monotonic()
+        top1 = [int(np.argmax(host.infer(image.tobytes())[0])) for image in x]
+        seconds = time.monotonic() - started
+    finally:
+        port.close()
+        handler.stop()
+    capacity = seconds * baud / 10
+    to_board, from_board = port.bytes_out - out0, port.bytes_in - in0
+    return {"images": len(x), "images_per_s": len(x) / seconds,
+            "link_utilisation": max(to_board, from_board) / capacity,
+            "tensor_bytes_per_s": x[0].nbytes * len(x) / seconds, "top1": top1}
+
+
+def journal_outputs(path: str) -> dict[int, str]:
+    """Image index -> its board output bytes (base64) from a journal."""
+    outputs = {}
+    with open(path) as f:
+        next(f)
+        for line in f:
+            entry = json.loads(line)
+            if "i" in entry:
+                outputs[entry["i"]] = "|".join(t["data"] for t in entry["out"])
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hil_link", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="out/bench/hil_link")
+    parser.add_argument("--kmodel", help="a uint8 X/O kmodel (default: train and compile one into OUT/xo)")
+    parser.add_argument("--images", type=int, default=1000, help="images for k210 hil at 1500000 baud")
+    parser.add_argument("--mlperf-images", type=int, default=150, help="images for the MLPerf-style host")
+    parser.add_argument("--fault-images", type=int, default=2000, help="images for the fault run")
+    parser.add_argument("--quick", action="store_true", help="a tenth of every count")
+    args = parser.parse_args(argv)
+    scale = 0.1 if args.quick else 1.0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kmodel = xo_kmodel(out, args.kmodel)
+    summary: dict = {"kmodel": str(kmodel), "faults": FAULTS, "links": {}}
+
+    # (a) the same line driven by both hosts, one after the other, in this run
+    rows = []
+    for baud, n_ours, n_ml in ((1_500_000, args.images, args.mlperf_images),
+                               (115_200, args.images // 10, args.mlperf_images // 10)):
+        n_ours, n_ml = max(10, int(n_ours * scale)), max(3, int(n_ml * scale))
+        print(f"\n== {baud} baud: k210 hil on {n_ours} images, MLPerf-style host on {n_ml}", flush=True)
+        binary = ours(kmodel, out, f"clean-{baud}", baud, n_ours)
+        text = mlperf(kmodel, baud, n_ml)
+        ratio = binary["images_per_s"] / text["images_per_s"]
+        text_figures = {k: v for k, v in text.items() if k != "top1"}
+        summary["links"][str(baud)] = {"k210_hil": binary, "mlperf_tiny": text_figures, "images_per_s_ratio": ratio}
+        rows.append((f"{baud}", "k210 hil (binary, pipelined)", binary["images"], f"{binary['images_per_s']:.1f}",
+                     f"{binary['link_utilisation']:.3f}", f"{binary['bit_identical']:.2%}"))
+        rows.append((f"{baud}", "MLPerf-Tiny style (hex, 31 B stop-and-wait)", text["images"],
+                     f"{text['images_per_s']:.1f}", f"{text['link_utilisation']:.3f}", "-"))
+        rows.append((f"{baud}", "ratio (images/s)", "", f"{ratio:.2f}x", "", ""))
+
+    # (b) faults: the same 2000 images clean and faulty; every output must match
+    n = max(50, int(args.fault_images * scale))
+    print(f"\n== faults ({FAULTS}): {n} training images, clean then faulty", flush=True)
+    clean = ours(kmodel, out, "fault-reference", 1_500_000, n, split="train")
+    faulty = ours(kmodel, out, "faulty", 1_500_000, n, split="train", faults=FAULTS)
+    a, b = journal_outputs(clean["journal"]), journal_outputs(faulty["journal"])
+    lost = n - len(b)
+    differing = sum(1 for i in a if b.get(i) != a[i])
+    summary["faults_run"] = {"clean": clean, "faulty": faulty, "images_lost": lost, "outputs_differing": differing,
+                             "identical": lost == 0 and differing == 0 and len(a) == n}
+    rows.append(("1500000", f"faulty run: {faulty['retries']} retries, {faulty['resets']} resets",
+                 faulty["images"], f"{faulty['images_per_s']:.1f}", f"{faulty['link_utilisation']:.3f}",
+                 f"{faulty['bit_identical']:.2%}"))
+
+    print()
+    print(format_table(("baud", "host", "images", "images/s", "link utilisation", "board = simulator"), rows))
+    fr = summary["faults_run"]
+    print(f"faults run: {n} images, {lost} lost, {differing} outputs differ from the clean run "
+          f"({'identical' if fr['identical'] else 'NOT identical'}); {faulty['retries']} retries, "
+          f"{faulty['resets']} resets, {faulty['resyncs']} resyncs, {faulty['wall_s']:.0f} s")
+    (out / "hil_link.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"figures in {out / 'hil_link.json'}")
+    ok = fr["identical"] and all(v["k210_hil"]["bit_identical"] == 1.0 for v in summary["links"].values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
