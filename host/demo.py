@@ -45,7 +45,7 @@ def run(out: Path, hil: bool = True) -> int:
     hil_report = out / "hil.json"
     if hil:
         step("hil (virtual board)", ["hil", str(kuint8), "--virtual", "--reference", str(keras_model),
-                                     "--dataset", "xo", "--upload", "--json", str(hil_report),
+                                     "--dataset", "xo", "--limit", "400", "--upload", "--json", str(hil_report),
                                      "--report", str(out / "hil-report")], timings)
 
     meta = json.loads((out / "xo_mlp.meta.json").read_text())
@@ -59,13 +59,15 @@ def run(out: Path, hil: bool = True) -> int:
         ("kmodel uint8 (simulator)", f"{cards['uint8']['kmodel']['size']}", f"{vq['kmodel_accuracy']:.4f}",
          f"{vq['agreement']:.4f}", f"{vq['max_abs_error']:.2g}"),
     ]
+    board_images = ""
     if hil and hil_report.exists():
         h = json.loads(hil_report.read_text())
+        board_images = f", the board on the first {h['count']}"
         rows.append(("board uint8 (virtual, HIL)", f"{cards['uint8']['kmodel']['size']}",
                      f"{h['board_accuracy']:.4f}", f"{h['board_vs_reference']['agreement']:.4f}",
                      f"{h['board_vs_reference']['max_abs_error']:.2g}"))
     print("\n== summary: X/O MLP on the procedural X/O test set "
-          f"({vq['count']} images; float kmodel on the first {vf['count']})")
+          f"({vq['count']} images; float kmodel on the first {vf['count']}{board_images})")
     print(format_table(("model", "bytes", "accuracy", "agreement vs TF", "max abs err"), rows))
     print("kmodel uint8 modules: " + ", ".join(cards["uint8"]["kmodel"]["modules"])
           + f"; total time {time.perf_counter() - started:.0f} s ("

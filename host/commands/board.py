@@ -48,8 +48,21 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_with_parent:
         exit_with_parent()
     board = VirtualBoard(options)
+    _dump_stacks_on_sigusr1()
     print(board.url, flush=True)
     board.log(f"{args.firmware} firmware on {board.url} at {args.baud} baud"
               + (f", model {args.kmodel} at 0x300000" if args.kmodel else ", no model (upload one)")
               + (f", faults {options.faults.to_text()} seed {args.fault_seed}" if options.faults.active else ""))
     return board.serve_forever()
+
+
+def _dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack: where a board that stopped answering is stuck."""
+    import faulthandler
+    import io
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # no real stderr (tests), or no SIGUSR1
+        pass

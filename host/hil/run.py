@@ -74,11 +74,10 @@ class _Prepared:
     reference_inputs: np.ndarray
 
 
-def prepare(cfg: HilConfig) -> _Prepared:
-    from k210.host.cliutil import load_dataset_arg
+def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
+    """The kmodel under test and its model card (empty if there is none)."""
     from k210.host.fsutil import require_file
     from k210.host.sidecars import read_card
-    from k210.host.verifying import prepare_inputs
 
     path = require_file(cfg.kmodel, "kmodel")
     try:
@@ -87,24 +86,31 @@ def prepare(cfg: HilConfig) -> _Prepared:
         raise BadInputError(f"{path} is not a kmodel: {exc}") from None
     if not kmodel.inputs:
         raise BadInputError(f"{path}: cannot read its input tensor (kmodel v{kmodel.version})")
-    card = read_card(path) or {}
-    dataset_name = cfg.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
-    if not dataset_name:
+    return kmodel, read_card(path) or {}
+
+
+def dataset_name(cfg: HilConfig, card: dict) -> str:
+    name = cfg.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
+    if not name:
         raise BadInputError("which dataset? pass --dataset NAME")
+    return name
+
+
+def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
+    """The images as the kmodel and TF each take them, their labels, and which TF model to compare with."""
+    from k210.converters.kmodel import parse_kmodel
+    from k210.host.cliutil import load_dataset_arg
+    from k210.host.verifying import prepare_inputs
+
+    name = dataset_name(cfg, card)
     reference = None if cfg.no_reference else cfg.reference
     if reference is None and not cfg.no_reference:
         carded = (card.get("source") or {}).get("path")
         reference = carded if carded and Path(carded).exists() else None
-    if cfg.split not in SPLITS:
-        raise BadInputError(f"--split must be one of {', '.join(SPLITS)}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise BadInputError("--limit must be at least 1")
-    ns = type("Args", (), {"dataset": dataset_name, "data": cfg.data, "seed": cfg.seed})()
-    dataset = load_dataset_arg(ns, dataset_name)
+    ns = type("Args", (), {"dataset": name, "data": cfg.data, "seed": cfg.seed})()
+    dataset = load_dataset_arg(ns, name)
     images = (dataset.x_test if cfg.split == "test" else dataset.x_train)[: cfg.limit]
     labels = (dataset.y_test if cfg.split == "test" else dataset.y_train)[: cfg.limit]
-    from k210.converters.kmodel import parse_kmodel
-
     inputs = prepare_inputs(images, labels, parse_kmodel(kmodel.data).inputs[0])
     per_image = inputs.kmodel[0].nbytes if len(inputs.kmodel) else 0
     if per_image != kmodel.input_bytes:
@@ -177,65 +183,80 @@ class _Collector:
         return on_result
 
 
-def run_hil(cfg: HilConfig) -> dict[str, Any]:
+def _check(cfg: HilConfig) -> None:
     if cfg.resume and not _journal_path(cfg):
         raise BadInputError("--resume needs the journal: pass --journal FILE (or the --report DIR it is in)")
     if cfg.boards < 1:
         raise BadInputError("--boards must be at least 1")
-    prep = prepare(cfg)
-    count = len(prep.kmodel_inputs)
-    identity = {"kmodel_sha256": prep.kmodel.sha256, "dataset": prep.dataset, "split": cfg.split,
-                "seed": cfg.seed, "count": count}
-    journal_path = _journal_path(cfg)
-    results: dict[int, BoardResult] = {}
-    segments: list[dict[str, Any]] = []
+    if cfg.split not in SPLITS:
+        raise BadInputError(f"--split must be one of {', '.join(SPLITS)}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise BadInputError("--limit must be at least 1")
+
+
+def _connect_all(handlers: list[BoardHandler], cfg: HilConfig, kmodel: KModel,
+                 stop: threading.Event) -> list[BoardSession]:
+    """Every board up, answering and running the model; or the first error, with all of them let go."""
+    sessions: list[BoardSession] = []
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(len(handlers)) as pool:
+        for future in [pool.submit(_connect, h, cfg, kmodel, stop) for h in handlers]:
+            try:
+                sessions.append(future.result())
+            except BaseException as exc:
+                errors.append(exc)
+    if errors:
+        for s in sessions:
+            s.port.close()
+        raise errors[0]
+    return sessions
+
+
+def run_hil(cfg: HilConfig) -> dict[str, Any]:
+    _check(cfg)
+    kmodel, card = load_kmodel(cfg)
+    dataset_name(cfg, card)
+    stop = threading.Event()
+    handlers: list[BoardHandler] = []
+    sessions: list[BoardSession] = []
     journal: Journal | None = None
-    if journal_path is not None:
-        if cfg.resume:
-            journal, results, segments = Journal.resume(journal_path, identity)
-        else:
-            journal = Journal.start(journal_path, identity)
     try:
+        if not cfg.resume:  # boards first: a wrong port or model fails in seconds
+            handlers = _handlers(cfg, kmodel)
+            sessions = _connect_all(handlers, cfg, kmodel, stop)
+        prep = prepare(cfg, kmodel, card)
+        count = len(prep.kmodel_inputs)
+        identity = {"kmodel_sha256": kmodel.sha256, "dataset": prep.dataset, "split": cfg.split,
+                    "seed": cfg.seed, "count": count}
+        journal_path = _journal_path(cfg)
+        results: dict[int, BoardResult] = {}
+        segments: list[dict[str, Any]] = []
+        if journal_path is not None and cfg.resume:
+            journal, results, segments = Journal.resume(journal_path, identity)
+        elif journal_path is not None:
+            journal = Journal.start(journal_path, identity)
         remaining = [i for i in range(count) if i not in results]
-        boards_info: list[dict[str, Any]] = segments[-1]["boards"] if segments else []
-        stop = threading.Event()
-        sessions: list[BoardSession] = []
-        handlers = _handlers(cfg, prep.kmodel) if remaining else []
-        try:
-            if handlers:
-                with ThreadPoolExecutor(len(handlers)) as pool:
-                    futures = [pool.submit(_connect, h, cfg, prep.kmodel, stop) for h in handlers]
-                    errors = []
-                    for future in futures:
-                        try:
-                            sessions.append(future.result())
-                        except BaseException as exc:  # report the first; close every board
-                            errors.append(exc)
-                    if errors:
-                        for s in sessions:
-                            s.port.close()
-                        raise errors[0]
-            simulator, reference = _expected_outputs(cfg, prep)
-            if sessions:
-                segment = _stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop)
-                segments.append(segment)
-                boards_info = segment["boards"]
-        finally:
-            for s in sessions:
-                s.port.close()
-            for h in handlers:
-                h.stop()
+        if remaining and not handlers:
+            handlers = _handlers(cfg, kmodel)
+            sessions = _connect_all(handlers, cfg, kmodel, stop)
+        simulator, reference = _expected_outputs(cfg, prep)
+        if remaining:
+            segments.append(_stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop))
         missing = [i for i in range(count) if i not in results]
         if missing:
             raise ToolFailure(f"{len(missing)} images have no board result (first: {missing[0]})")
     finally:
+        for session in sessions:
+            session.port.close()
+        for handler in handlers:
+            handler.stop()
         if journal is not None:
             journal.close()
     report = build_report(
-        kmodel=str(cfg.kmodel), kmodel_sha256=prep.kmodel.sha256, reference_path=prep.reference_path,
+        kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, reference_path=prep.reference_path,
         dataset=prep.dataset, split=cfg.split, class_names=prep.class_names, labels=prep.labels,
-        reference=reference, simulator=simulator, results=results, segments=segments, boards=boards_info,
-        min_agreement=cfg.min_agreement)
+        reference=reference, simulator=simulator, results=results, segments=segments,
+        boards=segments[-1]["boards"] if segments else [], min_agreement=cfg.min_agreement)
     _write_outputs(cfg, report, results, simulator, reference)
     return report
 

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from k210.firmware import k210wire as w
 from k210.host.boardlink import BoardError, Hello, Message, ModelInfo, Tensor
@@ -39,7 +40,9 @@ log = logging.getLogger("k210.hil")
 
 REPLY_SLACK_S = 0.25  # control requests: host and OS latency on top of the line's own time
 MAX_ATTEMPTS = 200  # per image; a link that loses 80 % of frames still gets through
-MAX_UPLOAD_TRIES = 20
+MAX_UPLOAD_TRIES = 20  # uploads the board dropped for another reason than a reset
+MAX_RESETS_IN_A_ROW = 500  # a board that resets this often while we recover is broken
+MIN_UPLOAD_CHUNK = 256
 CONTROL_TRIES = 12
 LOSS_GAIN = 0.03  # weight of one frame in the moving estimate of the frame loss rate
 LOSSY = 0.02  # above this loss rate, requests go in small chunks (see _Pipeline._chunk_size)
@@ -99,6 +102,7 @@ class SessionStats:
     resyncs: int = 0
     uploads: int = 0
     stale_replies: int = 0
+    max_in_flight: int = 0  # most frames unanswered at once while streaming
     images: int = 0
     stream_seconds: float = 0.0
     bytes_to_board: int = 0  # while streaming (uploads after resets included)
@@ -144,6 +148,7 @@ class BoardSession:
         self.may_upload = False
         self._kmodel: KModel | None = None
         self.timer = ReplyTimer()
+        self._upload_chunk = 0  # bytes per LOAD_CHUNK, smaller on a lossy line (0: the board's largest)
         self._req = 0
         self._live: tuple[float, int, int] | None = None
 
@@ -170,15 +175,20 @@ class BoardSession:
         """Send one control request and wait for its reply, resending it when none comes in time.
 
         work=(total, seconds): the request starts a long job (LOAD_COMMIT). A runner may first answer
-        ACK(next=total), "got it, working"; from then on the host waits `seconds` for the real reply.
+        ACK(next=total), "got it, working"; for the next `seconds` the host then resends only now and
+        then (a runner answers a repeated request once the job is done, so a lost reply costs little).
         """
         seq, frame = self.channel.frame(mtype, payload)
         wait = wait if wait is not None else self._reply_wait(len(frame))
-        for attempt in range(tries):
+        working_until = 0.0
+        attempt = 0
+        while attempt < tries or time.monotonic() < working_until:
             if attempt:
                 self.stats.retries += 1
             self.channel.write(frame)
-            deadline = time.monotonic() + wait
+            attempt += 1
+            patient = max(1.0, 4 * self.timer.rto) + wait
+            deadline = time.monotonic() + (patient if time.monotonic() < working_until else wait)
             while (left := deadline - time.monotonic()) > 0:
                 for msg in self.channel.poll(min(0.05, left)):
                     if msg.is_event:
@@ -190,7 +200,8 @@ class BoardSession:
                         if msg.type in expect:
                             return msg
                         if work and msg.type == w.ACK and msg.fields["next"] == work[0]:
-                            deadline = time.monotonic() + work[1] + wait
+                            working_until = time.monotonic() + work[1]
+                            deadline = time.monotonic() + patient
                             continue
                         raise ToolFailure(f"{self.name}: expected {'/'.join(w.TYPE_NAMES[t] for t in expect)} "
                                           f"from the board, got {msg.name}")
@@ -262,6 +273,18 @@ class BoardSession:
         """Make sure the board runs `kmodel`; returns how that was established."""
         self._kmodel = kmodel
         self.may_upload = upload
+        return self._despite_resets(lambda: self._ensure_model(kmodel, upload))
+
+    def _despite_resets(self, action: Callable[[], Any]) -> Any:
+        """Run `action`, starting it over whenever the board resets meanwhile."""
+        for _ in range(MAX_RESETS_IN_A_ROW):
+            try:
+                return action()
+            except BoardRestarted as restart:
+                self._note_reset(restart.hello)
+        raise ToolFailure(f"{self.name}: the board keeps resetting")
+
+    def _ensure_model(self, kmodel: KModel, upload: bool) -> str:
         info = self.model_info()
         verdict = self._identify(info, kmodel)
         if verdict:
@@ -323,19 +346,31 @@ class BoardSession:
         """Send the kmodel (windowed, acknowledged chunks) and have the board check its sha256."""
         if check:
             self.check_loadable(kmodel)
-        for _ in range(MAX_UPLOAD_TRIES):
+        failures = 0
+        for _ in range(MAX_RESETS_IN_A_ROW):
             try:
-                info = self._upload_once(kmodel)
-            except BoardRestarted as restart:
-                self._note_reset(restart.hello)
-                continue
+                info = self._despite_resets(lambda: self._upload_once(kmodel))  # a reset: begin again
             except _UploadRestart:
                 self.stats.retries += 1
+                if not self._despite_resets(self._reset_unannounced):
+                    failures += 1  # the board dropped the upload without rebooting
+                if failures >= MAX_UPLOAD_TRIES:
+                    break
                 continue
             self.stats.uploads += 1
             self.model = info
             return info
         raise ToolFailure(f"{self.name}: the upload of {kmodel.path} did not complete in {MAX_UPLOAD_TRIES} tries")
+
+    def _reset_unannounced(self) -> bool:
+        """Probe with HELLO: True when the board has rebooted although its boot HELLO never arrived."""
+        hello = Hello.from_fields(self._transact(w.HELLO_REQ, b"", (w.HELLO,)).fields)
+        rebooted = self.hello is not None and hello.nonce != self.hello.nonce
+        if rebooted:
+            self.stats.resets += 1
+            log.info("%s: board reset (found by a probe)", self.name)
+        self._accept_hello(hello)
+        return rebooted
 
     def _upload_once(self, kmodel: KModel) -> ModelInfo:
         hello = self.hello
@@ -344,8 +379,13 @@ class BoardSession:
         begin = w.encode_payload(w.LOAD_BEGIN, {"size": len(data), "sha256": kmodel.sha256,
                                                 "inputs": list(kmodel.inputs), "outputs": list(kmodel.outputs)})
         self._upload_call(w.LOAD_BEGIN, begin, (w.ACK,))
-        chunk = hello.chunk_size
+        full = hello.chunk_size
+        chunk = self._upload_chunk = min(full, self._upload_chunk or full)
+        clean_acks = 0
+        # Go-back-N wastes what is in flight behind a lost chunk, so on a lossy line the window shrinks
+        # (halved on each loss, one chunk more per window of ACKs), as TCP's congestion window does.
         window = self._window()
+        cwnd = float(window)
         acked = 0
         next_offset = 0
         # seq -> (end, bytes, generation, due)
@@ -357,7 +397,7 @@ class BoardSession:
                 end = min(next_offset + chunk, len(data))
                 payload = w.encode_payload(w.LOAD_CHUNK, {"offset": next_offset, "data": data[next_offset:end]})
                 seq, frame = self.channel.frame(w.LOAD_CHUNK, payload)
-                if in_flight and in_flight_bytes + len(frame) > window:
+                if in_flight and in_flight_bytes + len(frame) > min(window, cwnd):
                     break
                 due = self.channel.write(frame)
                 in_flight[seq] = (end, len(frame), generation, due)
@@ -378,6 +418,11 @@ class BoardSession:
                 self.timer.sample(time.monotonic() - entry[3])
                 if msg.type == w.ACK:
                     acked = max(acked, msg.fields["next"])
+                    cwnd = min(window, cwnd + entry[1] * entry[1] / cwnd)
+                    clean_acks += 1
+                    if clean_acks >= 16 and chunk < full:  # the line got better: bigger chunks again
+                        chunk = self._upload_chunk = min(full, chunk * 2)
+                        clean_acks = 0
                 elif msg.type == w.ERROR:
                     code, detail = msg.fields["code"], msg.fields["detail"]
                     if code == w.E_GAP:
@@ -386,6 +431,9 @@ class BoardSession:
                             acked = max(acked, min(detail, next_offset))
                             next_offset = detail
                             generation += 1
+                            chunk = self._upload_chunk = max(MIN_UPLOAD_CHUNK, chunk // 2)  # lossy: smaller
+                            cwnd = max(float(entry[1]), cwnd / 2)
+                            clean_acks = 0
                     elif code == w.E_NOT_LOADING:
                         raise _UploadRestart()
                     else:
@@ -397,6 +445,9 @@ class BoardSession:
                 in_flight_bytes = 0
                 next_offset = acked
                 generation += 1
+                chunk = self._upload_chunk = max(MIN_UPLOAD_CHUNK, chunk // 2)
+                cwnd = max(float(MIN_UPLOAD_CHUNK), cwnd / 2)
+                clean_acks = 0
         # The board hashes and loads the model now: long, on a real K210 with a big model.
         msg = self._upload_call(w.LOAD_COMMIT, b"", (w.MODEL_INFO,), work=(len(data), 30.0 + len(data) / 1e5))
         info = ModelInfo.from_fields(msg.fields)
@@ -429,11 +480,17 @@ class BoardSession:
     # -- recovery ---------------------------------------------------------------------------------
 
     def _note_reset(self, hello: Hello) -> None:
-        self.stats.resets += 1
-        log.info("%s: board reset (new nonce %#010x)", self.name, hello.nonce)
-        self.hello = hello
-        # The reset HELLO may be followed by bytes from before it; start a clean session.
-        self._accept_hello(Hello.from_fields(self._transact(w.HELLO_REQ, b"", (w.HELLO,)).fields))
+        """The board rebooted: count it and open a fresh session (it may reboot again meanwhile)."""
+        for _ in range(MAX_RESETS_IN_A_ROW):
+            self.stats.resets += 1
+            log.info("%s: board reset (new nonce %#010x)", self.name, hello.nonce)
+            self.hello = hello
+            try:
+                self._accept_hello(Hello.from_fields(self._transact(w.HELLO_REQ, b"", (w.HELLO,)).fields))
+                return
+            except BoardRestarted as again:
+                hello = again.hello
+        raise ToolFailure(f"{self.name}: the board keeps resetting")
 
     def _restore_model(self) -> None:
         """After a reset or a lost model: the same model again, from the board or by upload."""
@@ -487,7 +544,8 @@ class BoardSession:
         return {
             "port": self.name, "baud": self.port.baud, "seconds": seconds, "bytes_to_board": to_board,
             "bytes_from_board": from_board, "images": s.images, "retries": s.retries, "resets": s.resets,
-            "resyncs": s.resyncs, "uploads": s.uploads, "identified_by": self.identified_by,
+            "resyncs": s.resyncs, "uploads": s.uploads, "max_in_flight": s.max_in_flight,
+            "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
             "backend": hello.backend if hello else "", "rx_window": hello.rx_window if hello else 0,
             "window": self._window() if hello else 0,
@@ -495,7 +553,7 @@ class BoardSession:
 
     def _recover(self, pipeline: _Pipeline, reset: Hello | None) -> None:
         """Resend what was in flight once the board is known to be in a fresh state with the model."""
-        for _ in range(MAX_UPLOAD_TRIES):
+        for _ in range(MAX_RESETS_IN_A_ROW):
             pipeline.abandon_all()
             try:
                 if reset is not None:
@@ -607,6 +665,7 @@ class _Pipeline:
             due = s.channel.write(frame)
             self.in_flight[seq] = _Sent(len(frame), self.current, final, due)
             self.in_flight_bytes += len(frame)
+            s.stats.max_in_flight = max(s.stats.max_in_flight, len(self.in_flight))
             self.held = None
             if final:
                 self.current = None
