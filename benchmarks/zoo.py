@@ -87,7 +87,7 @@ def lint_placements(kmodel_source: Path) -> dict | None:
 
 
 def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, epochs: int | None,
-                lint: bool = True) -> dict:
+                lint: bool = True, reuse: bool = False) -> dict:
     from k210.models.zoo import get_model_def
 
     model_def = get_model_def(name)
@@ -102,13 +102,16 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
     result: dict = {"model": name, "dataset": model_def.dataset, "tf_accuracy": meta["test_accuracy"]}
     for quant in ("float", "uint8"):
         kmodel = out / f"{name}_{quant}.kmodel"
-        run_k210("compile", keras_path, "--quant", quant, "--calib", 500, "--no-lint", "-o", kmodel)
-        card = json.loads(Path(f"{kmodel}.json").read_text())
-        limit = float_limit if quant == "float" and name in CNN_MODELS and float_limit else None
         report = out / f"{name}_{quant}.verify.json"
-        verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "--json", report,
-                  "--min-agreement", 0]
-        run_k210(*(verify + (["--limit", limit] if limit else [])))
+        fresh = report.exists() and report.stat().st_mtime > max(kmodel.stat().st_mtime, keras_path.stat().st_mtime) \
+            if kmodel.exists() else False
+        if not (reuse and fresh):
+            run_k210("compile", keras_path, "--quant", quant, "--calib", 500, "--no-lint", "-o", kmodel)
+            limit = float_limit if quant == "float" and name in CNN_MODELS and float_limit else None
+            verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "--json", report,
+                      "--min-agreement", 0]
+            run_k210(*(verify + (["--limit", limit] if limit else [])))
+        card = json.loads(Path(f"{kmodel}.json").read_text())
         figures = json.loads(report.read_text())
         result[quant] = {
             "accuracy": figures["kmodel_accuracy"],
@@ -134,9 +137,10 @@ def render(results: list[dict]) -> str:
         f, q = r["float"], r["uint8"]
         placements = r.get("placements_uint8") or {}
         share = ", ".join(f"{k} {v}" for k, v in sorted(placements.items())) or "lint n/a"
+        subset = "" if f["images"] == q["images"] else f"; TF {f['reference_accuracy_same_images']:.4f} on these"
         acc_rows.append((
             r["model"], r["dataset"], f"{r['tf_accuracy']:.4f}",
-            f"{f['accuracy']:.4f} ({f['images']})", f"{q['accuracy']:.4f} ({q['images']})",
+            f"{f['accuracy']:.4f} ({f['images']}{subset})", f"{q['accuracy']:.4f} ({q['images']})",
             f"{q['agreement']:.4f}", share,
         ))
         mem = q["memory"]
@@ -166,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float-limit", type=int, default=1000,
                         help="test images for the float kmodels of CNNs (~0.3 s each in the simulator; 0 = all)")
     parser.add_argument("--no-lint", action="store_true", help="leave out the lint placement column")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep kmodels and verify reports already in OUT that are newer than their model")
     args = parser.parse_args(argv)
     preload_tensorflow()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [bench_model(n, out, args.retrain, args.float_limit, args.epochs, not args.no_lint) for n in args.models]
+    results = [bench_model(n, out, args.retrain, args.float_limit, args.epochs, not args.no_lint, args.reuse)
+               for n in args.models]
     machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, {platform.system()}"
     (out / "zoo.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(f"\nmachine: {machine}")
