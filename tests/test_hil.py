@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -264,6 +265,37 @@ def test_pipelining_never_overflows_the_boards_ring():
         assert session.stats.max_in_flight >= 3 and session.stats.retries == 0
         hello = session.connect()
         assert hello.rx_dropped == 0  # the runner never saw a damaged frame: the ring never overflowed
+        session.port.close()
+    finally:
+        handler.stop()
+
+
+@pytest.mark.slow
+def test_the_c_runner_stands_behind_the_same_interface():
+    from boardfakes.arith_model import arith_outputs, make_arith_kmodel
+    from boardfakes.links import build_c, require_tool
+
+    from k210.host.hil.handlers import c_runner
+
+    require_tool("gcc")
+    handler = c_runner(build_c("host") / "k210_runner_host")
+    try:
+        session = BoardSession(open_port(handler.start(), 1_500_000), connect_timeout=10)
+        assert session.connect().firmware == "k210-deploy-c"
+        data = make_arith_kmodel(version=5, input_len=784)
+        kmodel = KModel("arith.kmodel", data, hashlib.sha256(data).hexdigest(), 5, ((w.DT_UINT8, (784,)),),
+                        ((w.DT_UINT8, (784,)), (w.DT_FLOAT32, (1,))))
+        assert session.ensure_model(kmodel, upload=True) == "upload"
+        rng = np.random.default_rng(1)
+        images = [rng.integers(0, 256, 784, dtype=np.uint8).tobytes() for _ in range(60)]
+        todo = iter(range(len(images)))
+        got: dict[int, list] = {}
+        session.stream(lambda: next(todo, None), lambda back: None, images.__getitem__,
+                       lambda i, outputs, us: got.__setitem__(i, outputs))
+        for i, outputs in got.items():
+            out0, total = arith_outputs(images[i], 3, 7)
+            assert outputs[0].data == out0 and outputs[1].to_numpy()[0] == total
+        assert len(got) == 60 and session.stats.max_in_flight >= 3
         session.port.close()
     finally:
         handler.stop()

@@ -101,8 +101,8 @@ class RunnerProcess(BoardHandler):
             except OSError:
                 pass
         try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:  # a runner that does not watch its stdin
             proc.terminate()
             try:
                 proc.wait(timeout=3)
