@@ -20,10 +20,11 @@ from k210.host.boardlink import ModelInfo, TensorDesc
 from k210.host.errors import BadInputError
 from k210.host.hil.handlers import virtual_board
 from k210.host.hil.journal import BoardResult, Journal
+from k210.host.hil.model import KModel, identify
 from k210.host.hil.ports import open_port
 from k210.host.hil.report import TIMING_KEYS, link_figures
 from k210.host.hil.run import HilConfig, run_hil
-from k210.host.hil.session import BoardSession, KModel
+from k210.host.hil.session import BoardSession
 
 PNG = b"\x89PNG\r\n\x1a\n"
 XO_INPUT = ((w.DT_UINT8, (1, 28, 28, 1)),)
@@ -78,11 +79,11 @@ def test_model_identity_by_hash_or_tensors():
         return ModelInfo(loaded, 5, 1, sha, "flash:0x300000", tuple(TensorDesc(d, s) for d, s in inputs),
                          (TensorDesc(w.DT_FLOAT32, (1, 2)),))
 
-    assert BoardSession._identify(info("ab" * 32), stub) == "sha256"
-    assert BoardSession._identify(info("cd" * 32), stub) == ""  # the board knows its hash: another model
-    assert BoardSession._identify(info("0" * 64), stub) == "shapes"
-    assert BoardSession._identify(info("0" * 64, ((w.DT_FLOAT32, (1, 784)),)), stub) == ""
-    assert BoardSession._identify(info("ab" * 32, loaded=False), stub) == ""
+    assert identify(info("ab" * 32), stub) == "sha256"
+    assert identify(info("cd" * 32), stub) == ""  # the board knows its hash: another model
+    assert identify(info("0" * 64), stub) == "shapes"
+    assert identify(info("0" * 64, ((w.DT_FLOAT32, (1, 784)),)), stub) == ""
+    assert identify(info("ab" * 32, loaded=False), stub) == ""
 
 
 # -- journal and figures (fast) -----------------------------------------------------------------------

@@ -12,8 +12,9 @@ from hil_support import tiny_models
 from k210.firmware import k210wire as w
 from k210.host.errors import BadInputError
 from k210.host.hil.handlers import virtual_board
+from k210.host.hil.model import KModel
 from k210.host.hil.ports import open_port
-from k210.host.hil.session import BoardSession, KModel
+from k210.host.hil.session import BoardSession
 from k210.host.virtualboard.faults import FaultInjector, FaultSpec
 from k210.host.virtualboard.transport import Transport
 from k210.host.virtualboard.uart import BoardReboot, RxRing, make_machine

@@ -21,9 +21,10 @@ from k210.host.errors import BadInputError, K210Error, ToolFailure
 
 from .handlers import BoardHandler, SerialDevice, board_command, virtual_board
 from .journal import BoardResult, Journal
+from .model import KModel
 from .ports import open_port
 from .report import build_report
-from .session import BoardSession, KModel
+from .session import BoardSession
 from .work import WorkQueue
 
 log = logging.getLogger("k210.hil")

@@ -1,0 +1,283 @@
+"""Pipelined inference on one board: requests in flight up to the board's RX ring, losses found by order.
+
+The runner serves frames strictly in order and holds what it has not read yet in its UART RX ring
+(HELLO's rx_window); with no CTS, bytes beyond that are dropped. So the host keeps requests in
+flight up to a window a little below rx_window, counting every byte it sent until the frame is
+answered (ACK for a chunk, or the ACK "got it all, running" / RESULT for the last one). The link
+then stays busy while the board computes, and the ring can never overflow. Losses and resets are
+handled as recovery.py says.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from k210.firmware import k210wire as w
+from k210.host.boardlink import Message, Tensor
+from k210.host.errors import ToolFailure
+
+from .recovery import Resync
+
+if TYPE_CHECKING:
+    from .session import BoardSession
+
+LOSS_GAIN = 0.03  # weight of one frame in the moving estimate of the frame loss rate
+LOSSY = 0.02  # above this loss rate, requests go in small chunks (see Pipeline._chunk_size)
+FATAL_INFER_ERRORS = {w.E_INFER_FAILED, w.E_TOO_BIG, w.E_UNSUPPORTED, w.E_UNKNOWN_TYPE, w.E_BAD_VERSION}
+
+ResultSink = Callable[[int, list[Tensor], int], None]
+
+
+@dataclass
+class _Attempt:
+    index: int
+    req: int
+    payload: bytes
+    chunk: int  # input bytes per frame
+    sent_to: int = 0  # input bytes sent so far
+    parts: dict[int, bytes] = field(default_factory=dict)
+    dead: bool = False
+
+
+@dataclass
+class _Sent:
+    nbytes: int
+    attempt: _Attempt | None
+    final: bool
+    due: float  # when its last byte reached the board, or when the board said it is working on it
+    timed: bool = False
+
+
+class Pipeline:
+    """The in-flight bookkeeping of BoardSession.stream (one board, one thread)."""
+
+    def __init__(self, session: BoardSession, take: Callable[[], int | None], payload_of: Callable[[int], bytes],
+                 on_result: ResultSink) -> None:
+        self.s = session
+        self.take = take
+        self.payload_of = payload_of
+        self.on_result = on_result
+        self.in_flight: OrderedDict[int, _Sent] = OrderedDict()  # seq -> frame, in send order
+        self.in_flight_bytes = 0
+        self.retry: deque[int] = deque()
+        self.attempts: dict[int, int] = {}
+        self.done: set[int] = set()
+        self.current: _Attempt | None = None
+        self.held: tuple[int, bytes, bool] | None = None  # a built frame waiting for window room
+        self.exhausted = False
+        self.window = session.window()
+        self.loss = 0.0  # moving estimate of the fraction of frames lost
+
+    def _chunk_size(self) -> int:
+        """Full frames on a clean line. On a lossy one, small chunks: more of them fit the window, so a
+        stretch of bad luck rarely loses every frame in flight (which costs a timeout to notice), and the
+        next chunk's GAP/STALE reply tells at once that one went missing."""
+        full = self.s.hello.chunk_size
+        return full if self.loss < LOSSY else max(64, min(full, self.window // 16))
+
+    def _note_frame(self, lost: bool) -> None:
+        self.loss = (1 - LOSS_GAIN) * self.loss + (LOSS_GAIN if lost else 0.0)
+
+    # -- one turn of the loop -------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Send what the window allows, then handle what came back. False when all is done."""
+        self._fill()
+        if not self.in_flight and self.current is None and not self.retry and self.exhausted:
+            return False
+        wait = 0.02 if self.in_flight else 0.0
+        for msg in self.s.channel.poll(wait):
+            self._handle(msg)
+        if self.in_flight and self.s.overdue(next(iter(self.in_flight.values())).due, time.monotonic()):
+            self.s.timer.timed_out()
+            raise Resync()
+        return True
+
+    def _next_index(self) -> int | None:
+        while self.retry:
+            index = self.retry.popleft()
+            if index not in self.done:
+                return index
+        if self.exhausted:
+            return None
+        index = self.take()
+        if index is None:
+            self.exhausted = True
+        return index
+
+    def _fill(self) -> None:
+        s = self.s
+        while True:
+            if self.held is None:
+                if self.current is None or self.current.dead:
+                    index = self._next_index()
+                    if index is None:
+                        self.current = None
+                        return
+                    self.current = _Attempt(index, s.next_req(), self.payload_of(index), self._chunk_size())
+                    self.attempts[index] = self.attempts.get(index, 0) + 1
+                a = self.current
+                end = min(a.sent_to + a.chunk, len(a.payload))
+                body = w.encode_payload(w.INFER_CHUNK, {"req": a.req, "total": len(a.payload), "offset": a.sent_to,
+                                                        "data": a.payload[a.sent_to:end]})
+                seq, frame = s.channel.frame(w.INFER_CHUNK, body)
+                self.held = (seq, frame, end == len(a.payload))
+                a.sent_to = end
+            seq, frame, final = self.held
+            if self.current is not None and self.current.dead:  # its request failed meanwhile
+                self.held = None
+                continue
+            if self.in_flight and self.in_flight_bytes + len(frame) > self.window:
+                return
+            due = s.channel.write(frame)
+            self.in_flight[seq] = _Sent(len(frame), self.current, final, due)
+            self.in_flight_bytes += len(frame)
+            s.stats.max_in_flight = max(s.stats.max_in_flight, len(self.in_flight))
+            self.held = None
+            if final:
+                self.current = None
+
+    # -- replies ------------------------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> None:
+        if msg.is_event:
+            self.s.on_event(msg)
+            return
+        sent = self.in_flight.get(msg.seq)
+        if sent is None:
+            self.s.stats.stale_replies += 1
+            return
+        for seq in list(self.in_flight):  # replies come in order: older unanswered frames are lost
+            if seq == msg.seq:
+                break
+            self._forget(seq, lost=True)
+        now = time.monotonic()
+        if not sent.timed:
+            self.s.timer.sample(now - sent.due)
+            sent.timed = True
+            self._note_frame(lost=False)
+        if msg.type == w.ACK:
+            if sent.final and sent.attempt is not None and msg.fields["next"] == len(sent.attempt.payload):
+                # "Got it all, running": the frame has left the board's ring; its RESULT follows.
+                self.in_flight_bytes -= sent.nbytes
+                sent.nbytes = 0
+                sent.due = now
+                sent.timed = False
+            else:
+                self._forget(msg.seq)
+        elif msg.type == w.RESULT:
+            self._on_result_part(msg, sent)
+        elif msg.type == w.ERROR:
+            self._forget(msg.seq)
+            self._on_error(msg.fields, sent)
+        else:
+            self._forget(msg.seq)
+
+    def _on_result_part(self, msg: Message, sent: _Sent) -> None:
+        f = msg.fields
+        a = sent.attempt
+        if a is None:
+            self._forget(msg.seq)
+            return
+        a.parts[f["offset"]] = f["data"]
+        if _covered(a.parts) < f["total"]:
+            sent.due = time.monotonic()
+            return  # more parts of this RESULT to come, with the same seq
+        self._forget(msg.seq)
+        blob = bytearray(f["total"])
+        for offset, data in a.parts.items():
+            blob[offset:offset + len(data)] = data[: f["total"] - offset]
+        try:
+            records = w.parse_result_blob(bytes(blob), f["n_outputs"])
+        except w.ProtocolError:
+            self._kill(a)
+            return
+        if a.index in self.done:
+            return
+        a.dead = True  # finished: nothing more to do for it
+        self.done.add(a.index)
+        self.s.stats.images += 1
+        self.on_result(a.index, [Tensor(d, s, data) for d, s, data in records], f["micros"])
+
+    def _on_error(self, fields: dict, sent: _Sent) -> None:
+        code = fields["code"]
+        if code == w.E_NO_MODEL:
+            raise Resync()
+        if code in FATAL_INFER_ERRORS:
+            index = sent.attempt.index if sent.attempt else -1
+            raise ToolFailure(f"{self.s.name}: the board failed on image {index} "
+                              f"({w.ERROR_NAMES.get(code, code)}): {fields['text']}")
+        if sent.attempt is not None:
+            self._kill(sent.attempt, fields["text"])
+
+    def _forget(self, seq: int, lost: bool = False) -> None:
+        sent = self.in_flight.pop(seq)
+        self.in_flight_bytes -= sent.nbytes
+        if lost and not sent.timed:
+            self._note_frame(lost=True)
+        if lost and sent.final and sent.attempt is not None:
+            self._kill(sent.attempt, "request or result lost on the line")
+
+    def _kill(self, a: _Attempt, why: str = "") -> None:
+        if a.dead:
+            return
+        a.dead = True
+        if a.index in self.done:
+            return
+        tries = self.attempts.get(a.index, 0)
+        if tries >= self.s.max_attempts:
+            raise ToolFailure(f"{self.s.name}: image {a.index} failed {tries} times ({why or 'no reply'})")
+        self.s.stats.retries += 1
+        self.retry.appendleft(a.index)
+
+    # -- recovery support -----------------------------------------------------------------------------
+
+    def abandon_all(self) -> None:
+        """Every request in flight is given up (resent later); their frames stay counted until forgotten."""
+        for sent in self.in_flight.values():
+            if not sent.timed:
+                self._note_frame(lost=True)
+            if sent.attempt is not None:
+                self._kill(sent.attempt, "board reset or stopped answering")
+        if self.current is not None:
+            self._kill(self.current, "board reset or stopped answering")
+            self.current = None
+        self.held = None
+
+    def late_message(self, msg: Message) -> None:
+        """A reply that arrives during recovery: a complete late RESULT still counts."""
+        if msg.is_event:
+            return
+        sent = self.in_flight.get(msg.seq)
+        if sent is not None and msg.type == w.RESULT and sent.attempt is not None:
+            a = sent.attempt
+            a.dead = False  # it was abandoned, but here is its answer
+            self._on_result_part(msg, sent)
+            a.dead = True
+
+    def forget_in_flight(self) -> None:
+        """The board answered a later request: nothing sent before it is still in its ring."""
+        self.in_flight.clear()
+        self.in_flight_bytes = 0
+
+    def unfinished(self) -> list[int]:
+        pending = [i for i in self.retry if i not in self.done]
+        for sent in self.in_flight.values():
+            if sent.attempt is not None and sent.attempt.index not in self.done:
+                pending.append(sent.attempt.index)
+        if self.current is not None and self.current.index not in self.done:
+            pending.append(self.current.index)
+        return sorted(set(pending))
+
+
+def _covered(parts: dict[int, bytes]) -> int:
+    end = 0
+    for offset in sorted(parts):
+        if offset > end:
+            break
+        end = max(end, offset + len(parts[offset]))
+    return end
