@@ -42,8 +42,11 @@ def add_parser(sub) -> None:
                    help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
     p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
     p.add_argument("--report", metavar="DIR", help="write PNG plots, report.json and the journal into DIR")
-    p.add_argument("--journal", metavar="FILE", help="journal file (default DIR/journal.jsonl with --report)")
-    p.add_argument("--resume", action="store_true", help="continue the journal of a run that was stopped")
+    p.add_argument("--journal", metavar="FILE",
+                   help="every result as it arrives, JSON lines (default DIR/journal.jsonl with --report); "
+                        "without --resume a run starts it afresh")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the journal of a run that was stopped: only the missing images are run")
     p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
     p.set_defaults(func=run)
 

@@ -60,8 +60,6 @@ class HilConfig:
     min_agreement: float = 0.99
     connect_timeout: float = 5.0
     workers: int | None = None
-    progress: bool = True
-    upload_check: bool = True  # refuse before uploading a kmodel version the firmware says it cannot load
 
 
 @dataclass
@@ -148,13 +146,7 @@ def _connect(handler: BoardHandler, cfg: HilConfig, kmodel: KModel, stop: thread
     session = BoardSession(open_port(url, cfg.baud), name=url, connect_timeout=cfg.connect_timeout, stop=stop)
     try:
         session.connect()
-        if cfg.upload and not cfg.upload_check:
-            session.may_upload = True
-            session._kmodel = kmodel
-            session.upload(kmodel, check=False)
-            session.identified_by = "upload"
-        else:
-            session.ensure_model(kmodel, cfg.upload)
+        session.ensure_model(kmodel, cfg.upload)
     except BaseException:
         session.port.close()
         raise

@@ -208,13 +208,31 @@ class BoardSession:
         if verdict:
             self.identified_by = verdict
             return verdict
+        self._check_version(kmodel)  # a firmware that cannot load it is the first thing to say
         if not upload:
-            raise BadInputError(wrong_model_message(self.name, info, kmodel))
+            raise BadInputError(wrong_model_message(self.name, info, kmodel) + self._board_complaint())
         self.upload(kmodel)
         self.identified_by = "upload"
         return "upload"
 
+    def _board_complaint(self) -> str:
+        """The board's last error LOG (e.g. why its boot model did not load), as a sentence tail."""
+        errors = [text for level, text in self.channel.logs if level >= w.LOG_ERROR]
+        return f" (the board says: {errors[-1]})" if errors else ""
+
     def check_loadable(self, kmodel: KModel) -> None:
+        """Refuse, before sending a byte, what the board says it cannot take."""
+        self._check_version(kmodel)
+        hello = self.hello
+        assert hello is not None
+        if hello.max_model == 0:
+            raise BadInputError(f"{self.name}: the board's runner has no upload storage; flash the model instead "
+                                "(k210 flash)")
+        if len(kmodel.data) > hello.max_model:
+            raise BadInputError(f"{self.name}: {kmodel.path} has {len(kmodel.data)} bytes, the board takes at "
+                                f"most {hello.max_model}")
+
+    def _check_version(self, kmodel: KModel) -> None:
         hello = self.hello
         assert hello is not None
         if kmodel.version not in hello.kmodel_versions:
@@ -222,12 +240,6 @@ class BoardSession:
             hint = " (kmodel v5 needs CanMV with the nncase-1.x KPU, or the C runner)" if kmodel.version == 5 else ""
             raise BadInputError(f"{self.name}: the board's firmware ({hello.firmware} {hello.fw_version}, "
                                 f"{hello.backend}) loads {loads}; {kmodel.path} is kmodel v{kmodel.version}{hint}")
-        if hello.max_model == 0:
-            raise BadInputError(f"{self.name}: the board's runner has no upload storage; flash the model instead "
-                                "(k210 flash)")
-        if len(kmodel.data) > hello.max_model:
-            raise BadInputError(f"{self.name}: {kmodel.path} has {len(kmodel.data)} bytes, the board takes at "
-                                f"most {hello.max_model}")
 
     def upload(self, kmodel: KModel, *, check: bool = True) -> ModelInfo:
         """Send the kmodel (windowed, acknowledged chunks) and have the board check its sha256."""
