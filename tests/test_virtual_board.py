@@ -44,6 +44,8 @@ def test_fault_injector_is_reproducible_and_counts():
     assert c.corrupted > 50 and c.dropped > 50 and c.duplicated > 50 and c.resets > 3
     assert len(fa.data) == len(data) - c.dropped + c.duplicated
     assert FaultInjector(spec, seed=8).apply(data, "rx").data != fa.data
+    pieces = FaultInjector(spec, seed=7)  # the same stream in other stretches: the same faults
+    assert b"".join(pieces.apply(data[i:i + 37], "rx").data for i in range(0, len(data), 37)) == fa.data
     assert FaultInjector(FaultSpec(corrupt=0.5, dir="rx"), 1).apply(data, "tx").data == data  # dir respected
 
 
@@ -97,7 +99,7 @@ def test_line_paces_host_bytes_and_the_ring_overflows_while_the_board_is_busy():
     transport.from_host += bytes(range(256)) * 8  # 2048 bytes: 0.2 s on this line
     started = time.monotonic()
     first = uart.read(4096)
-    assert first and len(first) < 200  # only what the line delivered so far: read returns fewer bytes
+    assert first and len(first) < 1000  # only what the line delivered so far: read returns fewer bytes
     time.sleep(0.3)  # the board is "busy": the line fills the 1000-byte ring and the rest is lost
     rest = uart.read(4096)
     assert len(rest) == 1000 and rest == (bytes(range(256)) * 8)[len(first):len(first) + 1000]

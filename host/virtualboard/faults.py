@@ -99,50 +99,46 @@ class FaultInjector:
         self.counts = FaultCounts()
 
     def apply(self, data: bytes, direction: str) -> Faulted:
+        """What `data` becomes on the line. Every byte draws the same numbers whatever the stretches the
+        bytes come in, so the faults depend only on the seed and the position in the stream."""
         spec = self.spec
         if not data or not spec.active:
             return Faulted(data, [], [])
-        rng = self._rng[direction]
-        byte_faults = spec.dir in ("both", direction)
-        n = len(data)
-        if byte_faults and (spec.corrupt or spec.drop or spec.dup or spec.stall):
-            draws = rng.random((4, n))
-            corrupt = np.flatnonzero(draws[0] < spec.corrupt)
-            drop = set(np.flatnonzero(draws[1] < spec.drop).tolist())
-            dup = set(np.flatnonzero(draws[2] < spec.dup).tolist())
-            stall = set(np.flatnonzero(draws[3] < spec.stall).tolist())
-        else:
-            corrupt, drop, dup, stall = np.empty(0, np.int64), set(), set(), set()
-        if len(corrupt) or drop or dup or stall:
-            buf = bytearray(data)
-            for i in corrupt.tolist():
-                buf[i] ^= int(rng.integers(1, 256))  # never 0: the byte really changes
-            self.counts.corrupted += len(corrupt)
-            out = bytearray()
-            stalls: list[tuple[int, float]] = []
-            done = 0
-            for i in sorted(drop | dup | stall):  # copy the clean stretches in one go
-                out += buf[done:i]
-                done = i + 1
-                if i in stall:
-                    stalls.append((len(out), spec.stall_ms / 1000.0))
-                    self.counts.stalls += 1
-                if i in drop:
-                    self.counts.dropped += 1
-                    continue
-                out.append(buf[i])
-                if i in dup:
-                    out.append(buf[i])
-                    self.counts.duplicated += 1
-            out += buf[done:]
-            data = bytes(out)
-        else:
-            stalls = []
+        draws = self._rng[direction].random((len(data), 6))
+        hit = np.zeros(len(data), bool)
+        corrupt = drop = dup = stall = hit
+        if spec.dir in ("both", direction):
+            corrupt, drop, dup, stall = (draws[:, k] < p for k, p in
+                                         enumerate((spec.corrupt, spec.drop, spec.dup, spec.stall)))
+        reset = hit
+        if direction == "rx" and spec.reset > 0:  # the board resets when such a delimiter reaches it
+            reset = (np.frombuffer(data, np.uint8) == 0) & (draws[:, 4] < 1.0 / spec.reset)
+        events = np.flatnonzero(corrupt | drop | dup | stall | reset)
+        if not len(events):
+            return Faulted(data, [], [])
+        buf = bytearray(data)
+        out = bytearray()
+        stalls: list[tuple[int, float]] = []
         resets: list[int] = []
-        if direction == "rx" and spec.reset > 0 and data:
-            delimiters = np.flatnonzero(np.frombuffer(data, np.uint8) == 0)
-            if len(delimiters):
-                hits = delimiters[rng.random(len(delimiters)) < 1.0 / spec.reset]
-                resets = hits.tolist()
-                self.counts.resets += len(resets)
-        return Faulted(data, stalls, resets)
+        done = 0
+        for i in events.tolist():  # copy the clean stretches between events in one go
+            out += buf[done:i]
+            done = i + 1
+            if stall[i]:
+                stalls.append((len(out), spec.stall_ms / 1000.0))
+                self.counts.stalls += 1
+            if drop[i]:
+                self.counts.dropped += 1
+                continue
+            if corrupt[i]:
+                buf[i] ^= 1 + int(draws[i, 5] * 255)  # never 0: the byte really changes
+                self.counts.corrupted += 1
+            elif reset[i]:
+                resets.append(len(out))
+                self.counts.resets += 1
+            out.append(buf[i])
+            if dup[i]:
+                out.append(buf[i])
+                self.counts.duplicated += 1
+        out += buf[done:]
+        return Faulted(bytes(out), stalls, resets)
