@@ -13,13 +13,8 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 
 
-def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str) -> dict:
-    """Sizes in bytes. KPU weights are uint8 after PTQ; everything else keeps its TFLite dtype."""
-    kpu_layers = [p for p in placements if p.kpu_bytes]
-    peak = max(kpu_layers, key=lambda p: p.kpu_bytes, default=None)
-    model = _constant_bytes(info, placements)
-    working = _working_bytes(info)
-    heaviest = _heaviest_op(info, placements)
+def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: str) -> dict:
+    """The report's memory section, in bytes, for any front end (TFLite, ONNX)."""
     return {
         "kpu_ram_bytes": KPU_RAM_BYTES,
         "kpu_peak_bytes": peak.kpu_bytes if peak else 0,
@@ -30,8 +25,17 @@ def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
         "total_bytes": model + working,
         "sram_bytes": SRAM_BYTES,
         "maixpy_heap_bytes": MAIXPY_HEAP_BYTES,
-        "heaviest_op": heaviest,
     }
+
+
+def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str) -> dict:
+    """Sizes in bytes. KPU weights are uint8 after PTQ; everything else keeps its TFLite dtype."""
+    kpu_layers = [p for p in placements if p.kpu_bytes]
+    peak = max(kpu_layers, key=lambda p: p.kpu_bytes, default=None)
+    model = _constant_bytes(info, placements)
+    working = _working_bytes(info)
+    heaviest = _heaviest_op(info, placements)
+    return memory_summary(peak, model, working, quant) | {"heaviest_op": heaviest}
 
 
 def memory_problems(memory: dict) -> tuple[list[str], list[str]]:

@@ -22,7 +22,7 @@ from k210.converters.kpu_rules import (
 
 from ..errors import BadInputError
 from .firmware import firmware_for
-from .memory import MAIXPY_HEAP_BYTES, SRAM_BYTES, memory_problems
+from .memory import memory_problems, memory_summary
 from .report import LintReport
 from .tflite_lint import check_quant, compiler_table
 
@@ -210,17 +210,7 @@ def _memory(rows: list[OpPlacement], graph: _Graph, quant: str, onnx_graph) -> d
         model += count if name in kpu_weights else 4 * count
     peak = max((r for r in rows if r.kpu_bytes), key=lambda r: r.kpu_bytes, default=None)
     working = max((4 * _numel(graph.shapes.get(n)) for n in graph.shapes), default=0) * 2
-    return {
-        "kpu_ram_bytes": 2 * 1024 * 1024,
-        "kpu_peak_bytes": peak.kpu_bytes if peak else 0,
-        "kpu_peak_layer": peak.name if peak else None,
-        "model_bytes": model,
-        "model_basis": "uint8 KPU weights, float32 elsewhere" if quant == "uint8" else "float32 weights",
-        "working_bytes": working,
-        "total_bytes": model + working,
-        "sram_bytes": SRAM_BYTES,
-        "maixpy_heap_bytes": MAIXPY_HEAP_BYTES,
-    }
+    return memory_summary(peak, model, working, quant)
 
 
 def _numel(shape: list[int | None] | None) -> int:
