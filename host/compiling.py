@@ -42,7 +42,7 @@ def compile_model(req: CompileRequest) -> dict:
     meta = read_meta(source.path) or {}
     started = time.perf_counter()
     tfl = convert_to_tflite(source, input_node=req.input_node, output_node=req.output_node)
-    lint_summary = _lint_or_refuse(tfl.data, req.quant) if req.lint else None
+    lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
 
     input_type = req.input_type or ("uint8" if req.quant == "uint8" else "float32")
     spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=req.input_range,
@@ -121,13 +121,11 @@ def _hashable_file(path: Path) -> Path:
     return path / "saved_model.pb" if path.is_dir() else path
 
 
-def _lint_or_refuse(tflite: bytes, quant: str) -> dict | None:
+def _lint_or_refuse(tflite: bytes, quant: str, source: str) -> dict | None:
     """Lint the model the way it will be compiled; refuse with lint's report, not nncase's message."""
-    try:
-        from k210.host.lint import lint_tflite
-    except ImportError:
-        return None
-    report = lint_tflite(tflite, compiler="nncase1.9", quant=quant)
+    from k210.host.lint import lint_tflite
+
+    report = lint_tflite(tflite, compiler="nncase1.9", quant=quant, source=f"{source} (as converted)")
     if not report.ok:
         raise CheckFailed("lint found problems, not compiling:\n" + report.render_text())
     data = report.to_dict()
