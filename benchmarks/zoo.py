@@ -74,11 +74,9 @@ def throughput(kmodel: Path, keras_path: Path, n: int = 64) -> dict:
             "tf_batch256_images_per_s": tf_batched, "simulator_vs_tf_batch1": sim_rate / tf_rate}
 
 
-def lint_placements(kmodel_source: Path) -> dict | None:
-    try:
-        from k210.host.lint import lint_path
-    except ImportError:
-        return None
+def lint_placements(kmodel_source: Path) -> dict:
+    from k210.host.lint import lint_path
+
     report = lint_path(str(kmodel_source), compiler="nncase1.9", quant="uint8").to_dict()
     counts: dict[str, int] = {}
     for op in report["ops"]:
