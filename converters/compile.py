@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from k210.host.errors import BadInputError, ToolFailure
 
-NNCASE_VERSION = "1.9.0.20230322"
 QUANT_MODES = ("float", "uint8")
 INPUT_TYPES = ("float32", "uint8")
 
@@ -131,6 +130,3 @@ def _tail(log: str) -> str:
     lines = [line for line in log.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
 
-
-def spec_summary(spec: CompileSpec) -> dict:
-    return asdict(spec) | {"calibration": spec.describe()["calibration_samples"]}

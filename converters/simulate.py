@@ -42,14 +42,6 @@ class KModelSimulator:
         return [self.sim.get_output_tensor(i).to_numpy().copy() for i in range(self.sim.outputs_size)]
 
 
-def input_dtype(kmodel: bytes) -> np.dtype:
-    info = parse_kmodel(kmodel)
-    dtype = info.inputs[0].dtype if info.inputs else None
-    if dtype not in _NUMPY_DTYPES:
-        raise BadInputError(f"kmodel input dtype {dtype} is not supported by the simulator runner")
-    return np.dtype(_NUMPY_DTYPES[dtype])
-
-
 def _init_worker(kmodel: bytes) -> None:
     global _simulator
     _simulator = KModelSimulator(kmodel)

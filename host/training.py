@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +123,3 @@ class _EpochBar:
 
         return Bar()
 
-
-def history_summary(path: Path) -> dict:
-    return json.loads(path.read_text())
