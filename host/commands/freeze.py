@@ -37,5 +37,3 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(meta_in, meta_out)  # labels and preprocessing travel with the graph
     print(f"froze {source.path} -> {out} ({len(data)} bytes; nodes {args.input_name} -> {args.output_name})")
     return 0
-
-
