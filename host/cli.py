@@ -12,12 +12,8 @@ from .commands import COMMANDS
 from .errors import EXIT_BAD_INPUT, K210Error
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as exit 2 with one line (it already does) ."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="k210",
         description="Train, convert, lint, compile, verify and deploy TensorFlow models on Kendryte K210.",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 
 from ..cliutil import output_path
 
@@ -34,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
     write_bytes_atomic(out, data)
     meta_in, meta_out = meta_path(source.path), meta_path(out)
     if meta_in.is_file() and meta_in != meta_out:
-        shutil.copyfile(meta_in, meta_out)  # labels and preprocessing travel with the graph
+        write_bytes_atomic(meta_out, meta_in.read_bytes())  # labels and preprocessing travel with the graph
     print(f"froze {source.path} -> {out} ({len(data)} bytes; nodes {args.input_name} -> {args.output_name})")
     return 0
