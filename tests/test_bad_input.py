@@ -88,3 +88,10 @@ def test_nncase_crash_becomes_a_clear_error(tmp_path):
 
     with pytest.raises(ToolFailure, match="nncase crashed"):
         compile_tflite(b"\x18\x00\x00\x00TFL3" + os.urandom(200), CompileSpec(input_shape=[1, 28, 28, 1]))
+
+
+@pytest.mark.parametrize("name", ["random.kmodel", "truncated.kmodel", "{missing}"])
+def test_virtual_board_refuses_a_file_that_is_no_kmodel(name, junk, tmp_path, cli):
+    before = {p.name for p in tmp_path.iterdir()}
+    path = tmp_path / "nope.kmodel" if name == "{missing}" else junk[name]
+    _assert_one_line_error(cli("board", "--kmodel", path), tmp_path, before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from ..errors import BadInputError
     from ..virtualboard.board import BoardOptions, VirtualBoard, exit_with_parent
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 300 <= args.baud <= 0x500000:
         raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
-    if args.kmodel and not Path(args.kmodel).is_file():
-        raise BadInputError(f"--kmodel {args.kmodel}: no such file")
+    if args.kmodel:
+        _check_kmodel(Path(args.kmodel))
     options = BoardOptions(
         firmware=args.firmware, kmodel=Path(args.kmodel) if args.kmodel else None, port=args.port, baud=args.baud,
         faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,
@@ -66,3 +66,18 @@ def _dump_stacks_on_sigusr1() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     except (AttributeError, ValueError, io.UnsupportedOperation):  # no real stderr (tests), or no SIGUSR1
         pass
+
+
+def _check_kmodel(path: Path) -> None:
+    """Any kmodel may be 'flashed' (MaixPy-v1 then refuses a v5 at boot, as the real one does);
+    a file that is no kmodel at all is a mistake on the command line."""
+    from k210.converters.kmodel import parse_kmodel
+
+    from ..errors import BadInputError
+
+    if not path.is_file():
+        raise BadInputError(f"--kmodel {path}: no such file")
+    try:
+        parse_kmodel(path.read_bytes())
+    except BadInputError as exc:
+        raise BadInputError(f"--kmodel {path}: {exc}") from None
