@@ -45,4 +45,7 @@ def preload_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with captured_output(fds=(2,)):
         import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+    # Deprecation notices from TF's own v1 helpers (extract_sub_graph, ...) are not the user's business.
+    tensorflow.get_logger().setLevel("ERROR")
