@@ -209,6 +209,17 @@ def test_faulty_line_and_resets_give_the_clean_outputs(tmp_path):
     assert faulty["board_vs_simulator"]["bit_identical"] == 1.0
 
 
+def test_a_board_that_resets_faster_than_an_upload_is_a_clear_error():
+    """Each reset wipes a partly sent model: the harness must give up and say what to do, not resend for ever."""
+    from k210.host.errors import ToolFailure
+
+    m = tiny_models()
+    config = HilConfig(kmodel=str(m["kmodel_a"]), virtual=True, dataset="xo", limit=4, no_reference=True,
+                       workers=1, upload=True, fault_seed=3, faults="reset=2")
+    with pytest.raises(ToolFailure, match="reset .* times while .* was uploading; flash the model instead"):
+        run_hil(config)
+
+
 @pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_report(tmp_path):
     m = tiny_models()

@@ -32,6 +32,7 @@ REPLY_SLACK_S = 0.25  # control requests: host and OS latency on top of the line
 MAX_ATTEMPTS = 200  # per image; a link that loses 80 % of frames still gets through
 MAX_UPLOAD_TRIES = 20  # uploads the board dropped for another reason than a reset
 MAX_RESETS_IN_A_ROW = 500  # a board that resets this often while we recover is broken
+MAX_RESETS_PER_UPLOAD = 12  # resets that each wiped a partly sent model, before we give up uploading
 CONTROL_TRIES = 12
 REPL_MARKERS = (b">>>", b"MicroPython", b"MaixPy", b"Traceback")
 
@@ -245,16 +246,27 @@ class BoardSession:
         """Send the kmodel (windowed, acknowledged chunks) and have the board check its sha256."""
         if check:
             self.check_loadable(kmodel)
-        failures = 0
-        for _ in range(MAX_RESETS_IN_A_ROW):
+        failures = resets = 0
+        while failures < MAX_UPLOAD_TRIES:
+            if resets >= MAX_RESETS_PER_UPLOAD:
+                # Each reset wipes what was sent: a board that resets faster than the upload takes
+                # would have us resend it for ever.
+                raise ToolFailure(
+                    f"{self.name}: the board reset {resets} times while {kmodel.path} ({len(kmodel.data)} bytes) "
+                    "was uploading; flash the model instead (k210 flash, or k210 board --kmodel) and run "
+                    "without --upload")
             try:
-                info = self._despite_resets(lambda: send_model(self, kmodel))  # a reset: begin again
+                info = send_model(self, kmodel)
+            except BoardRestarted as restart:  # a reset: begin again
+                self._note_reset(restart.hello)
+                resets += 1
+                continue
             except UploadRestart:
                 self.stats.retries += 1
-                if not self._despite_resets(self._reset_unannounced):
+                if self._despite_resets(self._reset_unannounced):
+                    resets += 1
+                else:
                     failures += 1  # the board dropped the upload without rebooting
-                if failures >= MAX_UPLOAD_TRIES:
-                    break
                 continue
             self.stats.uploads += 1
             self.model = info
