@@ -83,3 +83,16 @@ def require_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     if not os.access(p, os.R_OK):
         raise BadInputError(f"{what} is not readable: {p}")
     return p
+
+
+def read_input_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of an input file, or one line saying why they cannot be had (`what`: "IDX file", ...)."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"{what} not found: {p}") from None
+    except IsADirectoryError:
+        raise BadInputError(f"expected {what}, got a directory: {p}") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from k210.host.errors import BadInputError
+from k210.host.fsutil import read_input_bytes
 
 COURSE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -96,14 +97,7 @@ def safe_loads(data: bytes, name: str = "pickle") -> Any:
 def load_course_pickle(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The four arrays of a course-style ``xo_dataset.bin``, checked to be arrays."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInputError(f"X/O pickle not found: {path}") from None
-    except IsADirectoryError:
-        raise BadInputError(f"expected the course's xo_dataset.bin, got a directory: {path}") from None
-    except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = read_input_bytes(path, "the course's X/O pickle (xo_dataset.bin)")
     content = safe_loads(data, str(path))
     if not isinstance(content, dict):
         raise BadInputError(f"{path}: expected a dict with keys {', '.join(COURSE_KEYS)}, "

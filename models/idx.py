@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from k210.host.errors import BadInputError
+from k210.host.fsutil import read_input_bytes
 
 # Type code -> big-endian dtype.
 _DTYPES: dict[int, np.dtype] = {
@@ -32,14 +33,7 @@ _MAX_DIMS = 8  # real files have 1 (labels) or 3 (images); more means a corrupt 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw, told apart by content); native byte order on return."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInputError(f"IDX file not found: {path}") from None
-    except IsADirectoryError:
-        raise BadInputError(f"expected an IDX file, got a directory: {path}") from None
-    except OSError as exc:
-        raise BadInputError(f"cannot read IDX file {path}: {exc.strerror or exc}") from None
+    raw = read_input_bytes(path, "IDX file")
     return parse_idx(raw, str(path))
 
 
