@@ -15,13 +15,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from k210.converters.kmodel import FIRMWARE_LOADERS, parse_kmodel
+    from k210.converters.kmodel import FIRMWARE_LOADERS, UnloadableKmodelError, parse_kmodel
 
     from ..fsutil import require_file
     from ..sidecars import read_card
 
     path = require_file(args.kmodel, "kmodel")
-    info = parse_kmodel(path.read_bytes())
+    try:
+        info = parse_kmodel(path.read_bytes())
+    except UnloadableKmodelError as exc:
+        if not args.json:  # name the format first; the error line then says who loads it
+            print(f"{path}: {exc.format.name}, made by {exc.format.made_by}")
+        raise
     data = info.to_dict()
     card = read_card(path)
     if card:
@@ -30,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     print(f"{path}: kmodel v{info.version}, {info.size} bytes")
-    print("modules: " + ", ".join(
-        f"{m.type} ({'KPU code' if m.type == 'k210' else 'CPU'})" for m in info.modules))
-    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size)
+    print("modules: " + ", ".join(_module_text(m, info) for m in info.modules))
+    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size or "?")
             for i, t in enumerate(info.inputs)]
-    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else "? (v4 stores none)", t.size)
+    no_shape = f"? (v{info.version} stores none)"
+    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else no_shape, t.size)
              for i, t in enumerate(info.outputs)]
     print(format_table(("tensor", "#", "dtype", "shape", "bytes"), rows))
     if info.mempools:
@@ -48,3 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if card and card.get("labels"):
         print(f"labels: {', '.join(card['labels'])}")
     return 0
+
+
+def _module_text(module, info) -> str:
+    if info.layers is not None:
+        return f"{module.type} ({info.kpu_layers} of {info.layers} layers on the KPU)"
+    return f"{module.type} ({'KPU code' if module.type == 'k210' else 'CPU'})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k210.converters.kmodel import parse_kmodel
+from k210.converters.kmodel import KModelInfo, UnloadableKmodelError, parse_kmodel
 from k210.converters.kpu_rules import KPU_RAM_BYTES, OpPlacement, Placement
 
 from .firmware import firmware_for
@@ -13,8 +13,11 @@ _MAKERS = {5: "nncase 1.x", 4: "nncase 0.2", 3: "nncase 0.1"}
 
 
 def lint_kmodel(data: bytes, *, source: str = "<kmodel>") -> LintReport:
-    info = parse_kmodel(data)
-    rows = [_module_row(i, module.type) for i, module in enumerate(info.modules)]
+    try:
+        info = parse_kmodel(data)
+    except UnloadableKmodelError as exc:
+        return _unloadable(exc, source, len(data))
+    rows = [_module_row(i, module.type, info) for i, module in enumerate(info.modules)]
     quant = "uint8" if info.has_kpu_code else ("float" if info.version == 5 else "unknown")
     report = LintReport(source=source, format="kmodel", compiler=_MAKERS.get(info.version, f"v{info.version}"),
                         quant=quant, ops=rows, kmodel=info.to_dict())
@@ -27,15 +30,30 @@ def lint_kmodel(data: bytes, *, source: str = "<kmodel>") -> LintReport:
     if info.version == 5 and not info.has_kpu_code:
         report.fallbacks.append("no k210 module: every layer runs on the CPU (compiled without PTQ)")
         report.notes.append("no KPU code: recompile with --quant uint8 (PTQ) to use the KPU")
-    if info.version in (3, 4):
-        report.notes.append(f"kmodel v{info.version} does not record which layers use the KPU; it was made by "
-                            f"{_MAKERS[info.version]}")
+    if info.version in (3, 4) and not info.has_kpu_code:
+        report.fallbacks.append(f"no KPU layer among the {info.layers} of this kmodel v{info.version}: "
+                                "every layer runs on the CPU")
     if not any(fw["loads"] for fw in report.firmware):
         report.problems.append(f"no known firmware loads kmodel v{info.version}")
     return report
 
 
-def _module_row(index: int, module_type: str) -> OpPlacement:
+def _unloadable(exc: UnloadableKmodelError, source: str, size: int) -> LintReport:
+    fmt = exc.format
+    report = LintReport(source=source, format="kmodel", compiler=fmt.made_by, quant="unknown",
+                        kmodel={"version": fmt.version, "size": size, "format": fmt.to_dict(), "kpu_code": None})
+    report.firmware = [dict(entry, loads=False) for entry in firmware_for(fmt.version)]
+    report.problems.append(str(exc))
+    return report
+
+
+def _module_row(index: int, module_type: str, info: KModelInfo) -> OpPlacement:
+    if info.layers is not None:  # v3/v4: one module, its layer headers say which run on the KPU
+        unit = "layers" if info.version == 3 else "nodes"
+        where = Placement.KPU if info.kpu_layers else Placement.CPU
+        return OpPlacement(index, f"module {index}", module_type, where,
+                           f"{info.kpu_layers} of {info.layers} {unit} run on the KPU "
+                           f"({'K210Conv/padding/upload layers' if info.version == 3 else 'KPUUpload/KPUConv2D'})")
     if module_type == "k210":
         return OpPlacement(index, f"module {index}", module_type, Placement.KPU, "KPU code (k210 module)")
     if module_type == "stackvm":

@@ -45,6 +45,9 @@ def verdict_line(report: LintReport, *, strict: bool = False) -> str:
         n = len(report.problems)
         also = f"; also {len(report.fallbacks)} CPU fallback{'s' if len(report.fallbacks) != 1 else ''}" \
             if report.fallbacks else ""
+        if report.kmodel is not None:
+            return f"verdict: FAIL: {n} problem{'s' if n != 1 else ''}; this kmodel will not run on a K210 as it " \
+                   f"is{also}"
         return f"verdict: FAIL: {n} problem{'s' if n != 1 else ''}; {_compiler_title(report)} cannot build a " \
                f"working K210 model from this as it is{also}"
     counts = report.placement_counts()
