@@ -168,14 +168,22 @@ def _frozen_pb_to_tflite(path: Path, input_node: str | None, output_node: str | 
 
 
 def _existing_tflite(path: Path) -> TFLiteModel:
+    from .dequantize import count_float16_weights, dequantize_float16_bytes
     from .tflite_reader import read_tflite
 
-    info = read_tflite(path.read_bytes())
+    data = path.read_bytes()
+    notes = []
+    if count_float16_weights(data):  # nncase 1.9 refuses float16 weights: fold them to float32 first
+        folded = dequantize_float16_bytes(data)
+        data = folded.data
+        notes.append(f"float16 weights dequantised to float32 ({folded.folded} DEQUANTIZE ops folded)")
+    info = read_tflite(data)
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         raise BadInputError("only single-input, single-output TFLite models are supported")
     first_in, first_out = info.inputs[0], info.outputs[0]
-    notes = ["dynamic batch in the TFLite signature (nncase sees batch 1)"] if first_in.dynamic else []
-    return TFLiteModel(path.read_bytes(), first_in.name, first_out.name, first_in.shape, notes)
+    if first_in.dynamic:
+        notes.append("dynamic batch in the TFLite signature (nncase sees batch 1)")
+    return TFLiteModel(data, first_in.name, first_out.name, first_in.shape, notes)
 
 
 def _fixed_batch_shape(shape: list[int | None], name: str) -> list[int]:

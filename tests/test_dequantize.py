@@ -74,3 +74,24 @@ def test_not_a_tflite_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError):
         dequantize_float16_weights(truncated, tmp_path / "out.tflite")
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_compile_takes_a_float16_tflite(tmp_path: Path, cli) -> None:
+    """`k210 compile` folds the float16 weights itself instead of refusing the model."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((8, 8, 1), batch_size=1), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    src = tmp_path / "f16.tflite"
+    src.write_bytes(bytes(converter.convert()))
+    assert count_float16_weights(src.read_bytes()) > 0
+    result = cli("compile", src, "--quant", "float", "-o", tmp_path / "f16.kmodel")
+    assert result.code == 0, result.err
+    card = json.loads((tmp_path / "f16.kmodel.json").read_text())
+    assert any("float16 weights dequantised" in note for note in card["notes"])
