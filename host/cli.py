@@ -1,21 +1,38 @@
-"""The `k210` command line: dispatches to one module per subcommand."""
+"""The `k210` command line: dispatches to one module per subcommand, and owns the exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from .commands import COMMANDS
-from .errors import EXIT_BAD_INPUT, K210Error
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
+
+EPILOG = """exit codes (every command):
+  0  ok: it did what was asked, and its check (if any) held
+  1  a check failed: agreement below --min-agreement, a lint problem, a plan that does not fit
+  2  bad input: a missing, unreadable or wrong-format file, an unknown name, clashing options
+  3  a tool, board or internal failure: nncase crashed, a board stopped answering, a bug (please report)
+--json prints one JSON envelope on stdout (schema: host/envelope.schema.json), errors included."""
+
+# OSErrors that are about the paths the user gave, not about the machine or the board.
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EROFS,
+                errno.ENAMETOOLONG}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="k210",
         description="Train, convert, lint, compile, verify and deploy TensorFlow models on Kendryte K210.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -45,6 +62,34 @@ def _version() -> str:
         return "k210-deploy (not installed)"
 
 
+def crash_dir() -> Path:
+    """Where tracebacks of unexpected errors go: $K210_CRASH_DIR, else k210-deploy-crashes in the temp dir."""
+    import tempfile
+
+    return Path(os.environ.get("K210_CRASH_DIR") or Path(tempfile.gettempdir()) / "k210-deploy-crashes")
+
+
+def _save_traceback(command: str, argv: Sequence[str] | None) -> Path | None:
+    try:
+        folder = crash_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(f"k210 {' '.join(argv if argv is not None else sys.argv[1:])}\n{_version()}\n\n"
+                        + traceback.format_exc())
+        return path
+    except OSError:
+        return None
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    print(f"k210 {args.command}: {message}", file=sys.stderr)
+    if getattr(args, "json", False) is True and not getattr(args, "emitted", False):
+        from .envelope import build_envelope, to_json
+
+        print(to_json(build_envelope(args.command, None, exit_code=code, error=message.removeprefix("error: "))))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ banner is noise for CLI users
     parser = build_parser()
@@ -56,17 +101,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             preload_tensorflow()
         return int(args.func(args) or 0)
     except K210Error as exc:
-        print(f"k210 {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, f"error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         print(f"k210 {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
     except OSError as exc:
-        # Disk full, permission denied, a port that vanished: still one line, no traceback.
-        print(f"k210 {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        # A path that is not there or not allowed is the user's to fix (2); disk full, a serial port
+        # that vanished or timed out is the machine's or the board's (3). Either way one line.
+        code = EXIT_BAD_INPUT if exc.errno in _USER_ERRNOS else EXIT_FAILURE
+        return _fail(args, f"error: {exc}", code)
+    except Exception as exc:  # a bug: one line, the traceback kept for the report
+        saved = _save_traceback(args.command, argv)
+        where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
+        what = " ".join(str(exc).split())[:200] or "(no message)"
+        return _fail(args, f"internal error: {type(exc).__name__}: {what}; please report it, {where}",
+                     EXIT_FAILURE)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""Bits every subcommand shares: dataset arguments, progress bars, output paths, tables."""
+"""Bits every subcommand shares: dataset arguments, the JSON envelope, progress, output paths, tables."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+import textwrap
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from .errors import BadInputError
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+
+TABLE_WIDTH = 100  # every table fits a 100-column terminal or CI log
+FIRMWARES = ("canmv", "maixpy", "c")  # what runs on the board: one option name, --firmware, everywhere
 
 
 def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False, default: str | None = None) -> None:
@@ -20,9 +26,43 @@ def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False,
     parser.add_argument("--seed", type=int, default=0, help="seed for generated data and sampling (default 0)")
 
 
-def add_io_node_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input-node", help="input node of a frozen .pb (found when unambiguous)")
-    parser.add_argument("--output-node", help="output node of a frozen .pb (found when unambiguous)")
+def add_io_node_args(parser: argparse.ArgumentParser, *, input_default: str | None = None,
+                     output_default: str | None = None, what: str = "of a frozen .pb (found when unambiguous)") -> None:
+    parser.add_argument("--input-node", default=input_default, help=f"input node {what}")
+    parser.add_argument("--output-node", default=output_default, help=f"output node {what}")
+
+
+def add_json_arg(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
+    """--json (the envelope on stdout); with output=True also -o/--output FILE.json (the envelope in a file)."""
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON envelope on stdout instead of text (schema: host/envelope.schema.json)")
+    if output:
+        parser.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON envelope to FILE.json")
+
+
+def add_firmware_arg(parser: argparse.ArgumentParser, choices: Sequence[str] = FIRMWARES, *,
+                     what: str = "the firmware on the board", old: Sequence[str] = ()) -> None:
+    """--firmware KIND; unset, it follows the kmodel (v5: canmv, v3/v4: maixpy). `old`: hidden deprecated names."""
+    parser.add_argument("--firmware", choices=tuple(choices), default=None, metavar="{" + ",".join(choices) + "}",
+                        help=f"{what}: canmv (CanMV-K210, kmodel v5 on feat/kpu), maixpy (Sipeed MaixPy-v1, "
+                             "kmodel v3/v4), c (the Kendryte SDK C runner); default: what the kmodel's version "
+                             "and model card call for")
+    for name in old:
+        parser.add_argument(name, dest="firmware", choices=tuple(choices), help=argparse.SUPPRESS)
+
+
+def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: Mapping[str, Any] | None = None,
+                 choices: Sequence[str] = FIRMWARES) -> str:
+    """The firmware to target: the one given, else the model card's, else the one that loads the kmodel."""
+    if given:
+        return given
+    carded = ((card or {}).get("target") or {}).get("firmware") if isinstance((card or {}).get("target"), dict) \
+        else None
+    if carded in choices:
+        return carded
+    if kmodel_version is not None and kmodel_version < 5 and "maixpy" in choices:
+        return "maixpy"
+    return "canmv"
 
 
 def load_dataset_arg(args: argparse.Namespace, name: str | None = None):
@@ -31,11 +71,94 @@ def load_dataset_arg(args: argparse.Namespace, name: str | None = None):
     return load_dataset(name or args.dataset, path=getattr(args, "data", None), seed=getattr(args, "seed", 0))
 
 
-def progress(total: int, desc: str, unit: str = "img"):
-    from tqdm import tqdm
+def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | Callable[[], str] | None = None,
+           passed: bool = True, inputs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+           files: Iterable[str | os.PathLike[str] | None] = ()) -> int:
+    """The end of every command: the envelope to stdout (--json) or the text, the envelope to `files`.
 
-    # disable=None: no bar when stderr is not a terminal (CI logs, pipes).
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False)
+    Returns the exit code: 0, or 1 when `passed` is false (a check failed)."""
+    from .envelope import build_envelope, to_json
+    from .fsutil import write_text_atomic
+
+    code = EXIT_OK if passed else EXIT_CHECK_FAILED
+    envelope = build_envelope(args.command, dict(result), exit_code=code, inputs=inputs)
+    for path in files:
+        if path is not None:
+            write_text_atomic(path, to_json(envelope) + "\n")
+    if getattr(args, "json", False):
+        print(to_json(envelope), flush=True)
+    elif text is not None:
+        print(text() if callable(text) else text, flush=True)
+    args.emitted = True
+    return code
+
+
+def json_output_path(given: str | None) -> Path | None:
+    if given is None:
+        return None
+    path = Path(given)
+    if path.suffix.lower() != ".json":
+        raise BadInputError(f"output {path} should end in .json")
+    return path
+
+
+class PlainProgress:
+    """tqdm's interface for logs: a plain line every `every` seconds and one at the end, nothing redrawn."""
+
+    def __init__(self, total: int | None, desc: str, unit: str, every: float, stream=None) -> None:
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.stream = stream or sys.stderr
+        self.n = 0
+        self.started = self._last = time.monotonic()
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self._print()
+
+    def _print(self, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        of = f"/{self.total}" if self.total else ""
+        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        done = " done" if final else ""
+        print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.1f} {self.unit}/s{done}",
+              file=self.stream, flush=True)
+
+    def set_postfix_str(self, text: str) -> None:  # tqdm compatibility; the plain line stays short
+        pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.n and time.monotonic() - self.started >= self.every:
+                self._print(final=True)
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def progress_every() -> float:
+    """Seconds between plain progress lines off a terminal ($K210_PROGRESS_EVERY, default 5)."""
+    try:
+        return max(0.0, float(os.environ.get("K210_PROGRESS_EVERY", "5")))
+    except ValueError:
+        return 5.0
+
+
+def progress(total: int, desc: str, unit: str = "img"):
+    """A bar on a terminal; off one (CI logs, pipes) a plain line every few seconds."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+    return PlainProgress(total, desc, unit, progress_every())
 
 
 def output_path(given: str | None, default: Path, suffix: str) -> Path:
@@ -53,16 +176,24 @@ def parse_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]], width: int = TABLE_WIDTH) -> str:
+    """Columns padded to their widest cell; the widest column wraps so that the table fits `width`."""
     rows = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join([line, rule, *body])
+    total = sum(widths) + 2 * (len(widths) - 1)
+    if total > width and widths:
+        wide = max(range(len(widths)), key=lambda i: widths[i])
+        widths[wide] = max(len(headers[wide]), 12, widths[wide] - (total - width))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    for row in rows:
+        cells = [textwrap.wrap(c, w) or [""] if len(c) > w else [c] for c, w in zip(row, widths)]
+        for k in range(max(len(c) for c in cells)):
+            lines.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip())
+    return "\n".join(lines)
 
 
 def print_json(obj: object) -> None:
-    from .fsutil import _json_default
+    from .envelope import to_json
 
-    print(json.dumps(obj, indent=2, default=_json_default))
+    print(to_json(obj))  # type: ignore[arg-type]

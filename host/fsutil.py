@@ -8,16 +8,37 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it briefly (under a lock) and back."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; rename it onto `target` only on success."""
+    """Yield a temporary path next to `target`; rename it onto `target` only on success.
+
+    mkstemp/mkdtemp make 0600/0700 entries; the result gets the mode a plain open() or mkdir() would
+    give it (0666/0777 less the umask), so outputs are as readable as any other file the user makes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if directory:
@@ -29,6 +50,8 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
         tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~current_umask())
         if directory and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -46,11 +69,14 @@ def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
     return Path(target)
 
 
-def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
     return Path(target)
+
+
+def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> Path:
+    return write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:
