@@ -1,7 +1,9 @@
-"""Named datasets for training, calibration and verification, all as 28x28 uint8 images.
+"""Named datasets for training, calibration and verification, as uint8 images.
 
-Every loader returns the same :class:`Dataset` (0 = background, 255 = ink, as in MNIST) and every
-failure is a one-line :class:`~k210.host.errors.BadInputError`.
+Every loader returns the same :class:`Dataset` (the seeds' sets are 28x28 grayscale, 0 = background,
+255 = ink, as in MNIST; a registered set may hold any H x W (x C) images) and every failure is a
+one-line :class:`~k210.host.errors.BadInputError`. The user's own data (an image folder, arrays,
+``random``) is read for a given model input by :mod:`k210.host.inputdata`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ DIGIT_LABELS = tuple(str(digit) for digit in range(10))
 @dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous: compare datasets field by field
 class Dataset:
     name: str
-    x_train: np.ndarray  # uint8 [N, 28, 28]
+    x_train: np.ndarray  # uint8 [N, H, W] (grayscale) or [N, H, W, C]; the seeds' sets are [N, 28, 28]
     y_train: np.ndarray  # int64 [N]
-    x_test: np.ndarray  # uint8 [M, 28, 28]
+    x_test: np.ndarray  # uint8 [M, H, W(, C)]
     y_test: np.ndarray  # int64 [M]
     labels: tuple[str, ...]  # class names, index = label
     source: str  # where it came from: a path, a generator seed, a URL
@@ -34,6 +36,7 @@ class Dataset:
 
 PathArg = str | os.PathLike[str] | None
 _Loader = Callable[[PathArg, int], Dataset]
+RANDOM = "random"
 
 
 def _load_xo(path: PathArg, seed: int) -> Dataset:
@@ -78,13 +81,25 @@ def _load_mnist(path: PathArg, seed: int) -> Dataset:
     return _build("mnist", arrays, DIGIT_LABELS, source)
 
 
+def _load_random(path: PathArg, seed: int) -> Dataset:
+    raise BadInputError("dataset 'random' is generated for a model's input: use it with compile, verify or hil")
+
+
 _REGISTRY: dict[str, tuple[_Loader, str]] = {
     "xo": (_load_xo, "hand-drawn-looking X/O glyphs, generated offline (4800+4800 / 800+800, --seed)"),
     "xo-emnist": (_load_xo_emnist, "X/O from EMNIST letters, downloaded once and cached (or --data gzip.zip)"),
     "xo-course": (_load_xo_course, "the course's xo_dataset.bin pickle (--data PATH), read safely"),
     "fashion-mnist": (_load_fashion, "Fashion-MNIST, Debian dataset-fashion-mnist or --data FOLDER of IDX files"),
     "mnist": (_load_mnist, "MNIST digits from Keras's mnist.npz cache or --data PATH"),
+    RANDOM: (_load_random, "seeded uniform inputs over the model's input range, no labels (fidelity only)"),
 }
+
+
+def register_dataset(name: str, loader: _Loader, description: str) -> None:
+    """Add a named set (``loader(path, seed) -> Dataset``); images may be any size, RGB or grayscale."""
+    if name in _REGISTRY:
+        raise ValueError(f"dataset {name!r} is already registered")
+    _REGISTRY[name] = (loader, description)
 
 
 def dataset_names() -> list[str]:
@@ -107,19 +122,19 @@ def load_dataset(name: str, *, path: str | os.PathLike[str] | None = None, seed:
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] in [0, 1], dividing by 255 as the seeds do."""
+    """uint8 [N, H, W] or [N, H, W, C] -> float32 [N, H, W, C] in [0, 1], dividing by 255 as the seeds do."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise BadInputError(f"normalise expects uint8 pixels, got {images.dtype} (already normalised?)")
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise BadInputError(f"normalise expects images [N, 28, 28], got shape {images.shape}")
-    return (images.astype(np.float32) / np.float32(255.0))[..., None]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise BadInputError(f"normalise expects images [N, H, W] or [N, H, W, 1 or 3], got shape {images.shape}")
+    return images.astype(np.float32) / np.float32(255.0)
 
 
 def sample_calibration(ds: Dataset, n: int, seed: int) -> np.ndarray:
-    """``n`` distinct training images, uint8 [n, 28, 28], for post-training quantisation."""
+    """``n`` distinct training images (uint8, as the dataset holds them) for post-training quantisation."""
     available = len(ds.x_train)
     if not 1 <= n <= available:
         raise BadInputError(f"calibration needs 1..{available} samples from {ds.name}, got {n}")
