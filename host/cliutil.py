@@ -111,6 +111,7 @@ class PlainProgress:
         self.n = 0
         self.started = self._last = time.monotonic()
         self._closed = False
+        self.postfix = ""
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -125,11 +126,15 @@ class PlainProgress:
         of = f"/{self.total}" if self.total else ""
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         done = " done" if final else ""
-        print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.1f} {self.unit}/s{done}",
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.1f} {self.unit}/s{extra}{done}",
               file=self.stream, flush=True)
 
-    def set_postfix_str(self, text: str) -> None:  # tqdm compatibility; the plain line stays short
-        pass
+    def set_postfix(self, **values: object) -> None:  # tqdm's interface
+        self.postfix = " ".join(f"{k} {v}" for k, v in values.items())
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
 
     def close(self) -> None:
         if not self._closed:

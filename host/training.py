@@ -118,6 +118,9 @@ class _EpochBar:
                 )
                 self.bar.update(1)
 
+            def on_train_batch_end(self, batch, logs=None):
+                self.bar.update(0)  # off a terminal: the plain line every few seconds, mid-epoch too
+
             def on_train_end(self, logs=None):
                 self.bar.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_io_node_args, output_path
+from ..cliutil import add_io_node_args, add_json_arg, finish, output_path
 
 
 def add_parser(sub) -> None:
@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", help=".keras, .h5, SavedModel directory or frozen .pb")
     p.add_argument("-o", "--output", help="output .tflite (default: next to the model)")
     add_io_node_args(p)
+    add_json_arg(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 
 
@@ -29,5 +30,8 @@ def run(args: argparse.Namespace) -> int:
     result = convert_to_tflite(source, input_node=args.input_node, output_node=args.output_node)
     write_bytes_atomic(out, result.data)
     notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-    print(f"converted {source.path} -> {out}: input {result.input_name} {result.input_shape}{notes}")
-    return 0
+    summary = {"output": str(out), "bytes": len(result.data), "input_name": result.input_name,
+               "input_shape": list(result.input_shape) if result.input_shape is not None else None,
+               "notes": list(result.notes)}
+    text = f"converted {source.path} -> {out}: input {result.input_name} {result.input_shape}{notes}"
+    return finish(args, summary, text=text, inputs={"model": source.path})

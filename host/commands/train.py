@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cliutil import add_dataset_args, load_dataset_arg, print_json
+from ..cliutil import add_dataset_args, add_json_arg, finish, load_dataset_arg
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a zoo model (xo, fashion_mlp, mnist_mlp, mnist_mlp500, lenet5, lenet_kpu)")
-    p.add_argument("model", metavar="NAME", help="zoo model name, e.g. xo (= xo_mlp)")
+    from k210.models.zoo import ALIASES, ZOO
+
+    names = ", ".join(ZOO)
+    aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+    p = sub.add_parser("train", help=f"train a zoo model ({names})",
+                       description=f"Train a seed model of the zoo. Models: {names} (aliases: {aliases}).")
+    p.add_argument("model", metavar="NAME", help=f"zoo model: {names}; or an alias ({aliases})")
     add_dataset_args(p)
     p.add_argument("--out", default="out/models", help="output directory (default out/models)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_arg(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 
 
@@ -39,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
         "test_accuracy": result.test_accuracy,
         "test_loss": result.test_loss,
     }
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"trained {model_def.name} on {dataset.name}: test accuracy {result.test_accuracy:.4f} "
-              f"({len(dataset.x_test)} images)")
-        for key in ("model", "history", "curves", "meta"):
-            print(f"  {key:8s} {summary[key]}")
-    return 0
+    lines = [f"trained {model_def.name} on {dataset.name}: test accuracy {result.test_accuracy:.4f} "
+             f"({len(dataset.x_test)} images)"]
+    lines += [f"  {key:8s} {summary[key]}" for key in ("model", "history", "curves", "meta")]
+    return finish(args, summary, text="\n".join(lines))
