@@ -18,7 +18,7 @@ from .sidecars import card_path, read_meta
 class CompileRequest:
     model: Path
     output: Path
-    quant: str = "float"
+    quant: str = "uint8"  # what the KPU runs, and what lint assumes
     input_type: str | None = None  # default: uint8 with PTQ (raw pixels), float32 otherwise
     input_range: tuple[float, float] = (0.0, 1.0)
     dataset: str | None = None  # calibration dataset (default: the one the model was trained on)
@@ -50,7 +50,8 @@ def compile_model(req: CompileRequest) -> dict:
     dataset_name = req.dataset or meta.get("dataset")
     if req.quant == "uint8":
         if not dataset_name:
-            raise BadInputError("uint8 quantisation needs calibration data: pass --dataset NAME")
+            raise BadInputError("uint8 quantisation (the default: the KPU needs it) calibrates on data: pass "
+                                "--dataset NAME (no .meta.json next to the model names one), or --quant float")
         if req.calib < 1:
             raise BadInputError("--calib must be at least 1")
         spec.calibration = calibration_samples(dataset_name, req.data_path, req.calib, req.seed, input_type,

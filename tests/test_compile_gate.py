@@ -17,7 +17,7 @@ def test_compile_refuses_an_unsupported_op_with_the_lint_report(tmp_path, cli):
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="elu")])
     source = _save(model, tmp_path / "elu.keras")
-    result = cli("compile", source, "-o", tmp_path / "elu.kmodel")
+    result = cli("compile", source, "--quant", "float", "-o", tmp_path / "elu.kmodel")
     assert result.code == 1
     assert "ELU" in result.err and "unsupported" in result.err
     assert "Unsupported tflite opcode" not in result.err.splitlines()[0]  # lint speaks first, not nncase
@@ -29,7 +29,7 @@ def test_compile_no_lint_lets_nncase_refuse(tmp_path, cli):
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="elu")])
     source = _save(model, tmp_path / "elu.keras")
-    result = cli("compile", source, "--no-lint", "-o", tmp_path / "elu.kmodel")
+    result = cli("compile", source, "--quant", "float", "--no-lint", "-o", tmp_path / "elu.kmodel")
     assert result.code == 2
     assert "nncase refused the model" in result.err and "ELU" in result.err
     assert not list(tmp_path.glob("*.kmodel*"))
@@ -48,13 +48,13 @@ def rgb_model(tmp_path_factory):
     source = _save(model, out / "rgb.keras")
     from k210.host.cli import main
 
-    assert main(["compile", str(source), "-o", str(out / "rgb.kmodel")]) == 0
+    assert main(["compile", str(source), "--quant", "float", "-o", str(out / "rgb.kmodel")]) == 0
     return source, out / "rgb.kmodel"
 
 
 def test_verify_refuses_images_that_do_not_fit_the_model(rgb_model, cli, tmp_path):
     source, kmodel = rgb_model
-    result = cli("verify", kmodel, "--reference", source, "--dataset", "xo", "--limit", "8", "--json",
+    result = cli("verify", kmodel, "--reference", source, "--dataset", "xo", "--limit", "8", "-o",
                  tmp_path / "v.json")
     assert result.code == 2
     assert "do not fit" in result.err and "Traceback" not in result.err
@@ -72,6 +72,6 @@ def test_verify_refuses_a_class_count_mismatch(tmp_path, cli):
 
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     source = _save(model, tmp_path / "ten.keras")
-    assert cli("compile", source, "-o", tmp_path / "ten.kmodel").code == 0
+    assert cli("compile", source, "--quant", "float", "-o", tmp_path / "ten.kmodel").code == 0
     result = cli("verify", tmp_path / "ten.kmodel", "--reference", source, "--dataset", "xo", "--limit", "4")
     assert result.code == 2 and "10 outputs" in result.err and "2 classes" in result.err

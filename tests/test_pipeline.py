@@ -21,7 +21,7 @@ def xo(tmp_path_factory) -> dict[str, Path]:
     assert main(["train", "xo", "--out", str(out)]) == 0
     keras_path = out / "xo_mlp.keras"
     assert main(["freeze", str(keras_path)]) == 0
-    assert main(["compile", str(keras_path), "-o", str(out / "xo_float.kmodel")]) == 0
+    assert main(["compile", str(keras_path), "--quant", "float", "-o", str(out / "xo_float.kmodel")]) == 0
     assert main(["compile", str(out / "xo_mlp.pb"), "--quant", "uint8", "--calib", "200",
                  "-o", str(out / "xo_uint8.kmodel")]) == 0
     return {"dir": out, "keras": keras_path, "pb": out / "xo_mlp.pb",
@@ -68,12 +68,13 @@ def test_card_next_to_kmodel(xo):
 def test_inspect_json(xo, cli):
     result = cli("inspect", xo["uint8"], "--json")
     assert result.code == 0
-    info = json.loads(result.out)
+    info = json.loads(result.out)["result"]
     assert info["version"] == 5
     assert [m["type"] for m in info["modules"]] == ["stackvm", "k210"]
     assert info["inputs"][0] == {"dtype": "uint8", "shape": [1, 28, 28, 1], "size": 784, "location": "input"}
-    assert info["firmware"]["maixpy"]["loads"] is False and info["firmware"]["canmv"]["loads"] is True
-    float_info = json.loads(cli("inspect", xo["float"], "--json").out)
+    assert info["loaders"]["maixpy"]["loads"] is False and info["loaders"]["canmv"]["loads"] is True
+    assert info["firmware"] == "canmv"  # the firmware a v5 kmodel calls for
+    float_info = json.loads(cli("inspect", xo["float"], "--json").out)["result"]
     assert [m["type"] for m in float_info["modules"]] == ["stackvm"]
     assert float_info["inputs"][0]["dtype"] == "float32"
 
@@ -81,9 +82,9 @@ def test_inspect_json(xo, cli):
 def test_uint8_kmodel_agrees_with_tf_on_1600_images(xo, cli, tmp_path):
     """Issue 2's figure: >= 99.5 % top-1 agreement, accuracy within 0.5 points of float."""
     report = tmp_path / "uint8.json"
-    result = cli("verify", xo["uint8"], "--reference", xo["keras"], "--dataset", "xo", "--json", report)
+    result = cli("verify", xo["uint8"], "--reference", xo["keras"], "--dataset", "xo", "-o", report)
     assert result.code == 0, result.err
-    figures = json.loads(report.read_text())
+    figures = json.loads(report.read_text())["result"]
     assert figures["count"] == 1600
     assert figures["agreement"] >= 0.995
     assert abs(figures["kmodel_accuracy"] - figures["reference_accuracy"]) <= 0.005
@@ -94,9 +95,9 @@ def test_uint8_kmodel_agrees_with_tf_on_1600_images(xo, cli, tmp_path):
 
 def test_float_kmodel_matches_tf_closely(xo, cli, tmp_path):
     report = tmp_path / "float.json"
-    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200", "--json", report)
+    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200", "-o", report)
     assert result.code == 0, result.err
-    figures = json.loads(report.read_text())
+    figures = json.loads(report.read_text())["result"]
     assert figures["agreement"] == 1.0
     assert figures["max_abs_error"] < 1e-4
 
@@ -116,7 +117,7 @@ def test_course_dynamic_batch_pb_compiles_and_matches(tmp_path, cli, xo):
     weights = keras_weights(keras.models.load_model(xo["keras"], compile=False))
     pb = build_course_pb(tmp_path / "nn_xo.pb", weights=weights)
     kmodel = tmp_path / "nn_xo.kmodel"
-    result = cli("compile", pb, "-o", kmodel)
+    result = cli("compile", pb, "--quant", "float", "-o", kmodel)
     assert result.code == 0, result.err
     assert kmodel.read_bytes()[:8] == b"LDMK\x05\x00\x00\x00"
     assert "dynamic batch fixed to 1" in result.out
@@ -141,7 +142,7 @@ def test_compile_from_tflite_and_saved_model(tmp_path, cli, xo):
     model = keras.models.load_model(xo["keras"], compile=False)
     saved = tmp_path / "saved"
     tf.saved_model.save(model, str(saved))
-    assert cli("compile", saved, "-o", tmp_path / "sm.kmodel").code == 0
+    assert cli("compile", saved, "--quant", "float", "-o", tmp_path / "sm.kmodel").code == 0
     tfl = tmp_path / "m.tflite"
     assert cli("convert", xo["keras"], "-o", tfl).code == 0
     assert cli("compile", tfl, "--quant", "uint8", "--dataset", "xo", "--calib", "16", "-o",

@@ -4,58 +4,52 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import format_table, print_json
+from ..cliutil import add_json_arg, finish, firmware_for, format_table
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="read a kmodel's header (v3/v4/v5): modules, tensors, memory, loaders")
     p.add_argument("kmodel", help="a .kmodel file")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from k210.converters.kmodel import FIRMWARE_LOADERS, UnloadableKmodelError, parse_kmodel
+    from k210.converters.kmodel import parse_kmodel
 
     from ..fsutil import require_file
     from ..sidecars import read_card
 
     path = require_file(args.kmodel, "kmodel")
-    try:
-        info = parse_kmodel(path.read_bytes())
-    except UnloadableKmodelError as exc:
-        if not args.json:  # name the format first; the error line then says who loads it
-            print(f"{path}: {exc.format.name}, made by {exc.format.made_by}")
-        raise
+    info = parse_kmodel(path.read_bytes())
     data = info.to_dict()
     card = read_card(path)
+    # `firmware` is one firmware name in every command's JSON: here the one this kmodel calls for;
+    # which firmware can load it at all is `loaders`.
+    data["loaders"] = data.pop("firmware", {})
+    data["firmware"] = firmware_for(None, kmodel_version=info.version, card=card)
     if card:
         data["card"] = {k: card.get(k) for k in ("labels", "preprocessing", "quantisation", "memory")}
-    if args.json:
-        print_json(data)
-        return 0
-    print(f"{path}: kmodel v{info.version}, {info.size} bytes")
-    print("modules: " + ", ".join(_module_text(m, info) for m in info.modules))
-    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size or "?")
+    return finish(args, data, text=lambda: _text(path, info, data, card), inputs={"kmodel": path})
+
+
+def _text(path, info, data: dict, card: dict | None) -> str:
+    from k210.converters.kmodel import FIRMWARE_LOADERS
+
+    lines = [f"{path}: kmodel v{info.version}, {info.size} bytes, for {data['firmware']} firmware"]
+    lines.append("modules: " + ", ".join(
+        f"{m.type} ({'KPU code' if m.type == 'k210' else 'CPU'})" for m in info.modules))
+    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size)
             for i, t in enumerate(info.inputs)]
-    no_shape = f"? (v{info.version} stores none)"
-    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else no_shape, t.size)
+    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else "? (v4 stores none)", t.size)
              for i, t in enumerate(info.outputs)]
-    print(format_table(("tensor", "#", "dtype", "shape", "bytes"), rows))
+    lines.append(format_table(("tensor", "#", "dtype", "shape", "bytes"), rows))
     if info.mempools:
-        print("memory pools: " + ", ".join(f"{k} {v} B" for k, v in info.mempools.items()))
+        lines.append("memory pools: " + ", ".join(f"{k} {v} B" for k, v in info.mempools.items()))
     if info.main_memory is not None:
-        print(f"main memory: {info.main_memory} B")
-    print("firmware:")
-    for key, fw in FIRMWARE_LOADERS.items():
-        verdict = "loads it" if info.loadable_by(key) else "cannot load it"
-        print(f"  {fw['name']}: {verdict} ({fw['note']})")
+        lines.append(f"main memory: {info.main_memory} B")
+    rows = [(fw["name"], "yes" if info.loadable_by(key) else "no", fw["note"]) for key, fw in FIRMWARE_LOADERS.items()]
+    lines.append(format_table(("firmware", "loads it", "note"), rows))
     if card and card.get("labels"):
-        print(f"labels: {', '.join(card['labels'])}")
-    return 0
-
-
-def _module_text(module, info) -> str:
-    if info.layers is not None:
-        return f"{module.type} ({info.kpu_layers} of {info.layers} layers on the KPU)"
-    return f"{module.type} ({'KPU code' if module.type == 'k210' else 'CPU'})"
+        lines.append(f"labels: {', '.join(card['labels'])}")
+    return "\n".join(lines)
