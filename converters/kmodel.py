@@ -110,6 +110,16 @@ class KModelInfo:
                 pools[pool.location] = max(pools.get(pool.location, 0), pool.size)
         return pools
 
+    def module_text(self, module: Module) -> str:
+        """Where a module's code runs, for people: v3/v4 say it per layer, v5 per module."""
+        if self.layers is not None:
+            return f"{module.type} ({self.kpu_layers} of {self.layers} layers on the KPU)"
+        return f"{module.type} ({'KPU code' if module.type == 'k210' else 'CPU'})"
+
+    @property
+    def missing_shape_text(self) -> str:
+        return f"? (v{self.version} stores none)"
+
     def loadable_by(self, firmware: str) -> bool:
         return self.version in FIRMWARE_LOADERS[firmware]["versions"]
 

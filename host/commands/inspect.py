@@ -15,13 +15,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from k210.converters.kmodel import parse_kmodel
+    from k210.converters.kmodel import UnloadableKmodelError, parse_kmodel
 
     from ..fsutil import require_file
     from ..sidecars import read_card
 
     path = require_file(args.kmodel, "kmodel")
-    info = parse_kmodel(path.read_bytes())
+    try:
+        info = parse_kmodel(path.read_bytes())
+    except UnloadableKmodelError as exc:
+        if not getattr(args, "json", False):  # name the format; the error line says who loads it
+            print(f"{path}: {exc.format.name}, made by {exc.format.made_by}")
+        raise
     data = info.to_dict()
     card = read_card(path)
     # `firmware` is one firmware name in every command's JSON: here the one this kmodel calls for;
@@ -37,11 +42,10 @@ def _text(path, info, data: dict, card: dict | None) -> str:
     from k210.converters.kmodel import FIRMWARE_LOADERS
 
     lines = [f"{path}: kmodel v{info.version}, {info.size} bytes, for {data['firmware']} firmware"]
-    lines.append("modules: " + ", ".join(
-        f"{m.type} ({'KPU code' if m.type == 'k210' else 'CPU'})" for m in info.modules))
-    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size)
+    lines.append("modules: " + ", ".join(info.module_text(m) for m in info.modules))
+    rows = [("input", i, t.dtype or "?", t.shape if t.shape is not None else "?", t.size or "?")
             for i, t in enumerate(info.inputs)]
-    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else "? (v4 stores none)", t.size)
+    rows += [("output", i, t.dtype or "?", t.shape if t.shape is not None else info.missing_shape_text, t.size)
              for i, t in enumerate(info.outputs)]
     lines.append(format_table(("tensor", "#", "dtype", "shape", "bytes"), rows))
     if info.mempools:
