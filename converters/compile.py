@@ -36,6 +36,8 @@ class CompileSpec:
     input_range: tuple[float, float] = (0.0, 1.0)
     calibrate_method: str = "no_clip"
     input_shape: list[int] = field(default_factory=list)  # NHWC, batch 1
+    mean: list[float] | None = None  # per channel, applied by nncase after input_range (uint8 input only)
+    std: list[float] | None = None
 
     def validate(self) -> None:
         if self.quant not in QUANT_MODES:
@@ -79,6 +81,8 @@ def compile_tflite(tflite: bytes, spec: CompileSpec, *, timeout: float = 900) ->
             "input_shape": list(spec.input_shape),
             "calibrate_method": spec.calibrate_method,
             "calibration": None,
+            "mean": spec.mean,
+            "std": spec.std,
         }
         if spec.quant == "uint8":
             np.save(work / "calibration.npy", spec.calibration)

@@ -26,6 +26,9 @@ def build_options(request: dict):
         options.preprocess = True
         options.input_type = "uint8"
         options.input_range = request["input_range"]
+        if request.get("mean") is not None:  # nncase normalises after input_range: (x - mean) / std
+            options.mean = request["mean"]
+            options.std = request["std"]
     elif request["quant"] == "uint8":
         options.input_type = "float32"
     options.quant_type = "uint8"

@@ -169,7 +169,8 @@ def image_geometry(input_shape: list[int] | tuple[int, ...]) -> tuple[int, int, 
 
     [1, H, W, C] is NHWC unless C is not 1 or 3 and the second dimension is (then NCHW, as nncase's
     own and real-world kmodels often are); [1, H, W] is grayscale; [1, K] with K = s*s or s*s*3 is
-    a flattened square image (the MLPs' 784 inputs).
+    a flattened square image (the MLPs' 784 inputs). Anything else (features, spectrograms with many
+    channels) is a 1 x K grayscale strip: random data and arrays of its shape fit it.
     """
     dims = [int(d) for d in input_shape]
     if not dims or dims[0] != 1 or any(d < 1 for d in dims):
@@ -180,15 +181,14 @@ def image_geometry(input_shape: list[int] | tuple[int, ...]) -> tuple[int, int, 
             return rest[0], rest[1], rest[2], "NHWC"
         if rest[0] in (1, 3):
             return rest[1], rest[2], rest[0], "NCHW"
-        raise BadInputError(f"model input {dims} is not an image (its channels are neither 1 nor 3)")
-    if len(rest) == 2:
+    elif len(rest) == 2:
         return rest[0], rest[1], 1, "NHWC"
-    if len(rest) == 1:
+    elif len(rest) == 1:
         for channels in (1, 3):
             side = math.isqrt(rest[0] // channels)
             if side * side * channels == rest[0]:
                 return side, side, channels, "NHWC"
-    raise BadInputError(f"model input {dims} is not an image: give --data arrays of that shape instead")
+    return 1, math.prod(rest), 1, "NHWC"
 
 
 def spec_for_model(input_shape: list[int] | tuple[int, ...], *, dtype: str = "float32",

@@ -47,9 +47,28 @@ def _init_worker(kmodel: bytes) -> None:
     _simulator = KModelSimulator(kmodel)
 
 
-def _run_chunk(chunk: np.ndarray) -> np.ndarray:
+def _run_chunk(chunk: np.ndarray) -> list[np.ndarray]:
     assert _simulator is not None
-    return np.stack([_simulator.run(x[None])[0] for x in chunk])
+    per_image = [_simulator.run(x[None]) for x in chunk]
+    return [np.stack([outs[k] for outs in per_image]) for k in range(len(per_image[0]))]
+
+
+def check_runnable(kmodel: bytes):
+    """The kmodel's header, or a one-line BadInputError if nncase 1.9's simulator cannot take it."""
+    try:
+        info = parse_kmodel(kmodel)
+    except BadInputError:
+        raise
+    except Exception as exc:  # a truncated or foreign file
+        raise BadInputError(f"not a kmodel nncase can read: {exc}") from None
+    if info.version != 5:
+        made_by = {3: " (nncase 0.1's format)", 4: " (nncase 0.2's format)"}.get(info.version, "")
+        raise BadInputError(f"kmodel v{info.version}{made_by} cannot run in nncase 1.9's simulator, "
+                            "which runs kmodel v5 only")
+    if len(info.inputs) != 1 or not info.inputs[0].shape or info.inputs[0].dtype not in _NUMPY_DTYPES:
+        raise BadInputError("the simulator feeds models with one uint8/float32 input; this kmodel's inputs are "
+                            + ", ".join(f"{d.dtype}{d.shape}" for d in info.inputs))
+    return info
 
 
 def simulate(
@@ -59,19 +78,16 @@ def simulate(
     workers: int | None = None,
     chunk: int = 32,
     progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Outputs of the kmodel's first output for each of `inputs` ([N, ...] per-image tensors)."""
-    info = parse_kmodel(kmodel)
-    if info.version != 5:
-        raise BadInputError(f"nncase 1.9's simulator runs kmodel v5 only (this is v{info.version})")
+) -> list[np.ndarray]:
+    """Every output of the kmodel for each of `inputs` ([N, ...] per-image tensors): a list of [N, ...]."""
+    info = check_runnable(kmodel)
     n = len(inputs)
     if n == 0:
-        out_shape = info.outputs[0].shape[1:] if info.outputs else []
-        return np.zeros((0, *out_shape), np.float32)
+        return [np.zeros((0, *(d.shape or [1])[1:]), np.float32) for d in info.outputs]
     workers = max(1, min(workers or os.cpu_count() or 1, (n + chunk - 1) // chunk))
     pieces = [inputs[i : i + chunk] for i in range(0, n, chunk)]
     context = multiprocessing.get_context("spawn")
-    results: list[np.ndarray] = []
+    results: list[list[np.ndarray]] = []
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(kmodel,)) as pool:
             for piece, out in zip(pieces, pool.map(_run_chunk, pieces)):
@@ -80,6 +96,10 @@ def simulate(
                     progress(len(piece))
     except BrokenProcessPool:
         raise ToolFailure("nncase's simulator crashed while running the kmodel") from None
-    outputs = np.concatenate(results)
+    except (RuntimeError, ValueError, TypeError) as exc:  # nncase's own error, raised in a worker
+        text = str(exc).strip().splitlines()
+        raise ToolFailure(f"nncase's simulator cannot run this kmodel: {text[0][:240] if text else type(exc).__name__}"
+                          ) from None
+    outputs = [np.concatenate([r[k] for r in results]) for k in range(len(results[0]))]
     # The simulator keeps the batch dim of 1 per image: drop it.
-    return outputs.reshape(n, *outputs.shape[2:]) if outputs.ndim > 1 and outputs.shape[1] == 1 else outputs
+    return [o.reshape(n, *o.shape[2:]) if o.ndim > 1 and o.shape[1] == 1 else o for o in outputs]

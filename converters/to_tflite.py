@@ -58,15 +58,15 @@ def load_keras(path: Path):
 def keras_to_tflite(model) -> TFLiteModel:
     import tensorflow as tf
 
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise BadInputError("only single-input, single-output models are supported")
+    if len(model.inputs) != 1:
+        raise BadInputError(f"only single-input models are supported (this one has {len(model.inputs)} inputs)")
     shape = _fixed_batch_shape(list(model.inputs[0].shape), model.inputs[0].name)
     spec = tf.TensorSpec(shape, model.inputs[0].dtype, name="input")
     function = tf.function(lambda x: model(x, training=False))
     concrete = _constant_folded(function.get_concrete_function(spec))
     notes = ["dynamic batch fixed to 1"] if model.inputs[0].shape[0] is None else []
     data = _run_converter(lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete]))
-    return TFLiteModel(data, model.inputs[0].name, model.outputs[0].name, shape, notes)
+    return TFLiteModel(data, model.inputs[0].name, ",".join(o.name for o in model.outputs), shape, notes)
 
 
 def _saved_model_to_tflite(path: Path) -> TFLiteModel:
@@ -178,12 +178,12 @@ def _existing_tflite(path: Path) -> TFLiteModel:
         data = folded.data
         notes.append(f"float16 weights dequantised to float32 ({folded.folded} DEQUANTIZE ops folded)")
     info = read_tflite(data)
-    if len(info.inputs) != 1 or len(info.outputs) != 1:
-        raise BadInputError("only single-input, single-output TFLite models are supported")
-    first_in, first_out = info.inputs[0], info.outputs[0]
+    if len(info.inputs) != 1 or not info.outputs:
+        raise BadInputError("only single-input TFLite models are supported")
+    first_in = info.inputs[0]
     if first_in.dynamic:
         notes.append("dynamic batch in the TFLite signature (nncase sees batch 1)")
-    return TFLiteModel(data, first_in.name, first_out.name, first_in.shape, notes)
+    return TFLiteModel(data, first_in.name, ",".join(o.name for o in info.outputs), first_in.shape, notes)
 
 
 def _fixed_batch_shape(shape: list[int | None], name: str) -> list[int]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from .errors import BadInputError, CheckFailed
 from .fsutil import sha256_file, write_bytes_atomic, write_json_atomic
@@ -20,9 +20,10 @@ class CompileRequest:
     output: Path
     quant: str = "uint8"  # what the KPU runs, and what lint assumes
     input_type: str | None = None  # default: uint8 with PTQ (raw pixels), float32 otherwise
-    input_range: tuple[float, float] = (0.0, 1.0)
+    input_range: tuple[float, float] | None = None  # None: (0, 1), pixels / 255; kept for older callers
     dataset: str | None = None  # calibration dataset (default: the one the model was trained on)
-    data_path: str | None = None
+    data_path: str | None = None  # a named set's files, or the user's image folder / .npz / .npy
+    overrides: Any = None  # converters.preprocess.Overrides: mean/std/colour/resize (and input range)
     calib: int = 200
     seed: int = 0
     input_node: str | None = None
@@ -45,17 +46,22 @@ def compile_model(req: CompileRequest) -> dict:
     lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
 
     input_type = req.input_type or ("uint8" if req.quant == "uint8" else "float32")
-    spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=req.input_range,
+    prep = preprocess_for(tfl.input_shape, input_type, req)
+    spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=prep.input_range,
                        input_shape=list(tfl.input_shape))
-    dataset_name = req.dataset or meta.get("dataset")
+    if input_type == "uint8" and (any(prep.mean) or any(v != 1.0 for v in prep.std)):
+        spec.mean, spec.std = _per_channel(prep.mean, prep.channels), _per_channel(prep.std, prep.channels)
+    dataset_name = req.dataset or (None if req.data_path else meta.get("dataset"))
+    calibration = None
     if req.quant == "uint8":
-        if not dataset_name:
+        if not dataset_name and not req.data_path:
             raise BadInputError("uint8 quantisation (the default: the KPU needs it) calibrates on data: pass "
-                                "--dataset NAME (no .meta.json next to the model names one), or --quant float")
+                                "--dataset NAME, --data DIR|FILE.npz or --dataset random (no .meta.json next to "
+                                "the model names one), or --quant float")
         if req.calib < 1:
             raise BadInputError("--calib must be at least 1")
-        spec.calibration = calibration_samples(dataset_name, req.data_path, req.calib, req.seed, input_type,
-                                               tfl.input_shape)
+        calibration = calibration_inputs(dataset_name, req.data_path, req.calib, req.seed, prep, tfl.input_shape)
+        spec.calibration = calibration.kmodel
     compiled = compile_tflite(tfl.data, spec)
     info = parse_kmodel(compiled.kmodel)
     compile_seconds = time.perf_counter() - started
@@ -73,18 +79,21 @@ def compile_model(req: CompileRequest) -> dict:
             "loaded_by": info.loaders,
         },
         "source": {
-            "path": str(source.path),
+            "path": os.path.relpath(source.path.resolve(), req.output.resolve().parent),
+            "path_base": "card",  # relative to the card's folder, so the card works from any directory
             "format": source.format.value,
             "sha256": sha256_file(_hashable_file(source.path)),
         },
         "compiler": {"name": "nncase", "version": metadata.version("nncase"), "target": "k210",
                      "seconds": round(compile_seconds, 3)},
         "inputs": [{"name": tfl.input_name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"} for d in info.inputs],
-        "outputs": [{"name": tfl.output_name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"}
-                    for d in info.outputs],
+        "outputs": [{"name": name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"}
+                    for name, d in zip(_output_names(tfl.output_name, len(info.outputs)), info.outputs)],
         "preprocessing": {
+            "spec": prep.to_dict(),  # the one spec calibration, verify, hil and deploy all apply
+            "summary": prep.describe(),
             "input_type": input_type,
-            "input_range": list(req.input_range),
+            "input_range": list(prep.input_range),
             "board_sends": "raw uint8 pixels (nncase maps 0..255 onto input_range)" if input_type == "uint8"
             else "float32 tensors, already normalised",
             "normalisation": meta.get("preprocessing", "x / 255 (uint8 pixels to [0, 1])"),
@@ -93,8 +102,9 @@ def compile_model(req: CompileRequest) -> dict:
         "quantisation": {
             "mode": req.quant,
             "calibration": (
-                {"dataset": dataset_name, "samples": req.calib, "method": spec.calibrate_method, "seed": req.seed}
-                if req.quant == "uint8" else None
+                {"dataset": dataset_name, "data": _abs(req.data_path), "source": calibration.source,
+                 "samples": len(calibration), "method": spec.calibrate_method, "seed": req.seed}
+                if calibration is not None else None
             ),
         },
         "memory": compiled.memory,
@@ -105,17 +115,36 @@ def compile_model(req: CompileRequest) -> dict:
     return card
 
 
-def calibration_samples(dataset_name: str, data_path: str | None, count: int, seed: int, input_type: str,
-                        input_shape: list[int]) -> np.ndarray:
-    from k210.models.datasets import load_dataset, normalise, sample_calibration
+def preprocess_for(input_shape: list[int], input_type: str, req: CompileRequest):
+    """The spec of this compile: the model's geometry, the flags, the compiled input type."""
+    from k210.converters.preprocess import Overrides, spec_for_model
 
-    dataset = load_dataset(dataset_name, path=data_path, seed=seed)
-    raw = sample_calibration(dataset, count, seed)
-    samples = raw[..., None] if input_type == "uint8" else normalise(raw)
-    per_image = int(np.prod(input_shape[1:]))
-    if int(np.prod(samples.shape[1:])) != per_image:
-        raise BadInputError(f"dataset '{dataset_name}' images {raw.shape[1:]} do not fit the model input {input_shape}")
-    return np.ascontiguousarray(samples.reshape(len(samples), *input_shape[1:]))
+    overrides = req.overrides or Overrides()
+    if req.input_range is not None and overrides.input_range is None:
+        overrides = replace(overrides, input_range=tuple(req.input_range))
+    return spec_for_model(input_shape, dtype=input_type, overrides=overrides)
+
+
+def calibration_inputs(dataset_name: str | None, data_path: str | None, count: int, seed: int, prep,
+                       input_shape: list[int]):
+    """`count` calibration samples through `prep`, in the compiled input's dtype and shape (nncase's PTQ)."""
+    from .inputdata import DataRequest, load_inputs
+
+    return load_inputs(DataRequest(dataset_name, data_path, seed, "train", count), prep, input_shape,
+                       purpose="calibration")
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:
+    return list(values) * channels if len(values) == 1 else list(values)
+
+
+def _output_names(joined: str, count: int) -> list[str]:
+    names = joined.split(",") if joined else []
+    return names if len(names) == count else [joined if count == 1 else f"output_{i}" for i in range(count)]
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def _hashable_file(path: Path) -> Path:

@@ -1,51 +1,202 @@
-"""Run a kmodel in nncase's simulator and its reference in TF on the same images; compare."""
+"""Run a kmodel in nncase's simulator and its reference in TF on the same inputs; compare every output.
+
+The library behind `k210 verify` (and the pieces `k210 hil` shares): where the reference is, which
+preprocessing applies, how kmodel outputs pair with the reference's, and the per-output figures.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError
-from .metrics import compare, confusion
+from .errors import BadInputError, CheckFailed
+from .metrics import compare, confusion, is_class_scores, passes
 
 
 @dataclass
-class Inputs:
-    """The same images as the reference and the kmodel each want them."""
+class VerifyRequest:
+    kmodel: str
+    reference: str | None = None  # default: the model card's source
+    dataset: str | None = None
+    data: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    min_agreement: float = 0.99
+    min_cosine: float = 0.99
+    overrides: Any = None  # converters.preprocess.Overrides
+    input_node: str | None = None
+    output_node: str | None = None
+    workers: int | None = None
+    save_io: str | None = None
+    progress: Any = None  # callable(total, desc) -> context manager with .update(n)
 
-    reference: np.ndarray  # float32, normalised, model input shape per image
-    kmodel: np.ndarray  # uint8 raw pixels or float32 normalised, kmodel input shape per image
-    labels: np.ndarray
+
+# --- the model card's pieces ------------------------------------------------------------------------
 
 
-def prepare_inputs(images: np.ndarray, labels: np.ndarray, kmodel_input) -> Inputs:
-    from k210.models.datasets import normalise
+def carded_reference(card: dict, kmodel_path: Path) -> Path | None:
+    """The source model the card names, resolved against the card's own folder (older cards: as written)."""
+    source = card.get("source") or {}
+    path = source.get("path")
+    if not path:
+        return None
+    p = Path(path)
+    if source.get("path_base") == "card" and not p.is_absolute():
+        return kmodel_path.parent / p
+    return p
 
-    shape = list(kmodel_input.shape[1:])
-    if int(np.prod(shape)) != int(np.prod(images.shape[1:])):
-        raise BadInputError(f"dataset images {list(images.shape[1:])} do not fit the kmodel input {kmodel_input.shape}")
-    normalised = normalise(images).reshape(len(images), *shape)
-    if kmodel_input.dtype == "uint8":
-        kmodel_inputs = images.reshape(len(images), *shape).astype(np.uint8)
-    elif kmodel_input.dtype == "float32":
-        kmodel_inputs = normalised
+
+def resolve_reference(given: str | None, card: dict, kmodel_path: Path, *, no_reference: bool = False) -> Path | None:
+    """`--reference`, else the card's; a carded reference that is missing fails the check (exit 1)."""
+    if no_reference:
+        return None
+    if given:
+        return Path(given)
+    carded = carded_reference(card, kmodel_path)
+    if carded is not None and not carded.exists():
+        raise CheckFailed(f"the model card names the reference {carded}, which is missing: pass --reference MODEL, "
+                          "or --no-reference to compare with the simulator only")
+    return carded
+
+
+def carded_data(card: dict) -> tuple[str | None, str | None]:
+    """(dataset, data path) the kmodel was calibrated on, for runs that name no data."""
+    calibration = (card.get("quantisation") or {}).get("calibration") or {}
+    return calibration.get("dataset"), calibration.get("data")
+
+
+def preprocess_spec(card: dict, kmodel_input, overrides=None):
+    """The card's preprocessing for this kmodel input (or the defaults), with the flags applied."""
+    from k210.converters.preprocess import spec_for_model
+
+    if not kmodel_input.shape or kmodel_input.dtype not in ("uint8", "float32"):
+        raise BadInputError(f"the kmodel's input {kmodel_input.dtype}{kmodel_input.shape} is not a uint8 or "
+                            "float32 tensor")
+    carded = (card.get("preprocessing") or {}).get("spec")
+    return spec_for_model(kmodel_input.shape, dtype=kmodel_input.dtype, card=carded, overrides=overrides)
+
+
+# --- outputs -----------------------------------------------------------------------------------------
+
+
+def pair_outputs(reference: list[np.ndarray], kmodel: list[np.ndarray]) -> list[int]:
+    """For each kmodel output, the index of the reference output it is; one line if they cannot pair."""
+    if len(reference) != len(kmodel):
+        raise BadInputError(f"the kmodel has {len(kmodel)} output(s), the reference {len(reference)}: "
+                            "is the reference the model this kmodel was compiled from?")
+    sizes_ref = [int(np.prod(r.shape[1:])) for r in reference]
+    sizes_k = [int(np.prod(k.shape[1:])) for k in kmodel]
+    if sizes_ref == sizes_k:
+        return list(range(len(kmodel)))
+    if sorted(sizes_ref) == sorted(sizes_k) and len(set(sizes_k)) == len(sizes_k):
+        return [sizes_ref.index(s) for s in sizes_k]  # the converter reordered them: pair by size
+    detail = "; ".join(f"output {i}: kmodel {list(k.shape[1:])} vs reference {list(r.shape[1:])}"
+                       for i, (k, r) in enumerate(zip(kmodel, reference)) if k[0].size != r[0].size)
+    raise BadInputError(f"output shapes differ ({detail}): is the reference the model this kmodel was compiled from?")
+
+
+@dataclass
+class OutputFigures:
+    per_output: list[dict[str, Any]] = field(default_factory=list)
+
+    def primary(self) -> dict[str, Any]:
+        """The output the headline figures describe: the first one with class scores, else output 0."""
+        return next((o for o in self.per_output if "agreement" in o), self.per_output[0])
+
+
+def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], labels: np.ndarray | None,
+                    class_names: list[str], *, min_agreement: float, min_cosine: float) -> OutputFigures:
+    """Per output: the validate figures, classification only where labels exist and sizes match the classes."""
+    figures = OutputFigures()
+    classes = len(class_names) if class_names else None
+    for index, (ref, cand) in enumerate(zip(reference, candidate)):
+        scores = is_class_scores(ref.shape[1:], classes, ref)
+        with_labels = labels if scores and classes is not None else None
+        row = {"output": index, "shape": list(cand.shape[1:]),
+               **compare(ref, cand, with_labels, class_scores=scores)}
+        if with_labels is not None and classes:
+            row["confusion"] = {
+                "reference": confusion(with_labels, ref.reshape(len(ref), -1).argmax(1), classes),
+                "kmodel": confusion(with_labels, cand.reshape(len(cand), -1).argmax(1), classes),
+            }
+        row["passed"] = passes(row, min_agreement, min_cosine)
+        figures.per_output.append(row)
+    return figures
+
+
+def save_io(path: str, inputs, outputs: dict[str, list[np.ndarray]]) -> None:
+    """Inputs (as TF and as the kmodel take them), labels, and every output of every side, in one .npz."""
+    from .fsutil import atomic_path
+
+    if not str(path).endswith(".npz"):
+        raise BadInputError(f"--save-io {path} should end in .npz")
+    arrays: dict[str, np.ndarray] = {"inputs_reference": inputs.reference, "inputs_kmodel": inputs.kmodel}
+    if inputs.labels is not None:
+        arrays["labels"] = np.asarray(inputs.labels)
+    for side, outs in outputs.items():
+        for i, out in enumerate(outs):
+            arrays[f"{side}_output_{i}"] = np.asarray(out)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+# --- k210 verify -------------------------------------------------------------------------------------
+
+
+def verify(req: VerifyRequest) -> dict[str, Any]:
+    from k210.converters.reference import load_reference
+    from k210.converters.simulate import check_runnable, simulate
+    from k210.converters.sources import detect
+
+    from .fsutil import require_file
+    from .inputdata import DataRequest, load_inputs
+    from .sidecars import read_card
+
+    if req.limit is not None and req.limit < 1:
+        raise BadInputError("--limit must be at least 1")
+    for name, value in (("--min-agreement", req.min_agreement), ("--min-cosine", req.min_cosine)):
+        if not 0 <= value <= 1:
+            raise BadInputError(f"{name} must be between 0 and 1")
+    if req.save_io and not str(req.save_io).endswith(".npz"):
+        raise BadInputError(f"--save-io {req.save_io} should end in .npz")
+    kmodel_path = require_file(req.kmodel, "kmodel")
+    kmodel = kmodel_path.read_bytes()
+    info = check_runnable(kmodel)  # v3/v4 and foreign files: one line before any data is read
+    card = read_card(kmodel_path) or {}
+    reference_path = resolve_reference(req.reference, card, kmodel_path)
+    if reference_path is None:
+        raise BadInputError("which reference? pass --reference MODEL (the model card names none)")
+    source = detect(reference_path)
+    spec = preprocess_spec(card, info.inputs[0], req.overrides)
+    dataset, data = (req.dataset, req.data) if (req.dataset or req.data) else carded_data(card)
+    inputs = load_inputs(DataRequest(dataset, data, req.seed, "test", req.limit), spec, info.inputs[0].shape,
+                         class_names=card.get("labels"))
+    if not inputs.class_names and card.get("labels"):
+        inputs.class_names = list(card["labels"])  # unlabelled data: the card still says which output has classes
+
+    predict = load_reference(source, input_node=req.input_node, output_node=req.output_node)
+    reference_out = predict(inputs.reference)
+    if req.progress is not None:
+        with req.progress(len(inputs), "simulating kmodel") as bar:
+            kmodel_out = simulate(kmodel, inputs.kmodel, workers=req.workers, progress=bar.update)
     else:
-        raise BadInputError(f"kmodel input dtype {kmodel_input.dtype} is not supported")
-    return Inputs(normalised.astype(np.float32), kmodel_inputs, np.asarray(labels))
-
-
-def verify_report(reference_out: np.ndarray, kmodel_out: np.ndarray, labels: np.ndarray,
-                  class_names: list[str]) -> dict:
-    classes = len(class_names)
-    if reference_out.reshape(len(reference_out), -1).shape[1] != classes:
-        raise BadInputError(
-            f"the model has {reference_out.reshape(len(reference_out), -1).shape[1]} outputs but the dataset "
-            f"has {classes} classes")
-    report = compare(reference_out, kmodel_out, labels)
-    report["labels"] = class_names
-    report["confusion"] = {
-        "reference": confusion(labels, reference_out.reshape(len(labels), -1).argmax(1), classes),
-        "kmodel": confusion(labels, kmodel_out.reshape(len(labels), -1).argmax(1), classes),
-    }
+        kmodel_out = simulate(kmodel, inputs.kmodel, workers=req.workers)
+    order = pair_outputs(reference_out, kmodel_out)
+    reference_out = [reference_out[j] for j in order]
+    figures = compare_outputs(reference_out, kmodel_out, inputs.labels, inputs.class_names,
+                              min_agreement=req.min_agreement, min_cosine=req.min_cosine)
+    if req.save_io:
+        save_io(req.save_io, inputs, {"reference": reference_out, "kmodel": kmodel_out})
+    primary = figures.primary()
+    report: dict[str, Any] = {k: v for k, v in primary.items() if k not in ("output", "shape", "passed")}
+    report.update({
+        "kmodel": str(kmodel_path), "reference": str(source.path), "dataset": inputs.name, "source": inputs.source,
+        "count": len(inputs), "labels": inputs.class_names if inputs.labels is not None else None,
+        "preprocessing": spec.to_dict(), "outputs": figures.per_output, "primary_output": primary["output"],
+        "min_agreement": req.min_agreement, "min_cosine": req.min_cosine,
+        "passed": all(o["passed"] for o in figures.per_output),
+    })
     return report

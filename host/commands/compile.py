@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, output_path, parse_range
+from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, output_path
+from ..dataargs import add_preprocess_args, overrides_from
 
 
 def add_parser(sub) -> None:
@@ -19,11 +20,10 @@ def add_parser(sub) -> None:
     p.add_argument("--calib", type=int, default=200, help="calibration samples for --quant uint8 (default 200)")
     p.add_argument("--input-type", choices=("float32", "uint8"),
                    help="what the board sends: uint8 raw pixels (default with --quant uint8) or float32")
-    p.add_argument("--input-range", type=parse_range, default=(0.0, 1.0), metavar="LOW,HIGH",
-                   help="float range a uint8 input maps onto (default 0,1 = pixels / 255)")
     p.add_argument("--no-lint", action="store_true", help="skip the compatibility lint before compiling")
     add_json_arg(p)
     add_dataset_args(p)
+    add_preprocess_args(p)
     add_io_node_args(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     default = model.parent / f"{model.stem if model.suffix else model.name}_{args.quant}.kmodel"
     out = output_path(args.output, default, ".kmodel")
     card = compile_model(CompileRequest(
-        model=model, output=out, quant=args.quant, input_type=args.input_type, input_range=args.input_range,
+        model=model, output=out, quant=args.quant, input_type=args.input_type, overrides=overrides_from(args),
         dataset=args.dataset, data_path=args.data, calib=args.calib, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
     ))

@@ -1,85 +1,80 @@
-"""`k210 verify FILE.kmodel --reference MODEL --dataset NAME`: kmodel in nncase's simulator vs TF."""
+"""`k210 verify FILE.kmodel [--reference MODEL] [--dataset NAME | --data PATH]`: simulator vs TF, every output."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..cliutil import add_dataset_args, add_io_node_args, format_table, progress
+from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("verify", help="compare a kmodel (nncase simulator) with its TF reference on a dataset")
+    p = sub.add_parser("verify", help="compare a kmodel (nncase simulator) with its TF reference, every output")
     p.add_argument("kmodel", help="the .kmodel to check")
-    p.add_argument("--reference", required=True, help="the model it came from (.keras/.h5/SavedModel/.pb/.tflite)")
+    p.add_argument("--reference", help="the model it came from (.keras/.h5/SavedModel/.pb/.tflite); "
+                                       "default: the model card's")
     add_dataset_args(p)
-    p.add_argument("--limit", type=int, help="use the first N test images only")
-    p.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this top-1 agreement (0.99)")
+    p.add_argument("--limit", type=int, help="use the first N test inputs only (random: N inputs, default 200)")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="exit 1 below this top-1 agreement on class-score outputs (0.99)")
+    p.add_argument("--min-cosine", type=float, default=0.99,
+                   help="exit 1 below this mean cosine on other outputs: boxes, features (0.99)")
     p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
+    add_save_io_arg(p)
     p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
+    add_preprocess_args(p)
     add_io_node_args(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from k210.converters.kmodel import parse_kmodel
-    from k210.converters.reference import load_reference
-    from k210.converters.simulate import simulate
-    from k210.converters.sources import detect
+    from ..errors import CheckFailed
+    from ..fsutil import write_json_atomic
+    from ..verifying import VerifyRequest, verify
 
-    from ..cliutil import load_dataset_arg
-    from ..errors import BadInputError, CheckFailed
-    from ..fsutil import require_file, write_json_atomic
-    from ..sidecars import read_card
-    from ..verifying import prepare_inputs, verify_report
-
-    kmodel_path = require_file(args.kmodel, "kmodel")
-    kmodel = kmodel_path.read_bytes()
-    info = parse_kmodel(kmodel)
-    card = read_card(kmodel_path) or {}
-    dataset_name = args.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
-    if not dataset_name:
-        raise BadInputError("which dataset? pass --dataset NAME")
-    if args.limit is not None and args.limit < 1:
-        raise BadInputError("--limit must be at least 1")
-    if not 0 <= args.min_agreement <= 1:
-        raise BadInputError("--min-agreement must be between 0 and 1")
-    source = detect(args.reference)
-    dataset = load_dataset_arg(args, dataset_name)
-    images, labels = dataset.x_test[: args.limit], dataset.y_test[: args.limit]
-    inputs = prepare_inputs(images, labels, info.inputs[0])
-
-    predict = load_reference(source, input_node=args.input_node, output_node=args.output_node)
-    reference_out = predict(inputs.reference)
-    with progress(len(images), "simulating kmodel") as bar:
-        kmodel_out = simulate(kmodel, inputs.kmodel, workers=args.workers, progress=bar.update)
-    report = verify_report(reference_out, kmodel_out, inputs.labels, list(dataset.labels))
-    report.update({"kmodel": str(kmodel_path), "reference": str(source.path), "dataset": dataset.name,
-                   "min_agreement": args.min_agreement, "passed": report["agreement"] >= args.min_agreement})
+    report = verify(VerifyRequest(
+        kmodel=args.kmodel, reference=args.reference, dataset=args.dataset, data=args.data, seed=args.seed,
+        limit=args.limit, min_agreement=args.min_agreement, min_cosine=args.min_cosine,
+        overrides=overrides_from(args), input_node=args.input_node, output_node=args.output_node,
+        workers=args.workers, save_io=args.save_io, progress=progress))
     if args.json:
         write_json_atomic(args.json, report)
     print(render(report))
     if not report["passed"]:
-        raise CheckFailed(f"top-1 agreement {report['agreement']:.4f} is below {args.min_agreement}")
+        raise CheckFailed(failure_line(report))
     return 0
 
 
+def failure_line(r: dict) -> str:
+    failed = [o for o in r["outputs"] if not o["passed"]]
+    parts = [f"output {o['output']} top-1 agreement {o['agreement']:.4f} is below {r['min_agreement']}"
+             if "agreement" in o else f"output {o['output']} cosine {o['cosine']:.4f} is below {r['min_cosine']}"
+             for o in failed]
+    return "; ".join(parts)
+
+
 def render(r: dict) -> str:
-    rows = [
-        ("images", r["count"]),
-        ("reference accuracy", f"{r['reference_accuracy']:.4f}"),
-        ("kmodel accuracy", f"{r['kmodel_accuracy']:.4f}"),
-        ("top-1 agreement", f"{r['agreement']:.4f}"),
-        ("max abs error", f"{r['max_abs_error']:.3g}"),
-        ("MAE", f"{r['mae']:.3g}"),
-        ("RMSE", f"{r['rmse']:.3g}"),
-        ("cosine", f"{r['cosine']:.6f}"),
-        ("L2 relative error", f"{r['l2_relative_error']:.3g}"),
-    ]
-    lines = [f"{r['kmodel']} vs {r['reference']} on {r['dataset']}", format_table(("metric", "value"), rows)]
-    names = r["labels"]
-    if len(names) <= 12:
+    lines = [f"{r['kmodel']} vs {r['reference']} on {r['count']} inputs of {r['dataset']}"]
+    rows = []
+    for o in r["outputs"]:
+        agreement = f"{o['agreement']:.4f}" if "agreement" in o else "-"
+        rows.append((o["output"], "x".join(map(str, o["shape"])) or "1", agreement, f"{o['max_abs_error']:.3g}",
+                     f"{o['mae']:.3g}", f"{o['rmse']:.3g}", f"{o['l2_relative_error']:.3g}", f"{o['cosine']:.6f}",
+                     f"{o['nse']:.4f}", "ok" if o["passed"] else "FAIL"))
+    lines.append(format_table(("output", "shape", "top-1 agree", "max abs", "MAE", "RMSE", "L2 rel", "cosine", "NSE",
+                               ""), rows))
+    if "kmodel_accuracy" in r:
+        lines.append(f"accuracy (output {r['primary_output']}): kmodel {r['kmodel_accuracy']:.4f}, "
+                     f"TF reference {r['reference_accuracy']:.4f}")
+    names = r.get("labels") or []
+    if "confusion" in r and len(names) <= 12:
         lines.append("kmodel confusion (rows: true, columns: predicted):")
         lines.append(format_table(["", *names], [[names[i], *row] for i, row in enumerate(r["confusion"]["kmodel"])]))
     verdict = "PASS" if r["passed"] else "FAIL"
-    lines.append(f"{verdict}: agreement {r['agreement']:.4f} (minimum {r['min_agreement']})")
+    if "agreement" in r:
+        lines.append(f"{verdict}: agreement {r['agreement']:.4f} (minimum {r['min_agreement']})"
+                     + (f", {len(r['outputs'])} outputs compared" if len(r["outputs"]) > 1 else ""))
+    else:
+        lines.append(f"{verdict}: cosine {r['cosine']:.6f} (minimum {r['min_cosine']}), "
+                     f"{len(r['outputs'])} output(s) compared")
     return "\n".join(lines)
