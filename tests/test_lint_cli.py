@@ -59,24 +59,26 @@ def test_unsupported_op_exits_1_and_quotes_nncase(tmp_path, capsys):
 
 def test_json_report_format(tmp_path, capsys):
     code, out, _ = lint(capsys, str(write(tmp_path, "elu.tflite", one_op_tflite(ELU))), "--json")
-    data = json.loads(out)
+    data = json.loads(out)["result"]
     assert code == 1 and data["ok"] is False
-    assert {"ok", "compiler", "quant", "ops", "problems", "notes", "memory", "firmware"} <= set(data)
+    assert {"ok", "compiler", "quant", "ops", "problems", "notes", "memory", "loaders", "firmware", "passed"} <= set(data)
     assert data["compiler"] == "nncase1.9" and data["quant"] == "uint8"
     assert all({"name", "op", "placement", "reason"} <= set(op) for op in data["ops"])
     assert {op["placement"] for op in data["ops"]} <= PLACEMENTS
     assert data["problems"] and isinstance(data["memory"]["kpu_ram_bytes"], int)
-    assert {fw["key"] for fw in data["firmware"]} == {"maixpy", "canmv", "sdk"}
+    assert {fw["key"] for fw in data["loaders"]} == {"maixpy", "canmv", "sdk"}
 
 
 def test_compiler_and_quant_options(tmp_path, capsys):
     model = str(write(tmp_path, "tanh.tflite", one_op_tflite(TANH)))
-    code, out, _ = lint(capsys, model, "--compiler", "nncase0.2", "--json")
-    data = json.loads(out)
+    code, out, _ = lint(capsys, model, "--firmware", "maixpy", "--json")
+    data = json.loads(out)["result"]
     assert code == 1 and "Not supported tflite opcode: TANH" in data["problems"][0]
-    assert next(fw for fw in data["firmware"] if fw["key"] == "maixpy")["loads"]
+    assert data["compiler"] == "nncase0.2" and data["firmware"] == "maixpy" and data["passed"] is False
+    assert lint(capsys, model, "--compiler", "nncase0.2")[0] == 1  # the old option, kept hidden
+    assert next(fw for fw in data["loaders"] if fw["key"] == "maixpy")["loads"]
     code, out, _ = lint(capsys, model, "--quant", "float", "--json")
-    assert code == 0 and json.loads(out)["quant"] == "float"
+    assert code == 0 and json.loads(out)["result"]["quant"] == "float"
 
 
 @pytest.mark.parametrize("name,data,message", [
@@ -107,10 +109,10 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 def test_kmodel_findings_feed_the_same_report(tmp_path, capsys):
     code, out, _ = lint(capsys, str(write(tmp_path, "m.kmodel", kmodel_v5("stackvm", "k210"))), "--json", "--strict")
-    data = json.loads(out)
+    data = json.loads(out)["result"]
     assert code == 0 and data["kmodel"]["kpu_code"] is True
     assert [(op["op"], op["placement"]) for op in data["ops"]] == [("stackvm", "cpu"), ("k210", "kpu")]
-    assert not next(fw for fw in data["firmware"] if fw["key"] == "maixpy")["loads"]
+    assert not next(fw for fw in data["loaders"] if fw["key"] == "maixpy")["loads"]
     cpu_only = str(write(tmp_path, "cpu.kmodel", kmodel_v5("stackvm")))
     assert lint(capsys, cpu_only)[0] == 0
     code, out, _ = lint(capsys, cpu_only, "--strict")
@@ -142,11 +144,11 @@ def test_onnx_model(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), str(path))
     code, out, _ = lint(capsys, str(path), "--json")
-    data = json.loads(out)
+    data = json.loads(out)["result"]
     assert code == 0 and data["format"] == "onnx"
     assert [op["placement"] for op in data["ops"]] == ["kpu", "kpu", "kpu", "cpu", "cpu"]
     code, out, _ = lint(capsys, str(path), "--compiler", "nncase0.2", "--json")
-    assert code == 1 and "Not supported ONNX opcode: Celu" in json.loads(out)["problems"][0]
+    assert code == 1 and "Not supported ONNX opcode: Celu" in json.loads(out)["result"]["problems"][0]
 
 
 def test_onnx_without_the_onnx_package_is_a_clear_error(tmp_path, capsys, monkeypatch):

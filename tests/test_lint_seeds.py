@@ -58,7 +58,7 @@ def test_xo_mlp_lints_clean_with_dense_layers_as_padded_kpu_convs(seeds, capsys)
 
 def test_xo_mlp_as_a_float_kmodel_runs_on_the_cpu_and_says_why(seeds, capsys):
     code, out = lint_cli(capsys, seeds["xo_mlp"], "--quant", "float", "--json")
-    data = json.loads(out)
+    data = json.loads(out)["result"]
     assert code == 0 and data["ok"] and data["quant"] == "float"
     dense = [op for op in data["ops"] if op["op"] == "FULLY_CONNECTED"]
     assert dense and all(op["placement"] == "cpu" and op["reason"] == NEEDS_PTQ for op in dense)
@@ -95,7 +95,7 @@ def test_strict_fails_on_cpu_fallbacks_only(seeds, capsys):
 
 def test_course_pb_dynamic_batch_is_a_note_not_a_failure(seeds, capsys):
     code, out = lint_cli(capsys, seeds["course_pb"], "--json")
-    data = json.loads(out)
+    data = json.loads(out)["result"]
     assert code == 0 and data["ok"] and not data["problems"]
     assert any("dynamic batch" in note for note in data["notes"])
     assert any("Shape -> StridedSlice -> Pack -> Reshape" in note for note in data["notes"])

@@ -4,40 +4,48 @@ from __future__ import annotations
 
 import argparse
 
+from ..cliutil import FIRMWARES, add_firmware_arg, add_io_node_args, add_json_arg, finish, firmware_for
+
+# The compiler that makes the kmodel a firmware loads: MaixPy-v1 loads v3/v4 (nncase 0.2 makes v4),
+# CanMV's feat/kpu and the C SDK load v5 (nncase 1.9, what `k210 compile` runs).
+COMPILER_FOR = {"canmv": "nncase1.9", "c": "nncase1.9", "maixpy": "nncase0.2"}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "lint",
         help="check a model against nncase's op lists and the KPU's rules: what runs where, and does it fit",
-        description="Exit 0: compiles and fits; 1: cannot be compiled or does not fit (or CPU fallbacks with "
-                    "--strict); 2: bad input.",
+        description="Exit 0: compiles and fits; 1: cannot be compiled or does not fit (or, with --strict, a "
+                    "conv or Dense falls back to the CPU); 2: bad input.",
     )
     p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb, .tflite, .onnx or .kmodel")
-    p.add_argument("--compiler", choices=("nncase1.9", "nncase0.2"), default="nncase1.9",
-                   help="nncase1.9 makes kmodel v5 (CanMV feat/kpu, C SDK); nncase0.2 makes kmodel v4 (MaixPy-v1) "
-                        "(default nncase1.9)")
+    add_firmware_arg(p, FIRMWARES, what="the firmware that will load it, which picks the compiler: canmv and c "
+                                        "take nncase 1.9's kmodel v5, maixpy nncase 0.2's v4")
+    p.add_argument("--compiler", choices=tuple(sorted(set(COMPILER_FOR.values()))), help=argparse.SUPPRESS)
     p.add_argument("--quant", choices=("uint8", "float"), default="uint8",
                    help="how it will be compiled: uint8 PTQ uses the KPU; float runs everything on the CPU "
-                        "(default uint8)")
+                        "(default uint8, like k210 compile)")
     p.add_argument("--strict", action="store_true", help="also fail when a conv or Dense falls back to the CPU")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--input-node", help="input node of a frozen .pb (found when unambiguous)")
-    p.add_argument("--output-node", help="output node of a frozen .pb (found when unambiguous)")
+    add_json_arg(p)
+    add_io_node_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from k210.host.lint import lint_path
 
-    from ..cliutil import print_json
-
-    report = lint_path(args.model, compiler=args.compiler, quant=args.quant, input_node=args.input_node,
+    firmware = args.firmware or _firmware_of_compiler(args.compiler) or firmware_for(None)
+    compiler = args.compiler or COMPILER_FOR[firmware]
+    report = lint_path(args.model, compiler=compiler, quant=args.quant, input_node=args.input_node,
                        output_node=args.output_node)
-    if args.json:
-        data = report.to_dict()
-        data["strict"] = args.strict
-        data["passes"] = report.passes(args.strict)
-        print_json(data)
-    else:
-        print(report.render_text(strict=args.strict))
-    return report.exit_code(args.strict)
+    passed = report.passes(args.strict)
+    data = report.to_dict()
+    # `firmware` is one firmware name in every command's JSON; which ones load the result is `loaders`.
+    data["loaders"] = data.pop("firmware", [])
+    data.update(firmware=firmware, strict=args.strict, passed=passed)
+    return finish(args, data, text=lambda: report.render_text(strict=args.strict), passed=passed,
+                  inputs={"model": args.model})
+
+
+def _firmware_of_compiler(compiler: str | None) -> str | None:
+    return {"nncase0.2": "maixpy"}.get(compiler or "")

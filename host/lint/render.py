@@ -12,7 +12,8 @@ MIB = 1024 * 1024
 
 
 def render_report(report: LintReport, *, strict: bool = False) -> str:
-    lines = [_headline(report), ""]
+    # The verdict first (what most readers want), and again last, under the details it sums up.
+    lines = [verdict_line(report, strict=strict), _headline(report), ""]
     if report.findings:
         lines += [report.findings_title, format_table(
             ("name", "type", "verdict", "reason"),
