@@ -81,6 +81,16 @@ def _load_mnist(path: PathArg, seed: int) -> Dataset:
     return _build("mnist", arrays, DIGIT_LABELS, source)
 
 
+def _load_shapes(path: PathArg, seed: int) -> Dataset:
+    from . import shapes
+
+    if path is not None:
+        raise BadInputError("dataset 'shapes' is generated, it reads no file")
+    x_train, y_train, x_test, y_test = shapes.make_shapes_splits(seed)
+    return Dataset("shapes", x_train, y_train, x_test, y_test, shapes.LABELS,
+                   f"procedural coloured shapes, 128x128 RGB (k210.models.shapes, seed {seed})")
+
+
 def _load_random(path: PathArg, seed: int) -> Dataset:
     raise BadInputError("dataset 'random' is generated for a model's input: use it with compile, verify or hil")
 
@@ -92,6 +102,8 @@ _REGISTRY: dict[str, tuple[_Loader, str]] = {
     "fashion-mnist": (_load_fashion, "Fashion-MNIST, Debian dataset-fashion-mnist or --data FOLDER of IDX files"),
     "mnist": (_load_mnist, "MNIST digits from Keras's mnist.npz cache or --data PATH"),
     RANDOM: (_load_random, "seeded uniform inputs over the model's input range, no labels (fidelity only)"),
+    "shapes": (_load_shapes, "coloured circles/squares/triangles/crosses/rings, 128x128 RGB, generated offline "
+               "(2000 / 500, --seed)"),
 }
 
 

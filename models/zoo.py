@@ -131,6 +131,35 @@ def _lenet_kpu(classes: int):
     )
 
 
+def _mobilenet_kpu(classes: int):
+    """MobileNetV1, alpha 0.25, 128x128x3, built so nncase puts every conv on the KPU: 3x3 convs
+    (depthwise and full) with SAME padding, including the stride-2 ones (Keras' MobileNet pads
+    asymmetrically with ZeroPadding2D + VALID, which becomes a separate PAD op on the CPU), ReLU6
+    after every BatchNorm (folded into the conv by the converter), and a global average pool +
+    Dense head (256 features <= 1024, so the Dense lowers onto the KPU as a 1x1 conv too)."""
+    from keras import Input, Model, layers
+
+    alpha = 0.25
+    # (pointwise filters at alpha 1, stride of the depthwise conv) for MobileNetV1's 13 blocks.
+    blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+              (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+    inputs = Input((128, 128, 3), name="input")
+    x = layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)
+    x = layers.BatchNormalization(name="conv1_bn")(x)
+    x = layers.ReLU(6.0, name="conv1_relu")(x)
+    for index, (filters, stride) in enumerate(blocks, start=1):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw{index}")(x)
+        x = layers.BatchNormalization(name=f"dw{index}_bn")(x)
+        x = layers.ReLU(6.0, name=f"dw{index}_relu")(x)
+        x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{index}")(x)
+        x = layers.BatchNormalization(name=f"pw{index}_bn")(x)
+        x = layers.ReLU(6.0, name=f"pw{index}_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return Model(inputs, outputs, name="mobilenet_kpu")
+
+
 ZOO: dict[str, ModelDef] = {
     m.name: m
     for m in (
@@ -152,6 +181,10 @@ ZOO: dict[str, ModelDef] = {
         ModelDef(
             "lenet_kpu", "002 (KPU-friendly)", "LeNet with 3x3 conv pairs for the KPU", "fashion-mnist",
             Recipe("adam", 1e-3, 5, 100), _lenet_kpu,
+        ),
+        ModelDef(
+            "mobilenet_kpu", "camera-sized (issue 10)", "MobileNetV1 alpha 0.25, 128x128x3, ReLU6, KPU-friendly",
+            "shapes", Recipe("adam", 2e-3, 8, 32), _mobilenet_kpu,
         ),
     )
 }

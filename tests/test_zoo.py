@@ -19,15 +19,15 @@ def _compile(model, quant: str):
     spec = CompileSpec(quant=quant, input_type="uint8" if quant == "uint8" else "float32",
                        input_shape=tfl.input_shape)
     if quant == "uint8":
-        spec.calibration = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+        spec.calibration = np.random.default_rng(0).integers(0, 256, (8, *tfl.input_shape[1:]), dtype=np.uint8)
     return parse_kmodel(compile_tflite(tfl.data, spec).kmodel)
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_model_compiles_float_and_uint8(name):
     model_def = get_model_def(name)
-    model = model_def.build(2 if model_def.dataset == "xo" else 10)
-    assert model.inputs[0].shape[1:] == (28, 28, 1)
+    model = model_def.build({"xo": 2, "shapes": 5}.get(model_def.dataset, 10))
+    assert model.inputs[0].shape[1:] == ((128, 128, 3) if model_def.dataset == "shapes" else (28, 28, 1))
     uint8 = _compile(model, "uint8")
     assert uint8.inputs[0].dtype == "uint8"
     assert "k210" in [m.type for m in uint8.modules]  # every seed model has something the KPU takes
