@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import add_dataset_args
+from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
 
 
 def add_parser(sub) -> None:
@@ -38,6 +39,10 @@ def add_parser(sub) -> None:
     add_dataset_args(p)
     p.add_argument("--split", default="test", choices=("test", "train"), help="which images (default test)")
     p.add_argument("--limit", type=int, help="the first N images only")
+    p.add_argument("--min-cosine", type=float, default=0.99,
+                   help="exit 1 when an output that is not class scores has a lower mean cosine (default 0.99)")
+    add_save_io_arg(p)
+    add_preprocess_args(p)
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
     p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
@@ -68,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
         json_out=args.json, report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
-        workers=args.workers)
+        workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io)
     report = run_hil(cfg)
     print(render(report))
     if not report["passed"]:
-        checked = report.get("board_vs_reference", report["board_vs_simulator"])
-        raise CheckFailed(f"top-1 agreement {checked['agreement']:.4f} is below {args.min_agreement}")
+        from ..hil.report import failure_line
+
+        raise CheckFailed(failure_line(report))
     return 0

@@ -58,8 +58,11 @@ class HilConfig:
     faults: str | None = None
     fault_seed: int = 0
     min_agreement: float = 0.99
+    min_cosine: float = 0.99  # outputs that are not class scores (boxes, features)
     connect_timeout: float = 5.0
     workers: int | None = None
+    overrides: Any = None  # converters.preprocess.Overrides from the command line
+    save_io: str | None = None  # .npz with the inputs and every output (TF, simulator, board)
 
 
 @dataclass
@@ -68,9 +71,10 @@ class _Prepared:
     reference_path: str | None
     dataset: str
     class_names: list[str]
-    labels: np.ndarray
+    labels: np.ndarray | None
     kmodel_inputs: np.ndarray
     reference_inputs: np.ndarray
+    inputs: Any = None  # host.inputdata.ModelInputs
 
 
 def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
@@ -89,34 +93,37 @@ def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
 
 
 def dataset_name(cfg: HilConfig, card: dict) -> str:
-    name = cfg.dataset or (card.get("quantisation", {}).get("calibration") or {}).get("dataset")
-    if not name:
-        raise BadInputError("which dataset? pass --dataset NAME")
-    return name
+    """What the run reads: --dataset, --data, or what the kmodel was calibrated on (its card)."""
+    from k210.host.verifying import carded_data
+
+    if cfg.dataset or cfg.data:
+        return cfg.dataset or str(cfg.data)
+    name, data = carded_data(card)
+    if not (name or data):
+        raise BadInputError("which data? pass --dataset NAME, --data DIR|FILE.npz or --dataset random")
+    return name or str(data)
 
 
 def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
-    """The images as the kmodel and TF each take them, their labels, and which TF model to compare with."""
+    """The inputs as the kmodel and TF each take them (one preprocessing spec), labels, and the TF model."""
     from k210.converters.kmodel import parse_kmodel
-    from k210.host.cliutil import load_dataset_arg
-    from k210.host.verifying import prepare_inputs
+    from k210.host.inputdata import DataRequest, load_inputs
+    from k210.host.verifying import carded_data, preprocess_spec, resolve_reference
 
-    name = dataset_name(cfg, card)
-    reference = None if cfg.no_reference else cfg.reference
-    if reference is None and not cfg.no_reference:
-        carded = (card.get("source") or {}).get("path")
-        reference = carded if carded and Path(carded).exists() else None
-    ns = type("Args", (), {"dataset": name, "data": cfg.data, "seed": cfg.seed})()
-    dataset = load_dataset_arg(ns, name)
-    images = (dataset.x_test if cfg.split == "test" else dataset.x_train)[: cfg.limit]
-    labels = (dataset.y_test if cfg.split == "test" else dataset.y_train)[: cfg.limit]
-    inputs = prepare_inputs(images, labels, parse_kmodel(kmodel.data).inputs[0])
+    reference = resolve_reference(cfg.reference, card, Path(cfg.kmodel), no_reference=cfg.no_reference)
+    kmodel_input = parse_kmodel(kmodel.data).inputs[0]
+    spec = preprocess_spec(card, kmodel_input, cfg.overrides)
+    dataset, data = (cfg.dataset, cfg.data) if (cfg.dataset or cfg.data) else carded_data(card)
+    inputs = load_inputs(DataRequest(dataset, data, cfg.seed, cfg.split, cfg.limit), spec, kmodel_input.shape,
+                         class_names=card.get("labels"))
+    if not inputs.class_names and card.get("labels"):
+        inputs.class_names = list(card["labels"])
     per_image = inputs.kmodel[0].nbytes if len(inputs.kmodel) else 0
     if per_image != kmodel.input_bytes:
-        raise BadInputError(f"an image is {per_image} bytes as the kmodel wants it, but its input takes "
+        raise BadInputError(f"an input is {per_image} bytes as the kmodel wants it, but its input takes "
                             f"{kmodel.input_bytes}")
-    return _Prepared(kmodel, reference, dataset.name, list(dataset.labels), np.asarray(labels),
-                     np.ascontiguousarray(inputs.kmodel), inputs.reference)
+    return _Prepared(kmodel, None if reference is None else str(reference), inputs.name, inputs.class_names,
+                     inputs.labels, np.ascontiguousarray(inputs.kmodel), inputs.reference, inputs)
 
 
 def _journal_path(cfg: HilConfig) -> Path | None:
@@ -185,6 +192,10 @@ def _check(cfg: HilConfig) -> None:
         raise BadInputError(f"--split must be one of {', '.join(SPLITS)}")
     if cfg.limit is not None and cfg.limit < 1:
         raise BadInputError("--limit must be at least 1")
+    if cfg.save_io and not str(cfg.save_io).endswith(".npz"):
+        raise BadInputError(f"--save-io {cfg.save_io} should end in .npz")
+    if not 0 <= cfg.min_cosine <= 1:
+        raise BadInputError("--min-cosine must be between 0 and 1")
 
 
 def _connect_all(handlers: list[BoardHandler], cfg: HilConfig, kmodel: KModel,
@@ -249,28 +260,49 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
         kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, reference_path=prep.reference_path,
         dataset=prep.dataset, split=cfg.split, class_names=prep.class_names, labels=prep.labels,
         reference=reference, simulator=simulator, results=results, segments=segments,
-        boards=segments[-1]["boards"] if segments else [], min_agreement=cfg.min_agreement)
-    _write_outputs(cfg, report, results, simulator, reference)
+        boards=segments[-1]["boards"] if segments else [], min_agreement=cfg.min_agreement,
+        min_cosine=cfg.min_cosine)
+    _write_outputs(cfg, report, results, simulator[0], None if reference is None else reference[0])
+    if cfg.save_io:
+        _save_io(cfg.save_io, prep, results, simulator, reference)
     return report
 
 
-def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[np.ndarray, np.ndarray | None]:
+def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Every output of the simulator and (if there is one) of TF, paired in the kmodel's order."""
     from k210.converters.simulate import simulate
     from k210.host.cliutil import progress
 
     with progress(len(prep.kmodel_inputs), "simulator", unit="img") as bar:
-        simulator = simulate(prep.kmodel.data, prep.kmodel_inputs, workers=cfg.workers, progress=bar.update)
-    simulator = simulator.reshape(len(simulator), -1)
+        outs = simulate(prep.kmodel.data, prep.kmodel_inputs, workers=cfg.workers, progress=bar.update)
+    simulator = [o.reshape(len(o), -1) for o in outs]
     reference = None
     if prep.reference_path:
         from k210.converters.reference import load_reference
         from k210.converters.sources import detect
         from k210.host.quiet import preload_tensorflow
+        from k210.host.verifying import pair_outputs
 
         preload_tensorflow()
         predict = load_reference(detect(prep.reference_path))
-        reference = np.asarray(predict(prep.reference_inputs)).reshape(len(simulator), -1)
+        ref = predict(prep.reference_inputs)
+        order = pair_outputs(ref, outs)
+        reference = [np.asarray(ref[j]).reshape(len(ref[j]), -1) for j in order]
     return simulator, reference
+
+
+def _save_io(path: str, prep: _Prepared, results: dict[int, BoardResult], simulator: list[np.ndarray],
+             reference: list[np.ndarray] | None) -> None:
+    from k210.host.verifying import save_io
+
+    from .report import board_outputs, outputs_returned
+
+    count = len(simulator[0])
+    board = [board_outputs(results, count, k) for k in range(outputs_returned(results, count))]
+    sides = {"simulator": simulator, "board": board}
+    if reference is not None:
+        sides["reference"] = reference
+    save_io(path, prep.inputs, sides)
 
 
 def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remaining: list[int],
