@@ -56,9 +56,8 @@ def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: 
     """The firmware to target: the one given, else the model card's, else the one that loads the kmodel."""
     if given:
         return given
-    carded = ((card or {}).get("target") or {}).get("firmware") if isinstance((card or {}).get("target"), dict) \
-        else None
-    if carded in choices:
+    carded = (card or {}).get("firmware")  # a card may name its firmware; today's name the kmodel's loaders
+    if isinstance(carded, str) and carded in choices:
         return carded
     if kmodel_version is not None and kmodel_version < 5 and "maixpy" in choices:
         return "maixpy"

@@ -195,7 +195,7 @@ def test_cli_deploy_over_a_socket_url(tmp_path, runner_dir, local, capsys):
 def test_cli_reports_a_failed_hash_check_in_one_line(tmp_path, runner_dir, capsys):
     board = make_board(tmp_path, corrupt={"/flash/k210wire.py": 0})
     with serve_over_tcp(board) as url:
-        assert main(["deploy", "--port", url, "--runner-dir", str(runner_dir), "--write-pause", "0"]) == 1
+        assert main(["deploy", "--port", url, "--runner-dir", str(runner_dir), "--write-pause", "0"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("k210 deploy: error: /flash/k210wire.py failed its hash check") and err.count("\n") == 1
     assert on_board(board, "/flash/main.py") == MAIN_PY.encode()  # written before the bad one, and verified
@@ -206,7 +206,7 @@ def test_cli_dry_run_json(runner_dir, local, capsys):
     assert (
         main(["deploy", "--dry-run", "--json", "--runner-dir", str(runner_dir), "--kmodel", str(local["kmodel"])]) == 0
     )
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)["result"]
     remotes = [f["remote"] for f in report["plan"]["files"]]
     assert remotes == ["/flash/main.py", "/flash/k210runner.py", "/flash/k210wire.py", "/flash/digits.kmodel"]
     assert "no --config" in report["plan"]["warnings"][0]

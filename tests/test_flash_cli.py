@@ -26,7 +26,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def three_files(files) -> list[str]:
     return [
-        "--firmware", str(files["firmware"]),
+        "--firmware-bin", str(files["firmware"]),
         "--kmodel", str(files["a"]), "--address", "0x300000",
         "--kmodel", str(files["b"]), "--address", "0x500000",
     ]  # fmt: skip
@@ -45,7 +45,9 @@ def test_dry_run_json_and_saved_kfpkg(files, tmp_path, capsys):
     argv = ["flash", "--dry-run", "--json", "--slow", "--save-kfpkg", str(saved), *three_files(files)]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["status"] == "dry-run" and report["baud"] == 115200 and report["slow"] is True
+    assert report["passed"] and report["command"] == "flash"
+    report = report["result"]
+    assert report["dry_run"] is True and report["baud"] == 115200 and report["slow"] is True
     assert [item["address"] for item in report["plan"]["items"]] == [0, 0x300000, 0x500000]
     assert report["plan"]["items"][0]["sha256_prefix"] is True
     with zipfile.ZipFile(saved) as zf:
@@ -54,18 +56,18 @@ def test_dry_run_json_and_saved_kfpkg(files, tmp_path, capsys):
 
 def test_default_address_for_a_single_kmodel(files, capsys):
     assert main(["flash", "--dry-run", "--json", "--kmodel", str(files["a"])]) == 0
-    assert json.loads(capsys.readouterr().out)["plan"]["items"][0]["address"] == 0x300000
+    assert json.loads(capsys.readouterr().out)["result"]["plan"]["items"][0]["address"] == 0x300000
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--kmodel", "{v5}"], "v5.kmodel is v5, which Sipeed MaixPy-v1"),
+        (["--firmware", "maixpy", "--kmodel", "{v5}"], "v5.kmodel is v5, which Sipeed MaixPy-v1"),
         (["--kmodel", "{a}", "--kmodel", "{b}"], "give --address for --kmodel"),
         (["--kmodel", "{a}", "--address", "0x300100"], "not on a 4 KiB sector boundary"),
         (["--kmodel", "{a}", "--address", "banana"], "bad flash address 'banana'"),
         ([], "nothing to flash"),
-        (["--firmware", "/no/such/fw.bin"], "firmware not found: /no/such/fw.bin"),
+        (["--firmware-bin", "/no/such/fw.bin"], "firmware not found: /no/such/fw.bin"),
         (["--kmodel", "{a}", "--port", "/dev/ttyNOPE42"], "serial port /dev/ttyNOPE42 does not exist"),
     ],
 )
@@ -102,11 +104,28 @@ def test_flash_into_the_emulator_end_to_end(files, capsys):
     assert emulator.boots[-1] == "firmware"
 
 
-def test_failed_flash_is_exit_1_with_one_line(files, capsys):
+def test_failed_flash_is_exit_3_with_one_line(files, capsys):
     emulator = K210IspEmulator()
     emulator.faults = [Fault(STUB_WRITE, "bad_checksum")]
     with emulated_kflash(emulator) as port:
-        assert main(["flash", "--port", port, "--board", "dan", "--kmodel", str(files["a"])]) == 1
+        assert main(["flash", "--port", port, "--board", "dan", "--kmodel", str(files["a"])]) == 3
     err = capsys.readouterr().err
     assert err.startswith("k210 flash: error: the board reported 1 corrupted write frame(s)")
     assert err.count("\n") == 1
+
+
+def test_the_target_firmware_follows_the_kmodel(files, capsys):
+    """No --firmware: a v5 kmodel is for CanMV, a v4 one for MaixPy-v1; --firmware overrides."""
+    for key, expected in (("v5", "canmv"), ("a", "maixpy")):
+        assert main(["flash", "--dry-run", "--json", "--kmodel", str(files[key])]) == 0
+        assert json.loads(capsys.readouterr().out)["result"]["firmware"] == expected
+    assert main(["flash", "--dry-run", "--json", "--firmware", "c", "--kmodel", str(files["v5"])]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["plan"]["firmware"] == "c"
+
+
+def test_old_option_names_still_work_with_a_warning(files, capsys):
+    assert main(["flash", "--dry-run", "--firmware", str(files["firmware"]), "--runner", "maixpy",
+                 "--kmodel", str(files["a"])]) == 0
+    captured = capsys.readouterr()
+    assert "--firmware FILE.bin is now --firmware-bin FILE.bin" in captured.err
+    assert "0x000000-0x01D4E5  firmware" in captured.out

@@ -47,7 +47,7 @@ def test_a_good_plan(files):
 
 
 def test_v5_kmodel_is_refused_for_maixpy_and_accepted_for_c(files):
-    refusal = r"m5.kmodel is v5, which Sipeed MaixPy-v1.*cannot load.*--runner canmv or c"
+    refusal = r"m5.kmodel is v5, which Sipeed MaixPy-v1.*cannot load.*--firmware canmv or c"
     with pytest.raises(BadInputError, match=refusal):
         build_plan(None, [(files["v5"], 0x300000)], "maixpy")
     assert build_plan(None, [(files["v5"], 0x300000)], "c").items[0].kmodel_modules == ("stackvm",)
@@ -108,7 +108,7 @@ def test_nothing_to_flash_and_missing_files(files):
         build_plan(None, [], "maixpy")
     with pytest.raises(BadInputError, match="kmodel not found"):
         build_plan(None, [(Path("/nonexistent/m.kmodel"), 0x300000)], "maixpy")
-    with pytest.raises(BadInputError, match="unknown runner"):
+    with pytest.raises(BadInputError, match="unknown firmware"):
         build_plan(None, [(files["v4"], 0x300000)], "micropython")
 
 

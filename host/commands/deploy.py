@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from k210.host.cliutil import add_firmware_arg, add_json_arg
 
 EPILOG = """examples:
   k210 deploy                                   # the runner (main.py and its modules) to /flash
   k210 deploy --kmodel model.kmodel --config model.json --target sd --reset
   k210 deploy --port socket://192.168.1.20:2323 --no-runner-files --config model.json
   k210 deploy --kmodel model.kmodel --dry-run --json
-exit codes: 0 deployed and verified, 1 the board failed (no REPL, write or hash check), 2 bad input"""
+exit codes: 0 deployed and verified (or the plan checked, with --dry-run), 2 bad input,
+3 the board failed (no REPL, a write or a hash check)"""
 
 
 def add_parser(subparsers) -> None:
@@ -27,7 +29,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--port", help="serial port or pyserial URL such as socket://host:port (default: auto-detect)")
     parser.add_argument("--baud", type=int, default=115_200, help="REPL baud rate (default 115200)")
     parser.add_argument("--target", choices=("flash", "sd"), default="flash", help="file system on the board")
-    parser.add_argument("--runner", choices=("maixpy", "canmv"), default="maixpy", help="firmware on the board")
+    add_firmware_arg(parser, ("canmv", "maixpy"), what="the MicroPython firmware on the board", old=("--runner",))
     parser.add_argument("--kmodel", type=Path, metavar="FILE", help="kmodel to copy (kept under its own name)")
     parser.add_argument("--kmodel-name", metavar="NAME", help="name for the kmodel on the board")
     parser.add_argument(
@@ -48,7 +50,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--reset", action="store_true", help="machine.reset() afterwards, which starts main.py")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
-    parser.add_argument("--json", action="store_true", help="print the plan/result as JSON on stdout")
+    add_json_arg(parser)
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each answer")
     parser.add_argument(
         "--write-pause", type=float, default=10.0, metavar="MS",
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = build_deploy_plan(
         target=args.target,
-        runner=args.runner,
+        runner=args.firmware or _firmware_of(args.kmodel),
         runner_dir=args.runner_dir,
         include_runner=not args.no_runner_files,
         kmodel=args.kmodel,
@@ -78,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.baud < 9600 or args.timeout <= 0 or args.write_pause < 0:
         raise BadInputError("--baud must be at least 9600, --timeout positive and --write-pause not negative")
     if args.dry_run:
-        _report(args, plan, {"status": "dry-run", "port": args.port or "auto"})
-        return 0
+        return _report(args, plan, {"dry_run": True, "port": args.port or "auto"})
 
     url = args.port or choose_port(None)
     port = open_port(url, args.baud)
@@ -93,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
         port.close()
-    _report(
+    return _report(
         args,
         plan,
         {
-            "status": "deployed",
+            "dry_run": False,
             "port": url,
             "seconds": round(result.seconds, 2),
             "reset": result.reset,
@@ -105,7 +106,19 @@ def run(args: argparse.Namespace) -> int:
             "listing": result.listing,
         },
     )
-    return 0
+
+
+def _firmware_of(kmodel: Path | None) -> str:
+    """The firmware the kmodel's version calls for: v5 CanMV, v3/v4 MaixPy-v1 (its model card first)."""
+    from k210.host.cliutil import firmware_for
+    from k210.host.sidecars import read_card
+
+    if kmodel is None or not kmodel.is_file():
+        return firmware_for(None)  # the plan says what is wrong with a missing file
+    with open(kmodel, "rb") as f:
+        head = f.read(8)
+    version = int.from_bytes(head[4:8], "little") if head[:4] == b"LDMK" and len(head) == 8 else None
+    return firmware_for(None, kmodel_version=version, card=read_card(kmodel), choices=("canmv", "maixpy"))
 
 
 def _bar(item, bars: list):
@@ -117,17 +130,20 @@ def _bar(item, bars: list):
     return bar.update
 
 
-def _report(args: argparse.Namespace, plan, outcome: dict) -> None:
-    if args.json:
-        print(json.dumps({**outcome, "plan": plan.to_dict()}, indent=2))
-        return
-    print(plan.describe())
-    if outcome["status"] == "dry-run":
-        print(f"dry run: would write {len(plan.files)} file(s) through {outcome['port']}; nothing was written")
-        return
-    if outcome["reset"]:
-        after = "board reset, main.py starting"
+def _report(args: argparse.Namespace, plan, outcome: dict) -> int:
+    from k210.host.cliutil import finish
+
+    result = {**outcome, "firmware": plan.runner, "plan": plan.to_dict()}
+    inputs = [(f.kind, f.local) for f in plan.files if f.kind != "runner"]
+    return finish(args, result, text=lambda: _text(plan, outcome), inputs=inputs)
+
+
+def _text(plan, outcome: dict) -> str:
+    if outcome["dry_run"]:
+        verdict = f"dry run: would write {len(plan.files)} file(s) through {outcome['port']}; nothing was written"
     else:
-        after = "board left at the REPL (use --reset to start main.py)"
-    done = f"deployed and verified {len(plan.files)} file(s) via {outcome['port']} in {outcome['seconds']:.1f} s"
-    print(f"{done}; {after}")
+        after = ("board reset, main.py starting" if outcome["reset"]
+                 else "board left at the REPL (use --reset to start main.py)")
+        verdict = (f"deployed and verified {len(plan.files)} file(s) via {outcome['port']} in "
+                   f"{outcome['seconds']:.1f} s; {after}")
+    return f"{verdict}\n{plan.describe()}"

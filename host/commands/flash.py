@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from k210.host.cliutil import add_json_arg
+
 EPILOG = """examples:
-  k210 flash --firmware maixpy.bin
-  k210 flash --kmodel model.kmodel --address 0x300000 --runner maixpy
-  k210 flash --firmware maixpy.bin --kmodel a.kmodel --address 0x300000 --kmodel b.kmodel --address 0x500000
-  k210 flash --kmodel model.kmodel --runner c --dry-run --json
-exit codes: 0 flashed, 1 the flash failed, 2 bad input (files, addresses, port)"""
+  k210 flash --firmware-bin maixpy.bin
+  k210 flash --kmodel model.kmodel --address 0x300000 --firmware maixpy
+  k210 flash --firmware-bin maixpy.bin --kmodel a.kmodel --address 0x300000 --kmodel b.kmodel --address 0x500000
+  k210 flash --kmodel model.kmodel --firmware c --dry-run --json
+exit codes: 0 flashed (or the plan checked, with --dry-run), 2 bad input (files, addresses, port),
+3 the board or kflash failed"""
 
 
 class _KmodelAction(argparse.Action):
@@ -31,6 +33,22 @@ class _AddressAction(argparse.Action):
             parser.error("--address must follow the --kmodel FILE it places")
         entries[-1] = [entries[-1][0], value]
         setattr(namespace, self.dest, entries)
+
+
+class _FirmwareAction(argparse.Action):
+    """--firmware KIND; an old-style --firmware FILE.bin still means the image (deprecated: --firmware-bin)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        from k210.host.flash.plan import RUNNERS
+
+        if value in RUNNERS:
+            namespace.firmware = value
+        elif value.lower().endswith((".bin", ".elf", ".kfpkg")) or Path(value).exists():
+            print("k210 flash: warning: --firmware FILE.bin is now --firmware-bin FILE.bin; "
+                  "--firmware names the firmware kind (canmv, maixpy, c)", file=sys.stderr)
+            namespace.firmware_bin = Path(value)
+        else:
+            parser.error(f"argument --firmware: invalid choice: '{value}' (choose from {', '.join(RUNNERS)})")
 
 
 def add_parser(subparsers) -> None:
@@ -59,7 +77,7 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="most compatible mode: no boot-ROM baud switch and 115200 baud unless --baud is given",
     )
-    parser.add_argument("--firmware", type=Path, metavar="FILE.bin", help="firmware image, written at 0x0")
+    parser.add_argument("--firmware-bin", type=Path, metavar="FILE.bin", help="firmware image, written at 0x0")
     parser.add_argument(
         "--kmodel",
         action=_KmodelAction,
@@ -76,14 +94,16 @@ def add_parser(subparsers) -> None:
         help="flash offset of the preceding --kmodel (default 0x300000, MaixPy's convention)",
     )
     parser.add_argument(
-        "--runner",
-        choices=tuple(RUNNERS),
-        default="maixpy",
-        help="firmware that will load the kmodel: maixpy (v3/v4), canmv (v3/v4, v5 on feat/kpu), c (v3/v4/v5)",
+        "--firmware",
+        action=_FirmwareAction,
+        metavar="{" + ",".join(RUNNERS) + "}",
+        help="firmware that will load the kmodel: maixpy (v3/v4), canmv (v3/v4, v5 on feat/kpu), c (v3/v4/v5); "
+        "default: what the first kmodel's version calls for (v5: canmv, v3/v4: maixpy)",
     )
+    parser.add_argument("--runner", dest="firmware", choices=tuple(RUNNERS), help=argparse.SUPPRESS)  # old name
     parser.add_argument("--io-mode", choices=IO_MODES, default="dio", help="SPI mode flag in the firmware header")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
-    parser.add_argument("--json", action="store_true", help="print the plan/result as JSON on stdout")
+    add_json_arg(parser)
     parser.add_argument("--save-kfpkg", type=Path, metavar="FILE.kfpkg", help="also keep the .kfpkg that is flashed")
     parser.add_argument(
         "--stall-timeout",
@@ -112,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         if address is None and index > 0:
             raise BadInputError(f"give --address for --kmodel {path} (only the first kmodel defaults to 0x300000)")
         kmodels.append((Path(path), parse_address(address) if address else MAIXPY_KMODEL_ADDRESS))
-    plan = build_plan(args.firmware, kmodels, args.runner)
+    firmware = args.firmware or _firmware_of(kmodels)
+    plan = build_plan(args.firmware_bin, kmodels, firmware)
     for warning in plan.warnings:
         print(f"k210 flash: warning: {warning}", file=sys.stderr)
 
@@ -132,8 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_kfpkg:
         write_kfpkg(plan, args.save_kfpkg)
     if args.dry_run:
-        _report(args, plan, settings, status="dry-run")
-        return 0
+        return _report(args, plan, settings, dry_run=True)
 
     port = args.port or choose_port(board)
     settings["port"] = port
@@ -158,19 +178,38 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     settings["seconds"] = round(result.seconds, 2)
-    _report(args, plan, settings, status="flashed")
-    return 0
+    return _report(args, plan, settings, dry_run=False)
 
 
-def _report(args: argparse.Namespace, plan, settings: dict, *, status: str) -> None:
-    if args.json:
-        print(json.dumps({"status": status, **settings, "plan": plan.to_dict()}, indent=2))
-        return
-    print(plan.describe(with_warnings=False))  # warnings already went to stderr
+def _firmware_of(kmodels: list[tuple[Path, int]]) -> str:
+    """The firmware the first kmodel's version calls for (its model card's choice first)."""
+    from k210.host.cliutil import firmware_for
+    from k210.host.sidecars import read_card
+
+    if not kmodels or not kmodels[0][0].is_file():
+        return firmware_for(None)  # build_plan says what is wrong with a missing file
+    path = kmodels[0][0]
+    with open(path, "rb") as f:
+        head = f.read(8)
+    version = int.from_bytes(head[4:8], "little") if head[:4] == b"LDMK" and len(head) == 8 else None
+    return firmware_for(None, kmodel_version=version, card=read_card(path))
+
+
+def _report(args: argparse.Namespace, plan, settings: dict, *, dry_run: bool) -> int:
+    from k210.host.cliutil import finish
+
+    result = {"dry_run": dry_run, "firmware": plan.runner, **settings, "plan": plan.to_dict()}
+    inputs = [("kmodel" if item.kind == "kmodel" else "firmware_bin", item.path) for item in plan.items]
+    return finish(args, result, text=lambda: _text(args, plan, settings, dry_run), inputs=inputs)
+
+
+def _text(args: argparse.Namespace, plan, settings: dict, dry_run: bool) -> str:
+    lines = [plan.describe(with_warnings=False)]  # warnings already went to stderr
     how = f"via {settings['port']} at {settings['baud']} baud (board {settings['board']})"
-    if status == "dry-run":
+    if dry_run:
         saved = f"; .kfpkg saved to {args.save_kfpkg}" if args.save_kfpkg else ""
-        print(f"dry run: would flash {how}; nothing was written{saved}")
+        lines.insert(0, f"dry run: would flash {how}; nothing was written{saved}")
     else:
         rate = plan.total_bytes / 1024 / settings["seconds"] if settings["seconds"] else 0
-        print(f"flashed {len(plan.items)} file(s) {how} in {settings['seconds']:.1f} s ({rate:.0f} KiB/s)")
+        lines.insert(0, f"flashed {len(plan.items)} file(s) {how} in {settings['seconds']:.1f} s ({rate:.0f} KiB/s)")
+    return "\n".join(lines)

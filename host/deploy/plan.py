@@ -57,7 +57,7 @@ class DeployPlan:
         return sum(f.size for f in self.files)
 
     def to_dict(self) -> dict:
-        return {"directory": self.directory, "runner": self.runner, "total_bytes": self.total_bytes,
+        return {"directory": self.directory, "firmware": self.runner, "total_bytes": self.total_bytes,
                 "files": [f.to_dict() for f in self.files], "warnings": list(self.warnings)}  # fmt: skip
 
     def describe(self) -> str:
@@ -115,7 +115,7 @@ def build_deploy_plan(
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}: choose flash or sd")
     if runner not in DEPLOY_RUNNERS:
-        raise BadInputError(f"deploy needs a MicroPython firmware: --runner maixpy or canmv, not {runner!r}")
+        raise BadInputError(f"deploy needs a MicroPython firmware: --firmware maixpy or canmv, not {runner!r}")
     directory = TARGETS[target]
     files: list[tuple[str, Path, str, bytes]] = []
     warnings: list[str] = []

@@ -94,7 +94,7 @@ class FlashPlan:
 
     def to_dict(self) -> dict:
         return {
-            "runner": self.runner,
+            "firmware": self.runner,
             "flash_size": FLASH_SIZE,
             "total_bytes": self.total_bytes,
             "items": [item.to_dict() for item in self.items],
@@ -102,7 +102,7 @@ class FlashPlan:
         }
 
     def describe(self, *, with_warnings: bool = True) -> str:
-        lines = [f"flash plan for runner '{self.runner}': {len(self.items)} file(s), {self.total_bytes:,} bytes"]
+        lines = [f"flash plan for firmware '{self.runner}': {len(self.items)} file(s), {self.total_bytes:,} bytes"]
         for item in self.items:
             extra = " + 37 B sha256 header" if item.sha256_prefix else ""
             version = f" v{item.kmodel_version}" if item.kmodel_version is not None else ""
@@ -134,9 +134,9 @@ def build_plan(
 ) -> FlashPlan:
     """Check every file and placement; raise BadInputError naming every problem found."""
     if runner not in RUNNERS:
-        raise BadInputError(f"unknown runner {runner!r}: choose one of {', '.join(RUNNERS)}")
+        raise BadInputError(f"unknown firmware {runner!r}: choose one of {', '.join(RUNNERS)}")
     if firmware is None and not kmodels:
-        raise BadInputError("nothing to flash: give --firmware FILE.bin and/or --kmodel FILE")
+        raise BadInputError("nothing to flash: give --firmware-bin FILE.bin and/or --kmodel FILE")
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -197,7 +197,7 @@ def _kmodel_item(
         problems.append(
             f"kmodel {path.name} is v{info.version}, which {loader['name']} cannot load "
             f"(it loads v{'/v'.join(map(str, loader['versions']))}); "
-            f"use --runner {' or '.join(others) or '?'} or compile for this firmware"
+            f"use --firmware {' or '.join(others) or '?'} or compile for this firmware"
         )
     elif runner == "canmv" and info.version == 5:
         warnings.append(f"kmodel {path.name} is v5: CanMV loads v5 only in its feat/kpu build (nncase 1.x runtime)")
