@@ -72,10 +72,10 @@ def load_dataset_arg(args: argparse.Namespace, name: str | None = None):
 
 def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | Callable[[], str] | None = None,
            passed: bool = True, inputs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
-           files: Iterable[str | os.PathLike[str] | None] = ()) -> int:
+           files: Iterable[str | os.PathLike[str] | None] = (), failure: str | None = None) -> int:
     """The end of every command: the envelope to stdout (--json) or the text, the envelope to `files`.
 
-    Returns the exit code: 0, or 1 when `passed` is false (a check failed)."""
+    Returns the exit code: 0, or 1 when `passed` is false (a check failed; `failure` says which, on stderr)."""
     from .envelope import build_envelope, to_json
     from .fsutil import write_text_atomic
 
@@ -88,6 +88,8 @@ def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | C
         print(to_json(envelope), flush=True)
     elif text is not None:
         print(text() if callable(text) else text, flush=True)
+    if not passed and failure:
+        print(f"k210 {args.command}: check failed: {failure}", file=sys.stderr, flush=True)
     args.emitted = True
     return code
 

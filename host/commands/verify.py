@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_dataset_args, add_io_node_args, format_table, progress
+from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, format_table, json_output_path, progress
 from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
 
 
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
                    help="exit 1 below this top-1 agreement on class-score outputs (0.99)")
     p.add_argument("--min-cosine", type=float, default=0.99,
                    help="exit 1 below this mean cosine on other outputs: boxes, features (0.99)")
-    p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
+    add_json_arg(p, output=True)
     add_save_io_arg(p)
     p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
     add_preprocess_args(p)
@@ -28,21 +28,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import CheckFailed
-    from ..fsutil import write_json_atomic
     from ..verifying import VerifyRequest, verify
 
+    json_out = json_output_path(args.output)
     report = verify(VerifyRequest(
         kmodel=args.kmodel, reference=args.reference, dataset=args.dataset, data=args.data, seed=args.seed,
         limit=args.limit, min_agreement=args.min_agreement, min_cosine=args.min_cosine,
         overrides=overrides_from(args), input_node=args.input_node, output_node=args.output_node,
         workers=args.workers, save_io=args.save_io, progress=progress))
-    if args.json:
-        write_json_atomic(args.json, report)
-    print(render(report))
-    if not report["passed"]:
-        raise CheckFailed(failure_line(report))
-    return 0
+    return finish(args, report, text=lambda: render(report), passed=report["passed"], files=[json_out],
+                  failure=None if report["passed"] else failure_line(report),
+                  inputs={"kmodel": report.get("kmodel"), "reference": report.get("reference")})
 
 
 def failure_line(r: dict) -> str:
@@ -54,7 +50,8 @@ def failure_line(r: dict) -> str:
 
 
 def render(r: dict) -> str:
-    lines = [f"{r['kmodel']} vs {r['reference']} on {r['count']} inputs of {r['dataset']}"]
+    # The verdict first (what most readers want), and again last, under the figures it sums up.
+    lines = [verdict_line(r), f"{r['kmodel']} vs {r['reference']} on {r['count']} inputs of {r['dataset']}"]
     rows = []
     for o in r["outputs"]:
         agreement = f"{o['agreement']:.4f}" if "agreement" in o else "-"
@@ -70,11 +67,13 @@ def render(r: dict) -> str:
     if "confusion" in r and len(names) <= 12:
         lines.append("kmodel confusion (rows: true, columns: predicted):")
         lines.append(format_table(["", *names], [[names[i], *row] for i, row in enumerate(r["confusion"]["kmodel"])]))
+    lines.append(verdict_line(r))
+    return "\n".join(lines)
+
+
+def verdict_line(r: dict) -> str:
     verdict = "PASS" if r["passed"] else "FAIL"
     if "agreement" in r:
-        lines.append(f"{verdict}: agreement {r['agreement']:.4f} (minimum {r['min_agreement']})"
-                     + (f", {len(r['outputs'])} outputs compared" if len(r["outputs"]) > 1 else ""))
-    else:
-        lines.append(f"{verdict}: cosine {r['cosine']:.6f} (minimum {r['min_cosine']}), "
-                     f"{len(r['outputs'])} output(s) compared")
-    return "\n".join(lines)
+        return (f"{verdict}: agreement {r['agreement']:.4f} (minimum {r['min_agreement']})"
+                + (f", {len(r['outputs'])} outputs compared" if len(r["outputs"]) > 1 else ""))
+    return f"{verdict}: cosine {r['cosine']:.6f} (minimum {r['min_cosine']}), {len(r['outputs'])} output(s) compared"
