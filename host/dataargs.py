@@ -23,7 +23,8 @@ def add_preprocess_args(parser: argparse.ArgumentParser, *, with_range: bool = T
     group = parser.add_argument_group("preprocessing (default: the model card's, else pixels / 255)")
     if with_range:
         group.add_argument("--input-range", type=parse_range, metavar="LOW,HIGH",
-                           help="float range pixels 0..255 map onto (default 0,1 = pixels / 255)")
+                           help="float range pixels 0..255 map onto (default 0,1 = pixels / 255; a negative "
+                                "low needs '=': --input-range=-1,1)")
     group.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after the input range, per channel")
     group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divided by after the mean, per channel")
     group.add_argument("--color", choices=("rgb", "grayscale"), help="must match the model's input channels")
