@@ -92,6 +92,8 @@ class _KpuConv:
     placement: OpPlacement
     depthwise: bool
     pool_slot_free: bool = True
+    in_bytes: int = 0  # KPU RAM of the conv's (padded) input map
+    out_channels: int = 0
 
 
 @dataclass
@@ -231,7 +233,8 @@ def _measured_failure(ctx: _Context, op: OpInfo, name: str) -> OpPlacement | Non
             return refuse(problem, "use UpSampling2D followed by a 3x3 Conv2D")
     if opcode == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
         shape_tensor = ctx.info.tensor(op.inputs[1])
-        if shape_tensor is not None and not shape_tensor.is_constant and op.inputs[1] in ctx.producers:
+        computed = shape_tensor is not None and not shape_tensor.is_constant and op.inputs[1] in ctx.producers
+        if computed and _unresolved_reshape(ctx, op):
             return refuse(
                 "the new shape is computed at run time (a dynamic-batch Flatten: SHAPE -> STRIDED_SLICE -> "
                 "PACK -> RESHAPE): nncase 1.9 fails with 'Invalid slice begin 0, while dim is 0'",
@@ -244,6 +247,28 @@ def _measured_failure(ctx: _Context, op: OpInfo, name: str) -> OpPlacement | Non
         return refuse("with PTQ nncase 1.9 crashes (SIGSEGV) while calibrating ONE_HOT",
                       "compile with --quant float, or one-hot encode on the host")
     return None
+
+
+def _unresolved_reshape(ctx: _Context, op: OpInfo) -> bool:
+    """A run-time RESHAPE (SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE) that nncase 1.9 cannot resolve.
+
+    Keras' Flatten through TFLiteConverter.from_keras_model leaves the chain with a dynamic batch but a
+    consistent static `shape` ([1, 784] for 1x28x28x1): nncase takes that shape and compiles it (measured).
+    It fails ('Invalid slice begin 0') only when the output's static shape is not a real shape of the
+    input: a dynamic dimension besides the batch, or an element count that differs from the input's."""
+    data, out = ctx.tensor(op, 0), ctx.tensor(op, 0, outputs=True)
+    if data is None or out is None or not out.shape:
+        return True
+    if out.signature is not None and any(d < 0 for d in out.signature[1:]):
+        return True
+    return _elements(out.shape) != _elements(data.shape)
+
+
+def _elements(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _clamp_fuses(ctx: _Context, op: OpInfo) -> bool:
@@ -342,8 +367,8 @@ def _conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     stride = (op.options.get("stride_h", 1), op.options.get("stride_w", 1))
     kind = "depthwise " if depthwise else ""
     padded_h, padded_w = max(h, KPU_MIN_HW), max(w, KPU_MIN_HW)
+    in_bytes = kpu_feature_map_bytes(padded_w, padded_h, c_in)
     out_h, out_w = max(h, KPU_MIN_HW), max(w, KPU_MIN_HW)  # the KPU computes at stride 1
-    kpu_bytes = kpu_feature_map_bytes(padded_w, padded_h, c_in) + kpu_feature_map_bytes(out_w, out_h, c_out)
     notes: list[str] = []
     placement = Placement.KPU
     pool_slot_free = True
@@ -356,15 +381,30 @@ def _conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         notes.append(f"dilation {dilation[0]}: lowered to space-to-batch + KPU conv + batch-to-space")
     if stride != (1, 1):
         pool_slot_free = False
-        out_full = out.shape[1] >= KPU_MIN_HW and out.shape[2] >= KPU_MIN_HW
-        if stride == (2, 2) and not depthwise and out_full:
-            notes.append("stride 2: a stride-1 KPU conv whose subsampling folds into the KPU's 2x2 pool")
+        placement = Placement.KPU_PARTIAL
+        if stride == (2, 2) and kh == 1 and not depthwise:
+            # Measured with nncase 1.9: a 1x1 stride-2 conv stays inside the KPU call, no CPU op.
+            placement = Placement.KPU
+            out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
+            notes.append("stride 2: subsampled by the KPU's pool unit")
+        elif stride == (2, 2) and not depthwise and out.shape[1] >= KPU_MIN_HW and out.shape[2] >= KPU_MIN_HW:
+            # Measured with nncase 1.9: the KPU pads a 3x3 conv by 1 on every side, TF's stride-2 padding is
+            # not that, so the stackvm pads and crops (Pad ops; between two KPU calls when inside a network).
+            out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
+            notes.append("stride 2: nncase pads the map and crops the result on the CPU around a stride-1 KPU conv "
+                         "subsampled by the KPU's pool unit (inside a network: download, dequantize, pad, "
+                         "quantize, upload)")
+        elif stride == (2, 2) and depthwise:
+            # Measured (MobileNet): the KPU writes the full stride-1 map; the CPU subsamples it, as a Slice, or
+            # between two KPU calls inside the dequantize -> pad -> quantize round trip (no Slice op then).
+            notes.append("stride 2: a stride-1 KPU conv at full resolution; nncase subsamples it on the CPU "
+                         "(download, dequantize, pad, quantize, upload before the next KPU layer)")
         else:
-            placement = Placement.KPU_PARTIAL
             notes.append(f"stride {stride[0]}: a stride-1 KPU conv + a strided slice on the CPU")
+    kpu_bytes = in_bytes + kpu_feature_map_bytes(out_w, out_h, c_out)
     reason = f"{kind}{kh}x{kw} conv on the KPU" + ("; " + "; ".join(notes) if notes else "")
     result = OpPlacement(op.index, name, op.opcode, placement, reason, kpu_bytes=kpu_bytes)
-    ctx.kpu_tails[op.outputs[0]] = _KpuConv(result, depthwise, pool_slot_free)
+    ctx.kpu_tails[op.outputs[0]] = _KpuConv(result, depthwise, pool_slot_free, in_bytes, c_out)
     return result
 
 
@@ -395,7 +435,10 @@ def shape_limit(h: int, w: int, c: int) -> str | None:
 def _limit_fix(limit: str) -> str:
     if limit.startswith(("height", "width")):
         return f"resize the input to at most {KPU_MAX_W}x{KPU_MAX_H} (WxH), or downsample before this layer"
-    return f"keep channels at or below {KPU_MAX_C} (e.g. a 1x1 conv to reduce them first)"
+    if "output channels" in limit:
+        return (f"give this layer at most {KPU_MAX_C} filters, or split it into convs of <= {KPU_MAX_C} filters "
+                "each and concatenate their outputs")
+    return f"keep the channels entering this layer at or below {KPU_MAX_C} (e.g. a 1x1 conv to reduce them first)"
 
 
 def _dense_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
@@ -449,6 +492,8 @@ def _pool_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
                               "regular convs")
     if not conv.pool_slot_free:
         return _cpu(op, name, f"the KPU pool of {conv.placement.name} already does its stride-2 subsampling")
+    if data is not None and len(data.shape) == 4 and tuple(filt) == tuple(data.shape[1:3]):
+        return _cpu(op, name, f"global {filt[0]}x{filt[1]} {kind} pool (the whole map): a cheap reduction on the CPU")
     if filt[0] != filt[1] or stride[0] != stride[1] or (filt[0], stride[0]) not in KPU_POOLS:
         return _cpu(op, name, f"{size} {kind} pool: the KPU pools only 2x2/s2, 2x2/s1 and 4x4/s4",
                     "use a 2x2/s2 pool right after the conv")
@@ -459,6 +504,11 @@ def _pool_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         return _cpu(op, name, f"{size} {kind} pool: {padding_problem}")
     conv.pool_slot_free = False
     ctx.kpu_tails[op.outputs[0]] = conv
+    out = ctx.tensor(op, 0, outputs=True)
+    if out is not None and len(out.shape) == 4 and conv.in_bytes:
+        # The KPU writes the pooled map back: that, not the conv's full-size output, takes KPU RAM.
+        pooled = kpu_feature_map_bytes(max(out.shape[2], KPU_MIN_HW), max(out.shape[1], KPU_MIN_HW), conv.out_channels)
+        conv.placement.kpu_bytes = conv.in_bytes + pooled
     return OpPlacement(op.index, name, op.opcode, Placement.KPU,
                        f"{size} {kind} pool fused into the KPU conv {conv.placement.name}")
 

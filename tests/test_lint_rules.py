@@ -78,12 +78,17 @@ def test_small_maps_are_padded_to_4x4(tf):
     assert where == "kpu-partial" and "pads it to 4x4" in reason
 
 
-def test_stride_2_folds_into_the_pool_except_for_depthwise(tf):
+def test_stride_2_as_nncase_1_9_compiles_it(tf):
+    """Measured with nncase 1.9 (runtime ops of the compiled kmodel): a 3x3 stride-2 conv gets CPU Pad ops
+    around its KPU conv; a 1x1 stride-2 conv stays inside the KPU call; a stride-2 depthwise is computed at
+    full resolution and subsampled on the CPU."""
     where, reason, _ = placement(lint_tflite(conv_model(tf, 3, [1, 8, 8, 4], stride=2)), "CONV_2D")
-    assert where == "kpu" and "stride 2" in reason and "2x2 pool" in reason
+    assert where == "kpu-partial" and "stride 2" in reason and "pads the map and crops" in reason
+    where, reason, _ = placement(lint_tflite(conv_model(tf, 1, [1, 8, 8, 4], stride=2)), "CONV_2D")
+    assert where == "kpu" and "pool unit" in reason
     where, reason, _ = placement(lint_tflite(conv_model(tf, 3, [1, 8, 8, 4], stride=2, depthwise=True)),
                                  "DEPTHWISE_CONV_2D")
-    assert where == "kpu-partial" and "strided slice" in reason
+    assert where == "kpu-partial" and "full resolution" in reason and "subsamples it on the CPU" in reason
 
 
 def test_activation_and_pool_fuse_after_a_kpu_conv_only(tf):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k210.converters.kpu_rules import KPU_RAM_BYTES, OpPlacement, Placement
+from k210.converters.kpu_rules import FUSABLE_ACTIVATIONS, KPU_RAM_BYTES, OpPlacement, Placement
 from k210.converters.tflite_reader import TFLiteInfo
 
 SRAM_BYTES = 6 * 1024 * 1024  # general-purpose SRAM: weights, code, heap
@@ -13,8 +13,14 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 
 
-def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: str) -> dict:
-    """The report's memory section, in bytes, for any front end (TFLite, ONNX)."""
+# Ops nncase turns into a bitcast: no buffer of their own.
+_ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "FAKE_QUANT"}
+
+
+def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: str, io: int = 0) -> dict:
+    """The report's memory section, in bytes, for any front end (TFLite, ONNX).
+
+    total = model + working + io, like nncase's TOTAL = MODEL + .data + .input + .output."""
     return {
         "kpu_ram_bytes": KPU_RAM_BYTES,
         "kpu_peak_bytes": peak.kpu_bytes if peak else 0,
@@ -22,7 +28,8 @@ def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: st
         "model_bytes": model,
         "model_basis": "uint8 KPU weights, float32 elsewhere" if quant == "uint8" else "float32 weights",
         "working_bytes": working,
-        "total_bytes": model + working,
+        "io_bytes": io,
+        "total_bytes": model + working + io,
         "sram_bytes": SRAM_BYTES,
         "maixpy_heap_bytes": MAIXPY_HEAP_BYTES,
     }
@@ -33,9 +40,10 @@ def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
     kpu_layers = [p for p in placements if p.kpu_bytes]
     peak = max(kpu_layers, key=lambda p: p.kpu_bytes, default=None)
     model = _constant_bytes(info, placements)
-    working = _working_bytes(info)
+    working, working_op = _working_bytes(info, placements, quant)
     heaviest = _heaviest_op(info, placements)
-    return memory_summary(peak, model, working, quant) | {"heaviest_op": heaviest}
+    return memory_summary(peak, model, working, quant, _io_bytes(info, quant)) | {
+        "heaviest_op": heaviest, "working_peak_op": working_op}
 
 
 def memory_problems(memory: dict) -> tuple[list[str], list[str]]:
@@ -49,9 +57,11 @@ def memory_problems(memory: dict) -> tuple[list[str], list[str]]:
             "cannot allocate more memory'): lower the resolution or the channels of that layer"
         )
     if memory["total_bytes"] > memory["sram_bytes"]:
+        io = f" + input/output ~{memory['io_bytes'] / 2**20:.2f} MiB" if memory.get("io_bytes") else ""
         problems.append(
             f"model ~{memory['model_bytes'] / 2**20:.2f} MiB + working memory ~{memory['working_bytes'] / 2**20:.2f} "
-            f"MiB exceed the K210's 6 MiB SRAM{_heaviest_hint(memory)}"
+            f"MiB{io} exceed the K210's 6 MiB SRAM (an estimate: `k210 lint --confirm` asks nncase)"
+            f"{_memory_hint(memory)}"
         )
     elif memory["model_bytes"] > memory["maixpy_heap_bytes"]:
         notes.append(
@@ -59,6 +69,16 @@ def memory_problems(memory: dict) -> tuple[list[str], list[str]]:
             "MaixPy builds (kpu.load mallocs the whole model): use a minimum build or the standalone C SDK"
         )
     return problems, notes
+
+
+def _memory_hint(memory: dict) -> str:
+    """Point at what overflows: the activations around one op, or the weights of one layer."""
+    peak = memory.get("working_peak_op")
+    if peak and memory["working_bytes"] >= memory["model_bytes"]:
+        return (f"; most of it is working memory around {peak['name']} ({peak['op']}, "
+                f"{peak['bytes'] / 2**20:.2f} MiB: {peak['why']}): lower the input resolution or the channels "
+                "before it, or keep that step on the KPU")
+    return _heaviest_hint(memory)
 
 
 def _heaviest_hint(memory: dict) -> str:
@@ -104,18 +124,99 @@ def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement]) -> int:
     return total
 
 
-def _working_bytes(info: TFLiteInfo) -> int:
-    """Peak over ops of the activations alive around one op (its inputs and outputs): nncase's data pool
-    reuses buffers, so this is the order of magnitude, not the exact pool size."""
-    peak = 0
+def _io_bytes(info: TFLiteInfo, quant: str) -> int:
+    """nncase's .input and .output pools: a uint8 input with PTQ (k210 compile's default), float32 outputs."""
+    per_input = 1 if quant == "uint8" else 4
+    return sum(_count(t.shape) * per_input for t in info.inputs) + sum(_count(t.shape) * 4 for t in info.outputs)
+
+
+def _working_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str) -> tuple[int, dict | None]:
+    """Peak of the activations alive at one step of nncase's data pool, and the op where it peaks.
+
+    Float kmodels: every op runs on the CPU, its inputs and outputs are alive together. With PTQ the
+    feature maps between KPU layers stay in KPU RAM; the data pool holds what the CPU works on, and at a
+    KPU/CPU boundary nncase keeps four buffers (measured on MobileNet: KPUDownload uint8 -> Dequantize
+    float32 -> Pad float32 -> Quantize uint8 -> KPUUpload). A stride-2 KPU conv followed by another
+    KPU layer gets the same round trip for its crop."""
+    by_index = {p.index: p for p in placements}
+    on_kpu = {p.index for p in placements if p.placement in (Placement.KPU, Placement.KPU_PARTIAL)}
+    producer = {t: op.index for op in info.ops for t in op.outputs}
+    consumers: dict[int, set[int]] = {}
     for op in info.ops:
-        live = 0
-        for index in [*op.inputs, *op.outputs]:
-            tensor = info.tensor(index) if index >= 0 else None
-            if tensor is not None and not tensor.is_constant:
-                live += _count(tensor.shape) * _DTYPE_BYTES.get(tensor.dtype, 4)
-        peak = max(peak, live)
-    return peak
+        for t in op.inputs:
+            consumers.setdefault(t, set()).add(op.index)
+    ptq = quant == "uint8"
+    peak, peak_op = 0, None
+    for op in info.ops:
+        if ptq and op.index in on_kpu:
+            live, why = _kpu_crop_bytes(info, op, by_index[op.index], consumers, on_kpu)
+        elif ptq and op.opcode in _ALIAS_OPS:
+            continue
+        else:
+            live, why = _cpu_step_bytes(info, op, ptq, producer, consumers, on_kpu)
+        if live > peak:
+            placement = by_index.get(op.index)
+            peak, peak_op = live, {"name": placement.name if placement else f"op{op.index}", "op": op.opcode,
+                                   "bytes": live, "why": why}
+    return peak, peak_op
+
+
+def _cpu_step_bytes(info: TFLiteInfo, op, ptq: bool, producer: dict[int, int], consumers: dict[int, set[int]],
+                    on_kpu: set[int]) -> tuple[int, str]:
+    live = 0
+    boundary = False
+    for index in op.inputs:
+        tensor = info.tensor(index) if index >= 0 else None
+        if tensor is None or tensor.is_constant:
+            continue
+        n = _count(tensor.shape)
+        live += n * (4 if ptq else _DTYPE_BYTES.get(tensor.dtype, 4))
+        if ptq and producer.get(index) in on_kpu:
+            live += n  # the uint8 map downloaded from the KPU, before Dequantize
+            boundary = True
+    for index in op.outputs:
+        tensor = info.tensor(index)
+        if tensor is None:
+            continue
+        n = _count(tensor.shape)
+        live += n * (4 if ptq else _DTYPE_BYTES.get(tensor.dtype, 4))
+        if ptq and consumers.get(index, set()) & on_kpu:
+            live += n  # Quantize's uint8 copy for KPUUpload
+            boundary = True
+    if boundary:
+        return live, "uint8 and float32 copies at a KPU/CPU boundary"
+    return live, "its inputs and outputs" + (" in float32 on the CPU" if ptq else "")
+
+
+def _kpu_crop_bytes(info: TFLiteInfo, op, placement: OpPlacement, consumers: dict[int, set[int]],
+                    on_kpu: set[int]) -> tuple[int, str]:
+    """The CPU round trip after a stride-2 KPU conv. Measured on MobileNetV1 0.75 at 224 (nncase .data
+    5 720 064 B = exactly this for the 112x112x48 stride-2 depthwise): the uint8 map the KPU wrote
+    (full resolution for a depthwise, pool-subsampled for a plain conv), two float32 copies of it
+    (Dequantize, Pad) and two uint8 maps at the output size (Quantize and its upload)."""
+    if placement.placement is not Placement.KPU_PARTIAL or "stride 2" not in placement.reason or not op.outputs \
+            or not op.inputs:
+        return 0, ""
+    data, out = info.tensor(op.inputs[0]), info.tensor(op.outputs[0])
+    if data is None or out is None or len(data.shape) != 4 or len(out.shape) != 4:
+        return 0, ""
+    n_out = _count(out.shape)
+    n_kpu = _count(data.shape[:3]) * out.shape[3] if op.opcode == "DEPTHWISE_CONV_2D" else n_out
+    if _next_real_consumers(info, op.outputs[0], consumers, on_kpu) & on_kpu:
+        return n_kpu * 9 + n_out * 2, "the CPU crop after a stride-2 KPU conv, between two KPU calls"
+    return n_kpu * 5 + n_out * 4, "the CPU slice after a stride-2 KPU conv"
+
+
+def _next_real_consumers(info: TFLiteInfo, tensor: int, consumers: dict[int, set[int]],
+                         on_kpu: set[int]) -> set[int]:
+    """Consumers of a tensor, looking through the activations fused into the KPU conv."""
+    found = set(consumers.get(tensor, set()))
+    for _ in range(4):
+        fused = {i for i in found if i in on_kpu and info.ops[i].opcode in FUSABLE_ACTIVATIONS}
+        if not fused:
+            break
+        found = (found - fused).union(*(consumers.get(t, set()) for i in fused for t in info.ops[i].outputs))
+    return found
 
 
 def _count(shape: list[int]) -> int:

@@ -35,6 +35,12 @@ def check_model(info: TFLiteInfo) -> tuple[list[str], list[str]]:
         elif shape[0] > 1:
             notes.append(f"input '{tensor.name}' has batch {shape[0]}: board runners feed one image at a time; "
                          "convert with batch 1")
+    if _weight_only_int8(info):
+        notes.append(
+            "int8 weights in a float model (weight-only / dynamic-range quantisation, as MLPerf Tiny's "
+            "kws_ref_model_float32.tflite): nncase 1.9 imports it as a float model and compiles it (measured)"
+        )
+        return problems, notes
     quantised = _quantisation_evidence(info)
     if quantised:
         problems.append(
@@ -43,6 +49,16 @@ def check_model(info: TFLiteInfo) -> tuple[list[str], list[str]]:
             f"same') here. Fix: {QUANTISED_FIX}"
         )
     return problems, notes
+
+
+def _weight_only_int8(info: TFLiteInfo) -> bool:
+    """Only constant weights are int8; every activation, input and output stays float32 and no
+    QUANTIZE/DEQUANTIZE op exists: TFLite's hybrid kernels, which nncase imports as float ops."""
+    if any(op.opcode in QUANTISATION_OPS for op in info.ops):
+        return False
+    weights = {t.dtype for t in info.tensors if t.is_constant and t.quantized}
+    activations = {t.dtype for t in info.tensors if not t.is_constant and t.dtype not in ("int32", "int64")}
+    return weights == {"int8"} and activations == {"float32"}
 
 
 def _quantisation_evidence(info: TFLiteInfo) -> list[str]:
