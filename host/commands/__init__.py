@@ -11,6 +11,7 @@ COMMANDS = (
     "compile",
     "inspect",
     "verify",
+    "explain",
     "lint",
     "board",
     "hil",

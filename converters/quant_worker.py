@@ -1,0 +1,122 @@
+"""Child process for `k210 explain`: one nncase 1.9 build of a TFLite graph, then its outputs.
+
+Reads request.json from the current directory (see quant_explain.run_trial); writes model.kmodel,
+outputs_<i>.npy (the kmodel in nncase's simulator), import_<i>.npy (nncase's float evaluator at the
+import stage) and result.json there. nncase prints its per-layer quant error on stdout, which the
+parent reads. Not a user entry point; it runs in a child so that an nncase crash is an error line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def build_options(request: dict):
+    import nncase
+
+    options = nncase.CompileOptions()
+    options.target = "k210"
+    options.input_layout = "NHWC"  # the TFLite model's own layout at both ends (see nncase_worker.py)
+    options.output_layout = "NHWC"
+    options.input_shape = request["input_shape"]
+    if request["input_type"] == "uint8":
+        options.preprocess = True
+        options.input_type = "uint8"
+        options.input_range = request["input_range"]
+        if request.get("mean") is not None:  # nncase normalises after input_range: (x - mean) / std
+            options.mean = request["mean"]
+            options.std = request["std"]
+    elif request["quant"] == "uint8":
+        options.input_type = "float32"
+    options.quant_type = "uint8"
+    options.w_quant_type = "uint8"
+    options.use_mse_quant_w = bool(request.get("use_mse_quant_w", False))
+    if request.get("dump_quant_error") and request["quant"] == "uint8":
+        options.dump_quant_error = True
+        options.dump_dir = "dump"
+        options.dump_ir = bool(request.get("dump_ir", False))  # module regions: which node runs on the KPU
+    return options
+
+
+def compile_kmodel(request: dict) -> bytes:
+    import nncase
+
+    compiler = nncase.Compiler(build_options(request))
+    compiler.import_tflite(Path(request["tflite"]).read_bytes(), nncase.ImportOptions())
+    if request["quant"] == "uint8":
+        samples = np.load(request["calibration"])
+        ptq = nncase.PTQTensorOptions()
+        ptq.calibrate_method = request["calibrate_method"]
+        ptq.samples_count = int(samples.shape[0])
+        ptq.set_tensor_data(np.ascontiguousarray(samples).tobytes())
+        compiler.use_ptq(ptq)
+    compiler.compile()
+    return bytes(compiler.gencode_tobytes())
+
+
+def simulate(kmodel: bytes, inputs: np.ndarray, shape: list[int]) -> list[np.ndarray]:
+    import nncase
+
+    sim = nncase.Simulator()
+    sim.load_model(kmodel)
+    outputs: list[list[np.ndarray]] = [[] for _ in range(sim.outputs_size)]
+    for x in inputs:
+        sim.set_input_tensor(0, nncase.RuntimeTensor.from_numpy(np.ascontiguousarray(x).reshape(shape)))
+        sim.run()
+        for i in range(sim.outputs_size):
+            outputs[i].append(sim.get_output_tensor(i).to_numpy().copy())
+    return [np.stack(o) for o in outputs]
+
+
+def evaluate_import(request: dict, inputs: np.ndarray) -> list[np.ndarray]:
+    """nncase's own float graph right after import (create_evaluator(1)): does the import hold?"""
+    import nncase
+
+    options = nncase.CompileOptions()
+    options.target = "k210"
+    options.input_layout = "NHWC"
+    options.output_layout = "NHWC"
+    options.input_shape = request["input_shape"]
+    compiler = nncase.Compiler(options)
+    compiler.import_tflite(Path(request["tflite"]).read_bytes(), nncase.ImportOptions())
+    evaluator = compiler.create_evaluator(1)
+    outputs: list[list[np.ndarray]] = [[] for _ in range(evaluator.outputs_size)]
+    for x in inputs:
+        tensor = nncase.RuntimeTensor.from_numpy(np.ascontiguousarray(x, np.float32).reshape(request["input_shape"]))
+        tensor.copy_to(evaluator.get_input_tensor(0))
+        evaluator.run()
+        for i in range(evaluator.outputs_size):
+            outputs[i].append(evaluator.get_output_tensor(i).to_numpy().copy())
+    return [np.stack(o) for o in outputs]
+
+
+def main() -> int:
+    request = json.loads(Path(sys.argv[1]).read_text())
+    try:
+        kmodel = compile_kmodel(request)
+        Path("model.kmodel").write_bytes(kmodel)
+        result: dict = {"ok": True, "outputs": 0, "import_outputs": 0}
+        if request.get("eval"):
+            outputs = simulate(kmodel, np.load(request["eval"]), request["input_shape"])
+            for i, out in enumerate(outputs):
+                np.save(f"outputs_{i}.npy", out)
+            result["outputs"] = len(outputs)
+        if request.get("import_eval"):
+            outputs = evaluate_import(request, np.load(request["import_eval"]))
+            for i, out in enumerate(outputs):
+                np.save(f"import_{i}.npy", out)
+            result["import_outputs"] = len(outputs)
+    except Exception as exc:  # nncase raises RuntimeError/ValueError with its own message
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        Path("result.json").write_text(json.dumps({"ok": False, "error": message}))
+        return 1
+    Path("result.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

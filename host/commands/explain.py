@@ -1,0 +1,131 @@
+"""`k210 explain MODEL --dataset NAME`: where a uint8 kmodel loses accuracy, why, and what helps."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish
+from ..dataargs import add_preprocess_args, overrides_from
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "explain", help="per-layer quantisation error of the uint8 kmodel, the first bad layer (KPU or CPU), "
+                        "and the fixes tried with the agreement each reached")
+    p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb or .tflite")
+    add_dataset_args(p)
+    p.add_argument("--calib", type=int, default=200, help="calibration samples of the baseline build (default 200)")
+    p.add_argument("--more-calib", type=int, default=None,
+                   help="calibration samples of the 'more samples' fix (default 4x --calib, as the data allow)")
+    p.add_argument("--limit", type=int, default=200, help="check inputs agreement is measured on (default 200)")
+    p.add_argument("--input-type", choices=("uint8", "float32"), default="uint8",
+                   help="what the board sends in the baseline build (default uint8 raw pixels, as compile)")
+    p.add_argument("--method", default="no_clip", help="calibration method of the baseline (default no_clip)")
+    p.add_argument("--probes", type=int, default=24, help="tensors made kmodel outputs per probe build (default 24)")
+    p.add_argument("--probe-images", type=int, default=8, help="check inputs the probes run on (default 8)")
+    p.add_argument("--min-cosine", type=float, default=0.98,
+                   help="a layer whose cosine against TFLite falls below this is 'bad' (default 0.98)")
+    p.add_argument("--no-fixes", action="store_true", help="explain only; try no fixes")
+    p.add_argument("--no-float", action="store_true",
+                   help="skip the float kmodel (CPU only) among the fixes: it is slow in the simulator")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="exit 1 when the baseline's top-1 agreement is below this (default 0.99)")
+    p.add_argument("--report", metavar="DIR", help="write explain.json (the envelope) and layers.png there")
+    add_json_arg(p, output=True)
+    add_preprocess_args(p)
+    add_io_node_args(p)
+    p.set_defaults(func=run, uses_tensorflow=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from k210.converters.preprocess import spec_for_model
+    from k210.converters.quant_explain import CALIBRATE_METHODS, BuildSpec
+    from k210.converters.sources import ModelFormat, detect
+    from k210.converters.to_tflite import convert_to_tflite
+
+    from ..cliutil import json_output_path, progress_every
+    from ..errors import BadInputError
+    from ..explaining import ExplainData, ExplainOptions, explain, plot, render
+    from ..inputdata import DataRequest, load_inputs
+
+    for name, value in (("--calib", args.calib), ("--limit", args.limit), ("--probe-images", args.probe_images)):
+        if value < 1:
+            raise BadInputError(f"{name} must be at least 1")
+    if args.probes < 2:
+        raise BadInputError("--probes must be at least 2")
+    if args.more_calib is not None and args.more_calib < 1:
+        raise BadInputError("--more-calib must be at least 1")
+    if args.method not in CALIBRATE_METHODS:
+        raise BadInputError(f"unknown calibration method '{args.method}' (choose from {', '.join(CALIBRATE_METHODS)})")
+    for name, value in (("--min-cosine", args.min_cosine), ("--min-agreement", args.min_agreement)):
+        if not 0 <= value <= 1:
+            raise BadInputError(f"{name} must be between 0 and 1")
+    if not args.dataset and not args.data:
+        raise BadInputError("which data? pass --dataset NAME, --data DIR|FILE.npz or --dataset random")
+    output = json_output_path(args.output)
+    report_dir = Path(args.report) if args.report else None
+    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+        raise BadInputError(f"--report {report_dir} exists and is not a directory")
+
+    source = detect(args.model)
+    if source.format in (ModelFormat.KMODEL, ModelFormat.ONNX):
+        raise BadInputError(f"explain needs the float model, not a {source.format.value} file: give "
+                            ".keras/.h5/SavedModel/.pb/.tflite")
+    tfl = convert_to_tflite(source, input_node=args.input_node, output_node=args.output_node)
+    prep = spec_for_model(tfl.input_shape, dtype=args.input_type, overrides=overrides_from(args))
+    shape = list(tfl.input_shape)
+
+    def inputs(purpose: str, limit: int, spec):
+        return load_inputs(DataRequest(args.dataset, args.data, args.seed, "test", limit), spec, shape, purpose=purpose)
+
+    calibration = inputs("calibration", args.calib, prep)
+    checks = inputs("check", args.limit, prep)
+    more = None
+    more_count = args.more_calib or 4 * args.calib
+    if more_count != len(calibration):
+        try:
+            extra = inputs("calibration", more_count, prep)
+        except BadInputError:  # fewer samples than asked for: the fix is skipped, not the run
+            extra = None
+        if extra is not None and len(extra) != len(calibration):
+            more = (extra.kmodel, extra.reference)
+
+    spec = BuildSpec(calibrate_method=args.method, input_type=args.input_type, input_range=prep.input_range,
+                     mean=_per_channel(prep.mean, prep.channels) if args.input_type == "uint8" else None,
+                     std=_per_channel(prep.std, prep.channels) if args.input_type == "uint8" else None)
+    if spec.mean is not None and not any(spec.mean) and all(v == 1.0 for v in spec.std or ()):
+        spec = BuildSpec(calibrate_method=spec.calibrate_method, input_type=spec.input_type,
+                         input_range=spec.input_range)
+    data = ExplainData(calibration.kmodel, calibration.reference, checks.kmodel, checks.reference,
+                       more_calibration=more, name=checks.name)
+    say = _progress_printer(progress_every())
+    report = explain(tfl.data, shape, data, ExplainOptions(
+        spec=spec, probes=args.probes, probe_images=args.probe_images, min_cosine=args.min_cosine,
+        fixes=not args.no_fixes, try_float=not args.no_float, progress=say))
+    report.update({"model": str(source.path), "notes_model": tfl.notes, "min_agreement": args.min_agreement})
+    passed = report["baseline"]["agreement"] >= args.min_agreement
+    files = [output]
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report["plot"] = str(plot(report, report_dir / "layers.png"))  # written atomically
+        files.append(report_dir / "explain.json")
+    return finish(args, report, text=lambda: render(report), passed=passed, inputs={"model": source.path},
+                  files=files)
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    return tuple(values) * channels if len(values) == 1 else tuple(values)
+
+
+def _progress_printer(every: float):
+    import sys
+    import time
+
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"explain: {message} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    return say

@@ -1,0 +1,399 @@
+"""Explain a quantisation loss: which layer, why, and what to do (`k210 explain`).
+
+1. The baseline uint8 build, with nncase's quant-error dump and module regions, run on the checks.
+2. Probe builds: intermediate tensors as extra kmodel outputs, simulator vs TFLite at each; first a
+   spread of checkpoints, then every layer between the last good one and the first bad one.
+3. Fixes, each a full build scored like the baseline: other calibration methods, more and other
+   calibration samples, a float input, MSE weight quantisation, and the float kmodel as the bound.
+4. Notes where the architecture is the problem (residual adds on the KPU, wide activation ranges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from k210.converters import quant_explain as qx
+
+from .errors import BadInputError
+
+Agreement = Callable[[list[np.ndarray], list[np.ndarray]], float]
+
+
+@dataclass
+class ExplainData:
+    """The inputs of an explanation, each in what the kmodel takes and what TFLite takes."""
+
+    calibration_kmodel: np.ndarray  # [N, *input] the baseline's PTQ samples
+    calibration_float: np.ndarray
+    checks_kmodel: np.ndarray  # [M, *input] the images agreement is measured on
+    checks_float: np.ndarray
+    more_calibration: tuple[np.ndarray, np.ndarray] | None = None  # (kmodel, float), several times N
+    name: str = "data"
+
+
+@dataclass
+class ExplainOptions:
+    spec: qx.BuildSpec = field(default_factory=qx.BuildSpec)
+    probes: int = 24  # tensors per probe build
+    probe_images: int = 8  # check images the probes run on
+    min_cosine: float = 0.98  # a layer below this is "bad"
+    fixes: bool = True
+    methods: tuple[str, ...] = ("no_clip", "l2", "kld_m0")
+    try_float: bool = True  # the float kmodel: CPU only, slow in the simulator, the bound a fix can reach
+    agreement: Agreement | None = None  # default: top-1 agreement of output 0
+    agreement_name: str = "top-1 agreement"
+    dump_ir: bool = True  # nncase's module regions: which node runs on the KPU (slower on big models)
+    dump_repeats: int = 2  # nncase's dump, run this many times: it varies from build to build
+    progress: Callable[[str], None] | None = None
+
+
+def top1_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    """Share of inputs whose output 0 has the same arg-max (one value: the same side of 0.5)."""
+    ref = np.asarray(reference[0]).reshape(len(reference[0]), -1)
+    got = np.asarray(candidate[0]).reshape(len(candidate[0]), -1)
+    if ref.shape[1] == 1:
+        return float(((ref[:, 0] > 0.5) == (got[:, 0] > 0.5)).mean())
+    return float((ref.argmax(1) == got.argmax(1)).mean())
+
+
+def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: ExplainOptions) -> dict[str, Any]:
+    say = options.progress or (lambda _msg: None)
+    agreement = options.agreement or top1_agreement
+    if options.probes < 2:
+        raise BadInputError("--probes must be at least 2")
+    graph = qx.graph_layers(tflite)
+    reference = _reference_outputs(tflite, graph, data.checks_float)
+
+    say("baseline build (with nncase's quant-error dump)")
+    probe_n = min(options.probe_images, len(data.checks_kmodel))
+    base = qx.build(tflite, options.spec, input_shape=input_shape, calibration=data.calibration_kmodel,
+                    inputs=data.checks_kmodel, import_inputs=data.checks_float[:probe_n],
+                    dump_quant_error=True, dump_ir=options.dump_ir)
+    outputs = _paired(reference, base.outputs)
+    baseline = _score("baseline", options.spec, base, reference, outputs, agreement, len(data.calibration_kmodel),
+                      "baseline")
+    import_cosine = qx.output_cosine([r[:probe_n] for r in reference], _paired(reference, base.import_outputs))
+
+    where = qx.placements(graph.layers, base.regions) if base.regions else _lint_placements(tflite, graph)
+    nncase_cos = qx.nncase_cosine_by_tensor(graph.layers, base.nncase_cosines)
+    # nncase's dump is not repeatable (measured: one layer read 1.00, 0.78 and 0.94 in three identical
+    # builds): a second dump-only build shows the user how far to trust it.
+    repeats = [nncase_cos]
+    for _ in range(options.dump_repeats - 1):
+        say("nncase's quant-error dump again (same model, same samples)")
+        again = qx.build(tflite, options.spec, input_shape=input_shape, calibration=data.calibration_kmodel,
+                         dump_quant_error=True)
+        repeats.append(qx.nncase_cosine_by_tensor(graph.layers, again.nncase_cosines))
+    measured = _probe(tflite, input_shape, graph, data, options, probe_n, say)
+
+    rows = []
+    for i, layer in enumerate(graph.layers):
+        error = measured.get(layer.tensor)
+        rows.append({
+            "index": i, "name": layer.name, "op": layer.opcode, "shape": list(layer.shape),
+            "runs_on": where.get(layer.tensor, "?"), "nncase_cosine": nncase_cos.get(layer.tensor),
+            "nncase_cosine_runs": [r[layer.tensor] for r in repeats if layer.tensor in r],
+            "probed": error is not None,
+            **({} if error is None else {
+                "cosine": error.cosine, "max_abs_error": error.max_abs_error,
+                "relative_error": error.relative_error, "float_min": error.float_min,
+                "float_max": error.float_max, "float_p999": error.float_p999}),
+        })
+    probed = [r for r in rows if r["probed"]]
+    first_bad = next((r for r in probed if r["cosine"] < options.min_cosine), None)
+    drop = _largest_drop(probed)
+
+    fixes = _try_fixes(tflite, input_shape, data, options, reference, agreement, baseline, say) if options.fixes else []
+    report = {
+        "agreement_name": options.agreement_name,
+        "checks": len(data.checks_kmodel),
+        "probe_images": probe_n,
+        "data": data.name,
+        "min_cosine": options.min_cosine,
+        "baseline": baseline,
+        "import_cosine": import_cosine,
+        "layers": rows,
+        "first_bad": first_bad,
+        "largest_drop": drop,
+        "fixes": fixes,
+        "nncase_dump_layers": len(base.nncase_cosines),
+    }
+    report["notes"] = notes(report)
+    report["best_fix"] = max(fixes, key=lambda f: (f["agreement"], f["cosine"])) if fixes else None
+    return report
+
+
+def _reference_outputs(tflite: bytes, graph: qx.GraphLayers, inputs: np.ndarray) -> list[np.ndarray]:
+    values = qx.tflite_tensors(tflite, inputs, graph.output_tensors)
+    return [_drop_batch(values[t]) for t in graph.output_tensors]
+
+
+def _drop_batch(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], *x.shape[2:]) if x.ndim > 1 and x.shape[1] == 1 else x
+
+
+def _paired(reference: list[np.ndarray], outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """nncase keeps TFLite's output order; check it by sizes so a mismatch is said, not mis-scored."""
+    if len(outputs) != len(reference):
+        raise BadInputError(f"the kmodel has {len(outputs)} outputs, the TFLite graph {len(reference)}")
+    paired = []
+    for ref, out in zip(reference, outputs):
+        if ref[0].size != out[0].size:
+            raise BadInputError(f"kmodel output of {out[0].size} values does not match TFLite's {ref[0].size}")
+        paired.append(out.reshape(ref.shape[0] if len(out) == len(ref) else len(out), *ref.shape[1:]))
+    return paired
+
+
+def _score(name: str, spec: qx.BuildSpec, built: qx.Build, reference: list[np.ndarray], outputs: list[np.ndarray],
+           agreement: Agreement, samples: int, calibration: str) -> dict[str, Any]:
+    from k210.converters.kmodel import parse_kmodel
+
+    info = parse_kmodel(built.kmodel)
+    return {
+        "name": name, "spec": spec.describe(), "calibration": calibration, "calibration_samples": samples,
+        "agreement": agreement(reference, outputs), "cosine": qx.output_cosine(reference, outputs),
+        "kmodel_bytes": len(built.kmodel), "kpu_code": info.has_kpu_code,
+        "compile_and_run_seconds": round(built.seconds, 1),
+    }
+
+
+def _probe(tflite: bytes, input_shape: list[int], graph: qx.GraphLayers, data: ExplainData,
+           options: ExplainOptions, n: int, say: Callable[[str], None]) -> dict[int, qx.LayerError]:
+    """Measured error at checkpoints, then at every layer between the last good and the first bad one."""
+    layers = graph.layers
+    measured: dict[int, qx.LayerError] = {}
+    lo, hi = 0, len(layers) - 1  # the window still to look at, as indices into layers
+    while True:
+        window = list(range(lo, hi + 1))
+        chosen = window if len(window) <= options.probes else _spread(window, options.probes)
+        chosen = [i for i in chosen if layers[i].tensor not in measured]
+        if not chosen:
+            break
+        tensors = [layers[i].tensor for i in chosen]
+        say(f"probe build: {len(tensors)} tensors as outputs (layers {chosen[0]}..{chosen[-1]})")
+        built = qx.build(qx.with_outputs(tflite, tensors), options.spec, input_shape=input_shape,
+                         calibration=data.calibration_kmodel, inputs=data.checks_kmodel[:n])
+        reference = qx.tflite_tensors(tflite, data.checks_float[:n], tensors)
+        if len(built.outputs) != len(tensors):
+            raise BadInputError(f"the probe kmodel has {len(built.outputs)} outputs for {len(tensors)} tensors")
+        for tensor, out in zip(tensors, built.outputs):
+            measured[tensor] = qx.layer_error(reference[tensor], out)
+        ordered = [i for i in range(len(layers)) if layers[i].tensor in measured]
+        bad = next((i for i in ordered if measured[layers[i].tensor].cosine < options.min_cosine), None)
+        if bad is None:
+            break
+        before = [i for i in ordered if i < bad]
+        new_lo = before[-1] + 1 if before else 0
+        if bad - new_lo <= 0 or (new_lo, bad) == (lo, hi):
+            break
+        lo, hi = new_lo, bad
+    return measured
+
+
+def _spread(window: list[int], count: int) -> list[int]:
+    picks = np.linspace(0, len(window) - 1, count).round().astype(int)
+    return sorted({window[i] for i in picks})
+
+
+def _largest_drop(probed: list[dict]) -> dict | None:
+    best, previous = None, 1.0
+    for row in probed:
+        fall = previous - row["cosine"]
+        if best is None or fall > best[0]:
+            best = (fall, row)
+        previous = row["cosine"]
+    return None if best is None else {**best[1], "drop": best[0]}
+
+
+def _lint_placements(tflite: bytes, graph: qx.GraphLayers) -> dict[int, str]:
+    """Without nncase's regions: lint's rules for where each op runs."""
+    from .lint import lint_tflite
+
+    ops = lint_tflite(tflite, compiler="nncase1.9", quant="uint8").to_dict().get("ops", [])
+    by_index = {i: op.get("placement", "?") for i, op in enumerate(ops)}  # lint lists ops in graph order
+    return {layer.tensor: str(by_index.get(layer.op_index, "?")).replace("kpu-partial", "KPU").replace(
+        "kpu", "KPU").replace("cpu", "CPU") for layer in graph.layers}
+
+
+def _try_fixes(tflite: bytes, input_shape: list[int], data: ExplainData, options: ExplainOptions,
+               reference: list[np.ndarray], agreement: Agreement, baseline: dict, say: Callable[[str], None]
+               ) -> list[dict[str, Any]]:
+    base = options.spec
+    n = len(data.calibration_kmodel)
+    trials: list[tuple[str, qx.BuildSpec, np.ndarray, np.ndarray, str]] = []
+    for method in options.methods:
+        if method != base.calibrate_method:
+            trials.append((f"calibration method {method}", replace(base, calibrate_method=method),
+                           data.calibration_kmodel, data.checks_kmodel, "baseline"))
+    if data.more_calibration is not None:
+        more_k, _ = data.more_calibration
+        trials.append((f"{len(more_k)} calibration samples (baseline {n})", base, more_k, data.checks_kmodel,
+                       "more samples"))
+    trials.append((f"calibrated on the {len(data.checks_kmodel)} check inputs themselves", base, data.checks_kmodel,
+                   data.checks_kmodel, "check inputs"))
+    if base.input_type == "uint8":
+        float_spec = replace(base, input_type="float32", mean=None, std=None)
+        trials.append(("float32 input (no uint8 input step)", float_spec, data.calibration_float, data.checks_float,
+                       "baseline"))
+    trials.append(("weights quantised by least squares (use_mse_quant_w)", replace(base, use_mse_quant_w=True),
+                   data.calibration_kmodel, data.checks_kmodel, "baseline"))
+    if options.try_float:
+        trials.append(("float kmodel (no PTQ: CPU only, no KPU)",
+                       replace(base, quant="float", input_type="float32", mean=None, std=None),
+                       data.calibration_float, data.checks_float, "none"))
+    results = []
+    for name, spec, calibration, checks, calibration_name in trials:
+        say(f"fix: {name}")
+        built = qx.build(tflite, spec, input_shape=input_shape, calibration=calibration, inputs=checks)
+        scored = _score(name, spec, built, reference, _paired(reference, built.outputs), agreement,
+                        len(calibration) if spec.quant == "uint8" else 0, calibration_name)
+        scored["agreement_change"] = scored["agreement"] - baseline["agreement"]
+        results.append(scored)
+    return results
+
+
+# --- what the figures say ----------------------------------------------------------------------
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """Plain sentences: where the loss starts, whether the architecture is the cause, what helped."""
+    said: list[str] = []
+    if report["import_cosine"] < 0.9999:
+        said.append(f"nncase's float import already differs from TFLite (output cosine {report['import_cosine']:.4f} "
+                    "before any quantisation): the loss is not only quantisation")
+    bad = report["first_bad"]
+    if bad is None:
+        said.append(f"every probed layer keeps cosine >= {report['min_cosine']} against TFLite")
+    else:
+        said.append(f"the error first passes cosine {report['min_cosine']} at layer {bad['index']} "
+                    f"{bad['name']} ({bad['op']}, {bad['runs_on']}): cosine {bad['cosine']:.4f}, "
+                    f"max abs error {bad['max_abs_error']:.3g}")
+        if bad["op"] == "ADD" and bad["runs_on"] in ("KPU", "fused"):
+            said.append("architecture: a residual ADD that nncase lowered onto the KPU (concat + 1x1 conv): both "
+                        "branches and their sum share uint8 scales, so the narrower branch loses its detail; "
+                        "keep branch ranges alike (BatchNorm before the add, ReLU6) or retrain with "
+                        "quantisation-aware training")
+    wide = [r for r in report["layers"] if r["probed"] and _is_wide(r)]
+    for row in wide[:3]:
+        span = row["float_max"] - row["float_min"]
+        said.append(f"architecture: wide activation range at layer {row['index']} {row['name']} "
+                    f"({row['float_min']:.3g}..{row['float_max']:.3g}, 99.9% of values within "
+                    f"±{row['float_p999']:.3g}): a uint8 step is {span / 255:.3g}; clip it in the model "
+                    "(ReLU6, BatchNorm) or calibrate with clipping (l2/kld)")
+    spread = [r for r in report["layers"] if len(r["nncase_cosine_runs"]) > 1
+              and max(r["nncase_cosine_runs"]) - min(r["nncase_cosine_runs"]) > 0.01]
+    if spread:
+        runs = spread[0]["nncase_cosine_runs"]
+        said.append(f"nncase's quant-error dump is not repeatable: {len(spread)} layer(s) read differently in "
+                    f"identical builds (layer {spread[0]['index']}: {', '.join(f'{c:.3f}' for c in runs)})")
+    dumped = [r for r in report["layers"] if r["probed"] and r["nncase_cosine"] is not None
+              and r["nncase_cosine"] < report["min_cosine"] <= r["cosine"]]
+    if dumped:
+        row = dumped[0]
+        said.append(f"nncase's dump reads {row['nncase_cosine']:.3f} at layer {row['index']} {_short(row['name'])} "
+                    f"where the kmodel measures {row['cosine']:.4f}: the dump is nncase's IR evaluator on one "
+                    "calibration sample (and, where an activation is fused into a KPU conv, the float value "
+                    "before it against the quantised value after it), not what the kmodel computes; trust the "
+                    "measured column")
+    fixes = report["fixes"]
+    base = report["baseline"]
+    helped = [f for f in fixes if f["agreement"] > base["agreement"] and f["spec"]["quant"] == "uint8"]
+    if fixes and not helped:
+        said.append(f"no uint8 fix raised the {report['agreement_name']} above the baseline's "
+                    f"{base['agreement']:.4f}")
+    elif helped:
+        best = max(helped, key=lambda f: (f["agreement"], f["cosine"]))
+        said.append(f"best uint8 fix: {best['name']} ({report['agreement_name']} {best['agreement']:.4f}, "
+                    f"baseline {base['agreement']:.4f})")
+    said.append("outputs are float32 already (nncase dequantises the last layer; output_range applies only to "
+                "uint8 outputs)")
+    return said
+
+
+def _is_wide(row: dict) -> bool:
+    peak = max(abs(row["float_min"]), abs(row["float_max"]))
+    return row["float_p999"] > 0 and peak / row["float_p999"] >= 4 and row["cosine"] < 0.999
+
+
+# --- text and plot -------------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    from .cliutil import format_table
+
+    base = report["baseline"]
+    name = report["agreement_name"]
+    lines = [f"baseline uint8 build ({base['spec']['calibrate_method']}, {base['calibration_samples']} samples, "
+             f"{base['spec']['input_type']} input): {name} {base['agreement']:.4f}, output cosine "
+             f"{base['cosine']:.4f} on {report['checks']} inputs ({report['data']})",
+             f"nncase's float import vs TFLite: output cosine {report['import_cosine']:.6f}", ""]
+    rows = []
+    for r in report["layers"]:
+        mark = "<- first bad" if report["first_bad"] and r["index"] == report["first_bad"]["index"] else ""
+        rows.append([r["index"], _short(r["name"]), r["op"], r["runs_on"],
+                     "-" if r["nncase_cosine"] is None else f"{r['nncase_cosine']:.4f}",
+                     f"{r['cosine']:.4f}" if r["probed"] else "-",
+                     f"{r['max_abs_error']:.3g}" if r["probed"] else "-",
+                     f"{r['float_min']:.3g}..{r['float_max']:.3g}" if r["probed"] else "-", mark])
+    lines.append(f"per layer (measured: kmodel in nncase's simulator vs TFLite on {report['probe_images']} inputs)")
+    lines.append(format_table(["#", "layer", "op", "runs on", "nncase cos", "cosine", "max err", "float range", ""],
+                              rows))
+    if report["fixes"]:
+        lines += ["", "fixes tried"]
+        lines.append(format_table(["fix", name, "change", "cosine", "KPU"],
+                                  [[f["name"], f"{f['agreement']:.4f}", f"{f['agreement_change']:+.4f}",
+                                    f"{f['cosine']:.4f}", "yes" if f["kpu_code"] else "no"]
+                                   for f in report["fixes"]]))
+    lines += [""] + [f"- {note}" for note in report["notes"]]
+    if report.get("plot"):
+        lines.append(f"plot: {report['plot']}")
+    return "\n".join(lines)
+
+
+def _short(name: str, width: int = 40) -> str:
+    name = name.split(";")[0]
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Per-layer cosine (measured and nncase's) and relative error along the graph, KPU/CPU marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fsutil import atomic_path
+
+    probed = [r for r in report["layers"] if r["probed"]]
+    dumped = [r for r in report["layers"] if r["nncase_cosine"] is not None]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot([r["index"] for r in probed], [r["cosine"] for r in probed], "-", color="0.6", zorder=1)
+    for where, colour in (("KPU", "tab:orange"), ("CPU", "tab:blue"), ("fused", "tab:green")):
+        rows = [r for r in probed if r["runs_on"] == where]
+        if rows:
+            top.scatter([r["index"] for r in rows], [r["cosine"] for r in rows], color=colour, s=18, zorder=2,
+                        label=f"measured ({where})")
+    if dumped:
+        top.plot([r["index"] for r in dumped], [r["nncase_cosine"] for r in dumped], "x", color="tab:red",
+                 label="nncase's dump")
+    top.axhline(report["min_cosine"], color="0.3", lw=0.8, ls="--")
+    if report["first_bad"]:
+        for axis in (top, bottom):
+            axis.axvline(report["first_bad"]["index"], color="tab:red", lw=0.8, ls=":")
+    top.set_ylabel("cosine vs TFLite")
+    top.legend(fontsize=8, loc="lower left")
+    bottom.semilogy([r["index"] for r in probed], [max(r["relative_error"], 1e-6) for r in probed], ".-")
+    bottom.set_ylabel("relative L2 error")
+    bottom.set_xlabel("layer (TFLite op order)")
+    top.set_title(f"quantisation error along the graph ({report['baseline']['name']}, "
+                  f"{report['agreement_name']} {report['baseline']['agreement']:.3f})")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
