@@ -25,7 +25,7 @@ class RunnerError(Exception):
     """A request the board refuses: becomes an ERROR frame with this code, detail and text."""
 
     def __init__(self, code, text, detail=0):
-        Exception.__init__(self, text)
+        super().__init__(text)  # MicroPython's Exception has no __init__ attribute to call
         self.code = code
         self.text = text
         self.detail = detail

@@ -1,0 +1,98 @@
+"""Run firmware/maixpy/*.py unmodified in real MicroPython (npm's WebAssembly builds under node) or in
+CPython, on the mp_stubs hardware, for one host byte stream; return what the board sent.
+
+Interpreters:
+    "cpython"   this Python, in a subprocess (the reference the others must match byte for byte)
+    "mp-1.10"   npm `micropython` 1.1.8: MicroPython 1.10 (emscripten), a fixed GC heap of `heap` bytes;
+                one release older than the 1.11 core MaixPy-v1 and CanMV pin, no file system
+    "mp-1.27"   npm `@micropython/micropython-webassembly-pyscript` 1.27 (its GC heap grows on demand)
+scripts/bootstrap.sh installs both packages into .cache/npm.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BOARD_DIR = REPO / "firmware" / "maixpy"
+NPM_DIR = Path(os.environ.get("K210_NPM_DIR", REPO / ".cache" / "npm" / "node_modules"))
+DRIVER = HERE / "mp_node.js"
+INTERPRETERS = ("cpython", "mp-1.10", "mp-1.27")
+
+
+@dataclass
+class Session:
+    out: bytes  # every byte the board wrote to its UART
+    boots: int  # main.py runs: 1 + the reboots the session caused
+    heap_before: int | None  # gc.mem_free() with only the stubs loaded
+    heap_low: int | None  # the least free heap seen at a UART read during the session
+    heap_after: int | None  # after the session, everything collected
+    stdout: str
+
+
+def node_missing() -> str | None:
+    """Why the MicroPython interpreters cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (scripts/bootstrap.sh installs nodejs)"
+    for package in ("micropython/lib/micropython.js", "@micropython/micropython-webassembly-pyscript/micropython.mjs"):
+        if not (NPM_DIR / package).exists():
+            return f"{NPM_DIR / package} is missing (scripts/bootstrap.sh installs it with npm)"
+    return None
+
+
+def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes], *, chunk: int, real_fs: bool,
+            seed: int = 1) -> str:
+    sources = {name: (BOARD_DIR / f"{name}.py").read_text() for name in ("k210wire", "k210runner", "main")}
+    prelude = "\n".join([
+        f"SESSION = {bytes(session)!r}",
+        f"PROFILE = {profile!r}",
+        f"CONFIG = {config!r}",
+        f"FLASH = {dict(flash)!r}",
+        f"SOURCES = {sources!r}",
+        f"CHUNK = {chunk}",
+        f"REAL_FS = {real_fs}",
+        f"SEED = {seed}",
+    ])
+    return "\n".join([prelude, (HERE / "mp_stubs.py").read_text(), (HERE / "mp_session.py").read_text()])
+
+
+def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu", config: dict | None = None,
+                flash: dict[int, bytes] | None = None, chunk: int = 61, heap: int = 1 << 20,
+                timeout: float = 240.0) -> Session:
+    """Boot main.py under `interpreter`, feed it `session`, return what it sent."""
+    cfg = {"upload_path": "/sd/k210_upload.kmodel", "input_path": "/sd/k210_input.bin",
+           "image_path": "/sd/k210_input.pgm", "boot_counter_path": "/flash/k210_boots",
+           "max_frame": 256, "max_input": 4096, "max_model": 1 << 16, "read_buf_len": 4096}
+    cfg.update(config or {})
+    real_fs = interpreter in ("cpython", "mp-1.27")
+    text = program(session, profile, cfg, flash or {}, chunk=chunk, real_fs=interpreter == "mp-1.27")
+    with tempfile.TemporaryDirectory(prefix="k210-mp-") as tmp:
+        prog = Path(tmp) / "session.py"
+        prog.write_text(text)
+        if interpreter == "cpython":
+            # CPython has real files but no /sd: it gets the RAM file system, as 1.10 does.
+            prog.write_text(text.replace(f"REAL_FS = {real_fs}", "REAL_FS = False"))
+            argv = [sys.executable, str(prog)]
+        elif interpreter in ("mp-1.10", "mp-1.27"):
+            argv = ["node", str(DRIVER), str(NPM_DIR), interpreter, str(heap), str(prog)]
+        else:
+            raise ValueError(f"unknown interpreter {interpreter!r}")
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, cwd=tmp)
+    stdout = result.stdout.decode("utf-8", "replace")
+    fields: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("OUT", "HEAP", "BOOTS"):
+            fields[key] = value
+    if "OUT" not in fields or "END" not in stdout:
+        raise RuntimeError(f"{interpreter} session did not finish (exit {result.returncode}):\n"
+                           f"{stdout[-3000:]}\n{result.stderr.decode('utf-8', 'replace')[-2000:]}")
+    heap_figures = [None if v == "None" else int(v) for v in fields["HEAP"].split()]
+    return Session(bytes.fromhex(fields["OUT"]), int(fields["BOOTS"]), *heap_figures, stdout)

@@ -1,0 +1,312 @@
+# mp_stubs: the K210 hardware modules firmware/maixpy/main.py imports, written so that the same file
+# runs in real MicroPython (1.10 .. 1.27, under node) and in CPython. Only hardware is stubbed:
+#   machine        UART fed from / draining into a byte stream (the `link`), reset() -> Reboot
+#   fpioa_manager  fm.register, fm.fpioa.UART1_TX/RX
+#   utime          a deterministic clock (every read advances it 1000 us), so replies match byte for byte
+#   urandom        a deterministic getrandbits
+#   KPU            MaixPy-v1: load/set_outputs/forward/get_output/deinit; fmaps are array.array
+#                  ('f' or 'B': buffer protocol and typed elements) without typecode(), broken on the board
+#   maix.KPU       CanMV v1.0.x: load_kmodel/run_with_output (kmodel v3/v4), or CanMV feat/kpu:
+#                  load/run(image)/get_outputs/deinit (v3/v4/v5) as its maix_kpu.c defines them
+#   image          Image(path of a grayscale PGM), pix_to_ai() (feat/kpu's KPU.run takes only such images)
+# The KPUs run the arithmetic fake kmodel (tests/boardfakes/arith_model.py, the C runner's host backend):
+# output 0 uint8 [n] = (x * mul + add) mod 256, output 1 float32 [1] = sum of the input bytes.
+# No f-strings, annotations or other syntax MicroPython 1.10 lacks.
+
+import array
+
+try:
+    import ustruct as struct
+except ImportError:
+    import struct
+
+
+class Reboot(BaseException):
+    """machine.reset(): the session restarts main.py, as a board boots into it again."""
+
+
+class LinkClosed(BaseException):
+    """The host's byte stream ran out: the session is over."""
+
+
+class Namespace:
+    pass
+
+
+def module(**attrs):
+    ns = Namespace()
+    for k in attrs:
+        setattr(ns, k, attrs[k])
+    return ns
+
+
+def parse_arith(data):
+    """(version, mul, add, input_len) of an arithmetic fake kmodel; ValueError otherwise."""
+    if len(data) < 20 or bytes(data[8:12]) != b"ARTH":
+        raise ValueError("not an arithmetic fake kmodel")
+    if bytes(data[0:4]) == b"LDMK":
+        version = struct.unpack_from("<I", data, 4)[0]
+    else:
+        version = struct.unpack_from("<I", data, 0)[0]
+    return version, data[12], data[13], struct.unpack_from("<I", data, 16)[0]
+
+
+def arith(x, n, mul, add):
+    out = bytearray(n)
+    total = 0
+    for i in range(n):
+        b = x[i]
+        out[i] = (b * mul + add) & 0xFF
+        total += b
+    return out, total
+
+
+def read_model(fs_open, flash, source, size=0):
+    if isinstance(source, int):
+        data = flash[source]
+        return data[:size] if size else data
+    with fs_open(source, "rb") as f:
+        return f.read()
+
+
+def make_machine(link):
+    class UART:
+        UART1 = 1
+        UART2 = 2
+        UART3 = 3
+
+        def __init__(self, uart_id, baud, bits=8, parity=None, stop=1, timeout=0, read_buf_len=256, **kw):
+            if uart_id != 1 or bits != 8 or parity is not None or stop != 1:
+                raise ValueError("UART settings the runner never uses")
+            self.read_buf_len = read_buf_len
+
+        def readinto(self, buf):
+            data = link.read(len(buf))
+            if data is None:
+                raise LinkClosed()
+            if not data:
+                return None
+            buf[:len(data)] = data
+            return len(data)
+
+        def write(self, buf):
+            link.write(bytes(buf))
+            return len(buf)
+
+    def reset():
+        raise Reboot()
+
+    return module(UART=UART, reset=reset)
+
+
+def make_fpioa_manager():
+    fpioa = module(UART1_TX=65, UART1_RX=64)
+    registered = {}
+
+    def register(pin, function):
+        registered[pin] = function
+
+    return module(fm=module(fpioa=fpioa, register=register, registered=registered))
+
+
+def make_utime():
+    clock = [0]
+
+    def ticks_us():
+        clock[0] += 1000
+        return clock[0] & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+    return module(ticks_us=ticks_us, ticks_ms=lambda: ticks_us() // 1000, ticks_diff=ticks_diff,
+                  sleep_ms=lambda ms: None)
+
+
+def make_urandom(seed):
+    state = [seed & 0xFFFFFFFF]
+
+    def getrandbits(bits):
+        state[0] = (state[0] * 1103515245 + 12345) & 0xFFFFFFFF
+        return state[0] >> (32 - bits) if bits < 32 else state[0]
+
+    return module(getrandbits=getrandbits)
+
+
+def make_maixpy_kpu(fs_open, flash):
+    """Sipeed MaixPy-v1's `KPU` module (Maix_kpu.c): kmodel v3/v4 only."""
+
+    class Task:
+        def __init__(self, model):
+            self.version, self.mul, self.add, self.input_len = parse_arith(model)
+            self.outputs_set = {}
+            self.results = []
+
+    def load(source):
+        if isinstance(source, str) and ".kmodel" not in source:
+            raise ValueError("[MAIXPY]kpu: model format don't match, only supply .kmodel ")
+        model = read_model(fs_open, flash, source)
+        version = parse_arith(model)[0]
+        if version not in (3, 4):
+            raise ValueError("[MAIXPY]kpu: load error:2002, ERR_KMODEL_VERSION: only support kmodel V3/V4 now")
+        return Task(model)
+
+    def set_outputs(task, index, w, h, ch):
+        task.outputs_set[index] = True
+        return True
+
+    def forward(task, data):
+        if not isinstance(data, list) or not data:
+            raise ValueError("input not support")
+        if task.version == 4 and 0 not in task.outputs_set:
+            raise OSError("ERR_OUTPUTS_SET: need kpu.set_outputs() to set shape")
+        x = bytearray(task.input_len)
+        for i in range(min(len(data), task.input_len)):
+            x[i] = int(data[i]) & 0xFF
+        out0, total = arith(x, task.input_len, task.mul, task.add)
+        # A v3 model hands back its uint8 output as it is; v4 dequantizes every output to float32.
+        first = array.array("B", out0) if task.version == 3 else array.array("f", list(out0))
+        task.results = [first, array.array("f", [float(total)])]
+        return task.results[0]
+
+    def get_output(task, index):
+        if task.version == 4 and index not in task.outputs_set:
+            raise OSError("get_outputs_shape err")
+        return task.results[index]
+
+    def deinit(task):
+        task.results = []
+        return True
+
+    return module(load=load, set_outputs=set_outputs, forward=forward, get_output=get_output, deinit=deinit)
+
+
+def make_canmv_v1(fs_open, flash):
+    """CanMV v1.0.x `maix.KPU`: load_kmodel / run_with_output (raw input file), nncase 0.x runtime."""
+
+    class KPU:
+        def __init__(self):
+            self.model = None
+
+        def load_kmodel(self, source, size=0):
+            if isinstance(source, int) and size <= 0:
+                raise ValueError("size error!")
+            model = parse_arith(read_model(fs_open, flash, source, size))
+            if model[0] not in (3, 4):
+                raise OSError("Failed to init model")
+            self.model = model
+
+        def run_with_output(self, input, getlist=False, get_feature=False):
+            if self.model is None:
+                raise OSError("Please load kmodel before")
+            with fs_open(input, "rb") as f:
+                x = f.read()
+            out0, _ = arith(x, self.model[3], self.model[1], self.model[2])
+            return [float(v) for v in out0] if getlist else None
+
+        def deinit(self):
+            self.model = None
+
+    return module(KPU=KPU)
+
+
+class Image:
+    """OpenMV-style image: a grayscale PGM (P5) loads byte for byte; pix_to_ai() fills pix_ai with them."""
+
+    def __init__(self, path, fs_open):
+        with fs_open(path, "rb") as f:
+            data = f.read()
+        fields = []
+        at = 0
+        space = (32, 9, 10, 13)
+        while len(fields) < 4:
+            while data[at] in space:
+                at += 1
+            start = at
+            while data[at] not in space:
+                at += 1
+            fields.append(bytes(data[start:at]))
+        if fields[0] != b"P5" or fields[3] != b"255":
+            raise OSError("image: only 8-bit grayscale PGM here")
+        self.w, self.h = int(fields[1]), int(fields[2])
+        self.pixels = bytes(data[at + 1:at + 1 + self.w * self.h])
+        if len(self.pixels) != self.w * self.h:
+            raise OSError("image: PGM shorter than its size")
+        self.pix_ai = None
+
+    def pix_to_ai(self):
+        self.pix_ai = self.pixels
+        return self
+
+
+def make_image(fs_open):
+    return module(Image=lambda path: Image(path, fs_open))
+
+
+def make_canmv_feat_kpu(fs_open, flash):
+    """CanMV feat/kpu `maix.KPU` (maix_kpu.c): load(path | offset) one argument, run(image) with pix_ai,
+    get_outputs() = output 0's buffer read as float32 values, deinit(); nncase 1.x runtime (v3/v4/v5)."""
+
+    class KPU:
+        def __init__(self):
+            self.model = None
+            self.ran = False
+            self.out0 = b""
+
+        def load(self, source):
+            if isinstance(source, int) and source <= 0:
+                raise ValueError("Model offset error!")
+            if not isinstance(source, (int, str)):
+                raise ValueError("Load_kmodel need one parameter, path(string) or offset(int)")
+            data = read_model(fs_open, flash, source)
+            try:
+                model = parse_arith(data)
+            except ValueError:
+                raise OSError("Failed to load model")
+            if model[0] not in (3, 4, 5):
+                raise OSError("Failed to load model")
+            self.model = model
+            self.ran = False
+
+        def run(self, img):
+            if not isinstance(img, Image):
+                raise TypeError("can't convert to image")
+            if img.pix_ai is None:
+                raise ValueError("Image formart error, use pix_to_ai() method to convert for kpu")
+            if self.model is None:
+                raise OSError("Please load kmodel before")
+            _, mul, add, n = self.model
+            self.out0, _ = arith(img.pix_ai, n, mul, add)
+            self.ran = True
+
+        def get_outputs(self):
+            if self.model is None or not self.ran:
+                raise OSError("Please run kmodel before")
+            count = len(self.out0) // 4
+            return list(struct.unpack("<%df" % count, bytes(self.out0[:4 * count])))
+
+        def deinit(self):
+            self.model = None
+            self.ran = False
+
+    return module(KPU=KPU)
+
+
+def install(modules, profile, link, fs_open, flash, seed=1):
+    """Put the stand-ins for `profile` ('maixpy-v1', 'canmv', 'canmv-kpu') into `modules` (sys.modules)."""
+    for name in ("KPU", "maix", "image"):
+        if name in modules:
+            del modules[name]
+    modules["machine"] = make_machine(link)
+    modules["fpioa_manager"] = make_fpioa_manager()
+    modules["utime"] = make_utime()
+    modules["urandom"] = make_urandom(seed)
+    if profile == "maixpy-v1":
+        modules["KPU"] = make_maixpy_kpu(fs_open, flash)
+    elif profile == "canmv":
+        modules["maix"] = make_canmv_v1(fs_open, flash)
+    elif profile == "canmv-kpu":
+        modules["maix"] = make_canmv_feat_kpu(fs_open, flash)
+        modules["image"] = make_image(fs_open)
+    else:
+        raise ValueError("unknown profile " + profile)
