@@ -45,15 +45,26 @@ def run(args: argparse.Namespace) -> int:
         faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,
         workdir=Path(args.workdir) if args.workdir else None, read_buf_len=args.read_buf_len,
         max_frame=args.max_frame)
-    if args.exit_with_parent:
-        exit_with_parent()
     board = VirtualBoard(options)
+    if args.exit_with_parent:
+        exit_with_parent(board.remove_workdir)
+    _exit_cleanly_on_sigterm()
     _dump_stacks_on_sigusr1()
     print(board.url, flush=True)
     board.log(f"{args.firmware} firmware on {board.url} at {args.baud} baud"
               + (f", model {args.kmodel} at 0x300000" if args.kmodel else ", no model (upload one)")
               + (f", faults {options.faults.to_text()} seed {args.fault_seed}" if options.faults.active else ""))
     return board.serve_forever()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (a harness stopping the board) unwinds like Ctrl-C, so the work directory is removed."""
+    import signal
+
+    def stop(signum, frame) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _dump_stacks_on_sigusr1() -> None:

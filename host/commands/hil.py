@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     where.add_argument("--fault-seed", type=int, default=0, help="seed of --faults (board i gets seed + i)")
     where.add_argument("--connect-timeout", type=float, default=5.0,
                        help="seconds to wait for a board's HELLO (default 5)")
+    where.add_argument("--patience", type=float, default=15.0, metavar="S",
+                       help="once running, how long a board may be silent (a reset and boot, a line hiccup) or its "
+                            "port gone (reopened at the same URL meanwhile) before the run fails (default 15)")
     p.add_argument("--upload", action="store_true",
                    help="send the kmodel to the board (and again after a reset) instead of requiring it there")
     p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
@@ -65,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--baud must be between 300 and 5242880")
     if not 0 <= args.min_agreement <= 1:
         raise BadInputError("--min-agreement must be between 0 and 1")
+    if not args.patience >= 0 or args.patience == float("inf"):
+        raise BadInputError("--patience must be a number of seconds, 0 or more")
+    if not args.connect_timeout > 0 or args.connect_timeout == float("inf"):
+        raise BadInputError("--connect-timeout must be a number of seconds above 0")
     if args.faults and not args.virtual:
         raise BadInputError("--faults applies to virtual boards: add --virtual")
     cfg = HilConfig(
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
         json_out=args.json, report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
+        patience=args.patience,
         workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io)
     report = run_hil(cfg)
     print(render(report))

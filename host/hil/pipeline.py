@@ -6,6 +6,12 @@ flight up to a window a little below rx_window, counting every byte it sent unti
 answered (ACK for a chunk, or the ACK "got it all, running" / RESULT for the last one). The link
 then stays busy while the board computes, and the ring can never overflow. Losses and resets are
 handled as recovery.py says.
+
+On a lossy line (framesize.py measures it) requests go one at a time ("solo"): the board keeps what
+it has of its current request until another one starts, so as long as none starts, a lost chunk
+costs only a resend from where the board says it is (GAP detail, STALE: 0, a timeout: the last ACK),
+never the request. Pipelining whole requests there would let request k+1 abandon k after each loss,
+and k's restart abandon k+1: with most requests losing a chunk, no image would ever finish.
 """
 
 from __future__ import annotations
@@ -25,8 +31,7 @@ from .recovery import Resync
 if TYPE_CHECKING:
     from .session import BoardSession
 
-LOSS_GAIN = 0.03  # weight of one frame in the moving estimate of the frame loss rate
-LOSSY = 0.02  # above this loss rate, requests go in small chunks (see Pipeline._chunk_size)
+REWINDS_BEFORE_PROBE = 3  # timeouts of a solo request, resent from its last ACK, before probing with HELLO
 FATAL_INFER_ERRORS = {w.E_INFER_FAILED, w.E_TOO_BIG, w.E_UNSUPPORTED, w.E_UNKNOWN_TYPE, w.E_BAD_VERSION}
 
 ResultSink = Callable[[int, list[Tensor], int], None]
@@ -41,6 +46,9 @@ class _Attempt:
     sent_to: int = 0  # input bytes sent so far
     parts: dict[int, bytes] = field(default_factory=dict)
     dead: bool = False
+    solo: bool = False  # sent alone: no other request starts before it is done, so losses are resent
+    acked: int = 0  # input bytes the board has acknowledged
+    generation: int = 0  # bumped at each rewind: replies to older frames no longer steer
 
 
 @dataclass
@@ -50,6 +58,8 @@ class _Sent:
     final: bool
     due: float  # when its last byte reached the board, or when the board said it is working on it
     timed: bool = False
+    generation: int = 0
+    wire: int = 0  # its size on the wire (nbytes becomes 0 once the board has taken it)
 
 
 class Pipeline:
@@ -70,17 +80,14 @@ class Pipeline:
         self.held: tuple[int, bytes, bool] | None = None  # a built frame waiting for window room
         self.exhausted = False
         self.window = session.window()
-        self.loss = 0.0  # moving estimate of the fraction of frames lost
+        self.sizer = session.sizer
+        self.rewinds = 0  # timeouts in a row answered by resending a solo request
 
     def _chunk_size(self) -> int:
-        """Full frames on a clean line. On a lossy one, small chunks: more of them fit the window, so a
-        stretch of bad luck rarely loses every frame in flight (which costs a timeout to notice), and the
-        next chunk's GAP/STALE reply tells at once that one went missing."""
-        full = self.s.hello.chunk_size
-        return full if self.loss < LOSSY else max(64, min(full, self.window // 16))
+        return self.sizer.chunk()
 
-    def _note_frame(self, lost: bool) -> None:
-        self.loss = (1 - LOSS_GAIN) * self.loss + (LOSS_GAIN if lost else 0.0)
+    def _note_frame(self, sent: _Sent, lost: bool) -> None:
+        self.sizer.note(sent.wire, lost)
 
     # -- one turn of the loop -------------------------------------------------------------------------
 
@@ -94,8 +101,26 @@ class Pipeline:
             self._handle(msg)
         if self.in_flight and self.s.overdue(next(iter(self.in_flight.values())).due, time.monotonic()):
             self.s.timer.timed_out()
+            a = self.current
+            if a is not None and a.solo and not a.dead and self.rewinds < REWINDS_BEFORE_PROBE:
+                self.rewinds += 1
+                self._rewind(a, min(a.acked, len(a.payload) - 1))  # the last byte again: a lost RESULT comes back
+                for seq in list(self.in_flight):  # older generations now: forgetting them steers nothing
+                    self._forget(seq, lost=True)
+                return True
             raise Resync()
         return True
+
+    def _rewind(self, a: _Attempt, offset: int) -> None:
+        """Send a solo request again from `offset`, where the board says it is."""
+        if a.dead or a is not self.current:
+            return
+        self.s.stats.retries += 1
+        a.generation += 1
+        a.sent_to = offset
+        a.chunk = self._chunk_size()
+        if self.held is not None:
+            self.held = None
 
     def _next_index(self) -> int | None:
         while self.retry:
@@ -118,9 +143,12 @@ class Pipeline:
                     if index is None:
                         self.current = None
                         return
-                    self.current = _Attempt(index, s.next_req(), self.payload_of(index), self._chunk_size())
+                    self.current = _Attempt(index, s.next_req(), self.payload_of(index), self._chunk_size(),
+                                            solo=self.sizer.lossy)
                     self.attempts[index] = self.attempts.get(index, 0) + 1
                 a = self.current
+                if a.sent_to >= len(a.payload):
+                    return  # a solo request, all sent: nothing else until it is done
                 end = min(a.sent_to + a.chunk, len(a.payload))
                 body = w.encode_payload(w.INFER_CHUNK, {"req": a.req, "total": len(a.payload), "offset": a.sent_to,
                                                         "data": a.payload[a.sent_to:end]})
@@ -134,11 +162,13 @@ class Pipeline:
             if self.in_flight and self.in_flight_bytes + len(frame) > self.window:
                 return
             due = s.channel.write(frame)
-            self.in_flight[seq] = _Sent(len(frame), self.current, final, due)
+            a = self.current
+            self.in_flight[seq] = _Sent(len(frame), a, final, due, generation=a.generation if a else 0,
+                                        wire=len(frame))
             self.in_flight_bytes += len(frame)
             s.stats.max_in_flight = max(s.stats.max_in_flight, len(self.in_flight))
             self.held = None
-            if final:
+            if final and a is not None and not a.solo:
                 self.current = None
 
     # -- replies ------------------------------------------------------------------------------------
@@ -159,7 +189,11 @@ class Pipeline:
         if not sent.timed:
             self.s.timer.sample(now - sent.due)
             sent.timed = True
-            self._note_frame(lost=False)
+            self._note_frame(sent, lost=False)
+        if sent.attempt is not None and msg.type in (w.ACK, w.RESULT):
+            self.rewinds = 0
+            if msg.type == w.ACK and msg.fields["req"] == sent.attempt.req:
+                sent.attempt.acked = max(sent.attempt.acked, msg.fields["next"])
         if msg.type == w.ACK:
             if sent.final and sent.attempt is not None and msg.fields["next"] == len(sent.attempt.payload):
                 # "Got it all, running": the frame has left the board's ring; its RESULT follows.
@@ -211,16 +245,26 @@ class Pipeline:
             index = sent.attempt.index if sent.attempt else -1
             raise ToolFailure(f"{self.s.name}: the board failed on image {index} "
                               f"({w.ERROR_NAMES.get(code, code)}): {fields['text']}")
-        if sent.attempt is not None:
-            self._kill(sent.attempt, fields["text"])
+        a = sent.attempt
+        if a is None:
+            return
+        if a.solo and code in (w.E_GAP, w.E_STALE):  # the board kept what it has: go on from there
+            if sent.generation == a.generation:
+                self._rewind(a, fields["detail"] if code == w.E_GAP else 0)
+            return
+        self._kill(a, fields["text"])
 
     def _forget(self, seq: int, lost: bool = False) -> None:
         sent = self.in_flight.pop(seq)
         self.in_flight_bytes -= sent.nbytes
         if lost and not sent.timed:
-            self._note_frame(lost=True)
-        if lost and sent.final and sent.attempt is not None:
-            self._kill(sent.attempt, "request or result lost on the line")
+            self._note_frame(sent, lost=True)
+        a = sent.attempt
+        if lost and sent.final and a is not None:
+            if not a.solo:
+                self._kill(a, "request or result lost on the line")
+            elif sent.generation == a.generation and a is self.current:
+                self._rewind(a, min(a.acked, len(a.payload) - 1))
 
     def _kill(self, a: _Attempt, why: str = "") -> None:
         if a.dead:
@@ -236,11 +280,12 @@ class Pipeline:
 
     # -- recovery support -----------------------------------------------------------------------------
 
-    def abandon_all(self) -> None:
-        """Every request in flight is given up (resent later); their frames stay counted until forgotten."""
+    def abandon_all(self, line_fault: bool = True) -> None:
+        """Every request in flight is given up (resent later); their frames stay counted until forgotten.
+        line_fault=False: the board reset, which says nothing about the line's error rate."""
         for sent in self.in_flight.values():
-            if not sent.timed:
-                self._note_frame(lost=True)
+            if not sent.timed and line_fault:
+                self._note_frame(sent, lost=True)
             if sent.attempt is not None:
                 self._kill(sent.attempt, "board reset or stopped answering")
         if self.current is not None:

@@ -60,6 +60,7 @@ class HilConfig:
     min_agreement: float = 0.99
     min_cosine: float = 0.99  # outputs that are not class scores (boxes, features)
     connect_timeout: float = 5.0
+    patience: float = 15.0  # seconds a board may be silent or its port gone before the run fails
     workers: int | None = None
     overrides: Any = None  # converters.preprocess.Overrides from the command line
     save_io: str | None = None  # .npz with the inputs and every output (TF, simulator, board)
@@ -142,15 +143,25 @@ def _handlers(cfg: HilConfig, kmodel: KModel) -> list[BoardHandler]:
             handlers.append(virtual_board(
                 kmodel=None if cfg.upload else kmodel.path,  # without --upload the model is "flashed"
                 firmware=cfg.firmware, baud=cfg.baud, faults=cfg.faults, fault_seed=cfg.fault_seed + i,
-                port=cfg.virtual_port))
+                port=_virtual_port(cfg)))
     if not handlers:
         raise BadInputError("which board? pass --port URL (repeatable), --virtual or --board-cmd CMD")
     return handlers
 
 
+def _virtual_port(cfg: HilConfig) -> str:
+    """A virtual board whose port is to vanish needs a socket (a pty would come back under another name)."""
+    from k210.host.virtualboard.faults import FaultSpec
+
+    if cfg.virtual_port == "pty" and FaultSpec.parse(cfg.faults).closes:
+        return "socket://127.0.0.1:0"
+    return cfg.virtual_port
+
+
 def _connect(handler: BoardHandler, cfg: HilConfig, kmodel: KModel, stop: threading.Event) -> BoardSession:
     url = handler.start()
-    session = BoardSession(open_port(url, cfg.baud), name=url, connect_timeout=cfg.connect_timeout, stop=stop)
+    session = BoardSession(open_port(url, cfg.baud, cfg.patience), name=url, connect_timeout=cfg.connect_timeout,
+                           stop=stop, patience=cfg.patience)
     try:
         session.connect()
         session.ensure_model(kmodel, cfg.upload)

@@ -19,6 +19,7 @@ from k210.host.boardlink import BoardError, Hello, Message, ModelInfo
 from k210.host.errors import BadInputError, ToolFailure
 
 from .channel import Channel
+from .framesize import FrameSizer
 from .model import KModel, identify, wrong_model_message
 from .pipeline import Pipeline, ResultSink
 from .ports import Port
@@ -33,7 +34,8 @@ MAX_ATTEMPTS = 200  # per image; a link that loses 80 % of frames still gets thr
 MAX_UPLOAD_TRIES = 20  # uploads the board dropped for another reason than a reset
 MAX_RESETS_IN_A_ROW = 500  # a board that resets this often while we recover is broken
 MAX_RESETS_PER_UPLOAD = 12  # resets that each wiped a partly sent model, before we give up uploading
-CONTROL_TRIES = 12
+PATIENCE_S = 15.0  # how long a board may stay silent (a USB-serial hiccup, a MaixPy boot) before we give up
+MAX_RESEND_INTERVAL_S = 1.0  # control requests are resent at most this far apart while we wait
 REPL_MARKERS = (b">>>", b"MicroPython", b"MaixPy", b"Traceback")
 
 
@@ -49,15 +51,20 @@ class SessionStats:
     stream_seconds: float = 0.0
     bytes_to_board: int = 0  # while streaming (uploads after resets included)
     bytes_from_board: int = 0
+    waits: int = 0  # times the board went quiet and the host kept asking until it answered
+    waited_s: float = 0.0  # seconds spent in those waits, all together
+    longest_wait_s: float = 0.0
 
 
 class BoardSession:
     def __init__(self, port: Port, *, name: str = "", connect_timeout: float = 5.0,
-                 max_attempts: int = MAX_ATTEMPTS, stop: threading.Event | None = None) -> None:
+                 max_attempts: int = MAX_ATTEMPTS, stop: threading.Event | None = None,
+                 patience: float = PATIENCE_S) -> None:
         self.port = port
         self.name = name or port.url
         self.channel = Channel(port)
         self.connect_timeout = connect_timeout
+        self.patience = patience
         self.max_attempts = max_attempts
         self.stop = stop or threading.Event()
         self.stats = SessionStats()
@@ -68,8 +75,17 @@ class BoardSession:
         self._kmodel: KModel | None = None
         self.timer = ReplyTimer()
         self.upload_chunk = 0  # bytes per LOAD_CHUNK, smaller on a lossy line (0: the board's largest)
+        self._sizer: FrameSizer | None = None
         self._req = 0
         self._live: tuple[float, int, int] | None = None
+
+    @property
+    def sizer(self) -> FrameSizer:
+        """INFER chunk sizes from the error rate measured so far on this line (kept across streams)."""
+        assert self.hello is not None
+        if self._sizer is None or self._sizer.largest != self.hello.chunk_size:
+            self._sizer = FrameSizer(self.hello.chunk_size)
+        return self._sizer
 
     # -- timing ----------------------------------------------------------------------------------
 
@@ -89,34 +105,46 @@ class BoardSession:
     # -- control requests ---------------------------------------------------------------------------
 
     def transact(self, mtype: int, payload: bytes, expect: tuple[int, ...], *, wait: float | None = None,
-                  tries: int = CONTROL_TRIES, on_other: Callable[[Message], None] | None = None,
+                  on_other: Callable[[Message], None] | None = None,
                   work: tuple[int, float] | None = None) -> Message:
         """Send one control request and wait for its reply, resending it when none comes in time.
 
-        work=(total, seconds): the request starts a long job (LOAD_COMMIT). A runner may first answer
-        ACK(next=total), "got it, working"; for the next `seconds` the host then resends only now and
-        then (a runner answers a repeated request once the job is done, so a lost reply costs little).
+        Patience is measured in time, not tries: a board that reboots or a line that hiccups is silent
+        for seconds, so the request is resent, further and further apart (backoff), for up to
+        `patience` seconds. work=(total, seconds): the request starts a long job (LOAD_COMMIT). A
+        runner may first answer ACK(next=total), "got it, working"; for the next `seconds` the host
+        then resends only now and then (a runner answers a repeated request once the job is done).
         """
         seq, frame = self.channel.frame(mtype, payload)
         wait = wait if wait is not None else self._reply_wait(len(frame))
+        interval = wait
+        started = time.monotonic()
+        give_up = started + self.patience
         working_until = 0.0
-        attempt = 0
-        while attempt < tries or time.monotonic() < working_until:
-            if attempt:
+        sends = 0
+        while sends == 0 or time.monotonic() < max(give_up, working_until):
+            if sends:
                 self.stats.retries += 1
+                interval = min(max(wait, MAX_RESEND_INTERVAL_S), interval * 2)
             self.channel.write(frame)
-            attempt += 1
+            sends += 1
             patient = max(1.0, 4 * self.timer.rto) + wait
-            deadline = time.monotonic() + (patient if time.monotonic() < working_until else wait)
+            now = time.monotonic()
+            deadline = now + (patient if now < working_until else interval)
             while (left := deadline - time.monotonic()) > 0:
                 for msg in self.channel.poll(min(0.05, left)):
                     if msg.is_event:
-                        self.on_event(msg)
+                        try:
+                            self.on_event(msg)
+                        except BoardRestarted:  # it rebooted while we waited: the wait is over
+                            self._note_wait(started, sends, mtype)
+                            raise
                     elif msg.seq == seq:
                         if msg.type == w.ERROR:
                             f = msg.fields
                             raise BoardError(f["code"], f["detail"], f["text"], f["req"])
                         if msg.type in expect:
+                            self._note_wait(started, sends, mtype)
                             return msg
                         if work and msg.type == w.ACK and msg.fields["next"] == work[0]:
                             working_until = time.monotonic() + work[1]
@@ -128,8 +156,22 @@ class BoardSession:
                         on_other(msg)
                     else:
                         self.stats.stale_replies += 1
-        raise ToolFailure(f"{self.name}: no reply to {w.TYPE_NAMES[mtype]} after {tries} tries "
-                          f"({wait:.2f} s each): the board stopped answering")
+        waited = time.monotonic() - started
+        raise ToolFailure(f"{self.name}: no reply to {w.TYPE_NAMES[mtype]} for {waited:.1f} s ({sends} tries, "
+                          f"the last {interval:.2f} s apart; patience {self.patience:g} s): the board stopped "
+                          "answering")
+
+    def _note_wait(self, started: float, sends: int, mtype: int) -> None:
+        """A request that needed more than a couple of sends: the board was silent for a while."""
+        if sends <= 2:
+            return
+        waited = time.monotonic() - started
+        s = self.stats
+        s.waits += 1
+        s.waited_s += waited
+        s.longest_wait_s = max(s.longest_wait_s, waited)
+        log.info("%s: the board was silent for %.1f s (%s sent %d times)", self.name, waited, w.TYPE_NAMES[mtype],
+                 sends)
 
     def on_event(self, msg: Message) -> None:
         if msg.type != w.HELLO:
@@ -372,6 +414,8 @@ class BoardSession:
             "port": self.name, "baud": self.port.baud, "seconds": seconds, "bytes_to_board": to_board,
             "bytes_from_board": from_board, "images": s.images, "retries": s.retries, "resets": s.resets,
             "resyncs": s.resyncs, "uploads": s.uploads, "max_in_flight": s.max_in_flight,
+            "waits": s.waits, "waited_s": round(s.waited_s, 3), "longest_wait_s": round(s.longest_wait_s, 3),
+            "reopens": self.port.reopens, "reopen_waited_s": round(self.port.reopen_waited_s, 3),
             "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
             "backend": hello.backend if hello else "", "rx_window": hello.rx_window if hello else 0,
@@ -381,7 +425,7 @@ class BoardSession:
     def _recover(self, pipeline: Pipeline, reset: Hello | None) -> None:
         """Resend what was in flight once the board is known to be in a fresh state with the model."""
         for _ in range(MAX_RESETS_IN_A_ROW):
-            pipeline.abandon_all()
+            pipeline.abandon_all(line_fault=reset is None)
             try:
                 if reset is not None:
                     self._note_reset(reset)

@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,9 @@ class VirtualBoard:
     def __init__(self, options: BoardOptions, log=None) -> None:
         if options.firmware not in FIRMWARES:
             raise BadInputError(f"--firmware must be one of {', '.join(FIRMWARES)}")
+        if options.faults.closes and not options.port.startswith("socket://"):
+            raise BadInputError("--faults close_at needs a socket board (--port socket://127.0.0.1:0): a "
+                                "pseudo-terminal would come back under another name")
         self.options = options
         self.log = log or (lambda text: print(f"k210 board: {text}", file=sys.stderr, flush=True))
         self._own_workdir = options.workdir is None
@@ -89,13 +93,27 @@ class VirtualBoard:
         self.flash = Flash()
         self.boot_model: dict | None = None
         if options.kmodel is not None:
-            self.boot_model = self._flash_model(Path(options.kmodel))
+            try:
+                self.boot_model = self._flash_model(Path(options.kmodel))
+            except BaseException:
+                self.remove_workdir()
+                raise
         self.models = ModelCache()
         self.board_id = random.getrandbits(32)
         self.boots = 0
         self.fpioa = FpioaManager()
         self.uart = None
-        self.line = Line(open_transport(options.port), options.baud, options.faults, options.fault_seed)
+        try:
+            self.line = Line(open_transport(options.port), options.baud, options.faults, options.fault_seed)
+        except BaseException:
+            self.remove_workdir()
+            raise
+
+    @property
+    def boot_seconds(self) -> float:
+        """How long a boot after a reset takes (the faults' boot_ms, if given, else --boot-ms)."""
+        spec = self.options.faults
+        return (spec.boot_ms if spec.boot_ms >= 0 else self.options.boot_ms) / 1000.0
 
     @property
     def url(self) -> str:
@@ -163,7 +181,7 @@ class VirtualBoard:
                     runpy.run_path(str(script), run_name="__main__")
                 except BoardReboot as reboot:
                     self.log(f"reset ({reboot.why}), booting again")
-                    time.sleep(self.options.boot_ms / 1000.0)
+                    time.sleep(self.boot_seconds)
                     continue
                 except Exception:
                     traceback.print_exc()
@@ -174,13 +192,19 @@ class VirtualBoard:
             self.close()
 
     def close(self) -> None:
-        self.line.close()
+        line = getattr(self, "line", None)
+        if line is not None:
+            line.close()
+        self.remove_workdir()
+
+    def remove_workdir(self) -> None:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def exit_with_parent() -> None:
-    """Exit when stdin closes: a harness that started this board died or let go of it."""
+def exit_with_parent(cleanup: Callable[[], None] | None = None) -> None:
+    """Exit when stdin closes: a harness that started this board died or let go of it. os._exit skips
+    finally blocks and atexit, so what must not be left behind goes in `cleanup`."""
     import threading
 
     def watch() -> None:
@@ -189,6 +213,8 @@ def exit_with_parent() -> None:
                 pass
         except (OSError, ValueError):
             pass
+        if cleanup is not None:
+            cleanup()
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

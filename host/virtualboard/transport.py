@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
 from abc import ABC, abstractmethod
 
@@ -36,6 +37,11 @@ class Transport(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def vanish(self, seconds: float) -> None:
+        """The port disappears for `seconds`, then comes back at the same address (a close fault)."""
+        raise BadInputError("a close fault needs a socket board (--port socket://127.0.0.1:0): "
+                            "a pseudo-terminal would come back under another name")
 
 
 class PtyTransport(Transport):
@@ -90,18 +96,50 @@ class SocketTransport(Transport):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._server.bind((host, port))
-        except OSError as exc:
-            raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        self._server.listen(1)
-        self._server.setblocking(False)
-        self.url = f"socket://{host}:{self._server.getsockname()[1]}"
+        if not 0 <= port <= 65535:
+            raise BadInputError(f"--port socket://{host}:{port}: a TCP port is 0 to 65535")
+        self._server = self._listen(host, port)
+        self._address = self._server.getsockname()
+        self.url = f"socket://{host}:{self._address[1]}"
         self._client: socket.socket | None = None
         self._lock = threading.Lock()
+        self._back_at = 0.0  # while vanished: when the port is back
         self.lost = 0
+
+    @staticmethod
+    def _listen(host: str, port: int) -> socket.socket:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind((host, port))
+        except (OSError, OverflowError) as exc:
+            server.close()
+            raise BadInputError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+        server.listen(1)
+        server.setblocking(False)
+        return server
+
+    def vanish(self, seconds: float) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            self._back_at = time.monotonic() + seconds
+        if client is not None:
+            client.close()
+        self._server.close()
+
+    def _come_back(self, timeout: float | None) -> bool:
+        """While vanished: sleep (at most `timeout`); True once the port listens again."""
+        left = self._back_at - time.monotonic()
+        if left > 0:
+            time.sleep(left if timeout is None else min(timeout, left))
+            return False
+        try:
+            self._server = self._listen(*self._address)
+        except BadInputError:  # the port is still in TIME_WAIT or taken: try again shortly
+            time.sleep(0.05)
+            return False
+        self._back_at = 0.0
+        return True
 
     def _accept(self) -> None:
         try:
@@ -116,6 +154,8 @@ class SocketTransport(Transport):
             self._client = client
 
     def wait_readable(self, timeout: float | None) -> bool:
+        if self._back_at and not self._come_back(timeout):
+            return False
         watched = [self._server] + ([self._client] if self._client is not None else [])
         ready, _, _ = select.select(watched, [], [], timeout)
         if self._server in ready:
@@ -170,5 +210,7 @@ def open_transport(spec: str) -> Transport:
         host, sep, port = hostport.rpartition(":")
         if not sep or not port.isdigit():
             raise BadInputError(f"--port {spec}: expected socket://HOST:PORT")
+        if not 0 <= int(port) <= 65535:
+            raise BadInputError(f"--port {spec}: a TCP port is 0 to 65535")
         return SocketTransport(host or "127.0.0.1", int(port))
     raise BadInputError(f"--port {spec}: expected 'pty' or socket://127.0.0.1:PORT")

@@ -8,7 +8,8 @@ still sees exactly the bytes that arrived meanwhile, and its RX ring overflows e
 one would. Board to host: `transmit` blocks like MaixPy's UART.write until the bytes are on the
 line, handing them to the host in FIFO-sized pieces at their pace.
 
-Faults (faults.py) are applied to bytes as they enter the line, in both directions.
+Faults (faults.py) are applied to bytes as they enter the line, in both directions. A silence makes
+the line carry nothing either way for a while; a close makes the transport vanish and come back.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Line:
         self._resets: deque[float] = deque()
         self._rx_free = 0.0  # when the line has delivered the last scheduled byte
         self._tx_free = 0.0
+        self._silent_until = 0.0  # a silence fault: nothing crosses the line before then
+        self._silent_from = 0.0
         self._closed = False
         self._pump = threading.Thread(target=self._pump_loop, name="line-rx", daemon=True)
         self._pump.start()
@@ -95,23 +98,39 @@ class Line:
         with self._cond:
             return max(0, int((self._rx_free - now) / self._byte_s))
 
+    def silent(self, when: float) -> bool:
+        return self._silent_from <= when < self._silent_until
+
     def _schedule(self, data: bytes, now: float) -> None:
         faulted = self.faults.apply(data, "rx")
+        self.stats.bytes_to_board += len(data)
+        if self.silent(now):
+            return  # the line is dead: these bytes never arrive
+        vanish = 0.0
+        payload = faulted.data
+        for index, kind in faulted.events:  # what follows the event's frame is lost with the line
+            payload = payload[:index + 1]
+            if kind == "close":
+                vanish = self.faults.spec.close_s
+            break
         with self._cond:
             start = max(self._rx_free, now)
             stalls = dict(faulted.stalls)
             resets = set(faulted.resets)
-            cuts = sorted(set(stalls) | {0, len(faulted.data)})
+            cuts = sorted({s for s in stalls if s < len(payload)} | {0, len(payload)})
             for lo, hi in zip(cuts, cuts[1:]):
                 start += stalls.get(lo, 0.0)
-                piece = faulted.data[lo:hi]
+                piece = payload[lo:hi]
                 self._segments.append(_Segment(start, piece))
                 for i in sorted(r for r in resets if lo <= r < hi):
                     self._resets.append(start + (i - lo + 1) * self._byte_s)
                 start += len(piece) * self._byte_s
             self._rx_free = start
-            self.stats.bytes_to_board += len(data)
+            if faulted.events and faulted.events[0][1] == "silence":
+                self._silent_from, self._silent_until = start, start + self.faults.spec.silence_s
             self._cond.notify_all()
+        if vanish:
+            self.transport.vanish(vanish)
 
     def take(self, now: float) -> tuple[bytes, bool]:
         """Bytes that have arrived by `now` (in order), and whether a reset fault fired first."""
@@ -169,5 +188,6 @@ class Line:
             delay = t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self.transport.write(faulted.data[lo:hi])
+            if not self.silent(t):
+                self.transport.write(faulted.data[lo:hi])
         self._tx_free = t
