@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
                    help="how it will be compiled: uint8 PTQ uses the KPU; float runs everything on the CPU "
                         "(default uint8, like k210 compile)")
     p.add_argument("--strict", action="store_true", help="also fail when a conv or Dense falls back to the CPU")
+    p.add_argument("--confirm", action="store_true",
+                   help="also compile it with nncase 1.9 (child process, seeded random calibration) and print "
+                        "nncase's own TOTAL, modules and KPU/CPU conv counts beside lint's; nncase's figures then "
+                        "decide what lint only estimates (takes seconds to minutes)")
     add_json_arg(p)
     add_io_node_args(p)
     p.set_defaults(func=run)
@@ -38,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     compiler = args.compiler or COMPILER_FOR[firmware]
     report = lint_path(args.model, compiler=compiler, quant=args.quant, input_node=args.input_node,
                        output_node=args.output_node)
+    if args.confirm:
+        from k210.host.lint import confirm_path
+
+        report = confirm_path(report, args.model, compiler=compiler, quant=args.quant, input_node=args.input_node,
+                              output_node=args.output_node)
     passed = report.passes(args.strict)
     data = report.to_dict()
     # `firmware` is one firmware name in every command's JSON; which ones load the result is `loaders`.

@@ -5,7 +5,7 @@ linting a .tflite file stays fast enough for an editor or a pre-commit hook.
 """
 
 from .report import Finding, LintReport
-from .sources import lint_model, lint_path
+from .sources import confirm_path, lint_model, lint_path
 from .tflite_lint import lint_tflite
 
-__all__ = ["Finding", "LintReport", "lint_model", "lint_path", "lint_tflite"]
+__all__ = ["Finding", "LintReport", "confirm_path", "lint_model", "lint_path", "lint_tflite"]

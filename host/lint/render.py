@@ -32,6 +32,7 @@ def render_report(report: LintReport, *, strict: bool = False) -> str:
         lines += [f"  {name} ({kind}): {fix}" for name, kind, fix in _unique(fixes)]
         lines.append("")
     lines += _memory_lines(report.memory)
+    lines += _confirmation_lines(report.confirmation)
     lines += _firmware_lines(report.firmware)
     for title, items in (("notes", report.notes), ("problems", report.problems)):
         if items:
@@ -84,14 +85,15 @@ def _compiler_title(report: LintReport) -> str:
 def _memory_lines(memory: dict) -> list[str]:
     if not memory:
         return []
-    lines = ["memory (estimates)"]
+    lines = ["memory (lint's estimates)"]
     if memory.get("kpu_peak_bytes") is not None:
         layer = f" ({memory['kpu_peak_layer']})" if memory.get("kpu_peak_layer") else ""
         lines.append(f"  KPU RAM: peak layer{layer} {_kib(memory['kpu_peak_bytes'])} of "
                      f"{_kib(memory['kpu_ram_bytes'])} (input + output feature maps, uint8)")
     if memory.get("model_bytes") is not None:
+        io = f" + input/output {_kib(memory['io_bytes'])}" if memory.get("io_bytes") else ""
         lines.append(f"  SRAM: model {_kib(memory['model_bytes'])} ({memory.get('model_basis', '')}) + working "
-                     f"{_kib(memory.get('working_bytes', 0))} = {_kib(memory['total_bytes'])} of "
+                     f"{_kib(memory.get('working_bytes', 0))}{io} = {_kib(memory['total_bytes'])} of "
                      f"{_kib(memory['sram_bytes'])}")
         fits = "fits" if memory["model_bytes"] <= memory["maixpy_heap_bytes"] else "does NOT fit"
         lines.append(f"  MaixPy/CanMV system heap (~{_kib(memory['maixpy_heap_bytes'])} free on standard builds, "
@@ -100,6 +102,29 @@ def _memory_lines(memory: dict) -> list[str]:
         if memory.get(key) is not None:
             lines.append(f"  {key.replace('_bytes', '').replace('_', ' ')}: {_kib(memory[key])}")
     lines.append("")
+    return lines
+
+
+def _confirmation_lines(confirmation: dict | None) -> list[str]:
+    """nncase's own figures beside lint's (k210 lint --confirm)."""
+    if not confirmation:
+        return []
+    est, real = confirmation["estimate"], confirmation["nncase"]
+    lines = ["nncase 1.9 (--confirm: compiled in a child process, seeded random calibration)"]
+    if not real["compiled"]:
+        lines.append(f"  refused: {real['error']}")
+    else:
+        total = real.get("total")
+        ratio = f" (lint/nncase {est['total_bytes'] / total:.2f})" if total and est.get("total_bytes") else ""
+        lines += [
+            f"  TOTAL: nncase {_kib(total) if total else '?'}, lint estimate {_kib(est['total_bytes'] or 0)}{ratio}",
+            "  nncase memory: " + ", ".join(f"{k} {_kib(v)}" for k, v in real["memory"].items()),
+            f"  modules: {', '.join(real['modules'])} ({real['kpu_functions']} KPU functions)",
+            f"  KPU convs: nncase {real['kpu_convs']}, lint {est['kpu_convs']}; "
+            f"CPU convs: nncase {real['cpu_convs']}, lint {est['cpu_convs']}",
+        ]
+    basis = "nncase's figures" if confirmation["basis"] == "nncase" else "lint's estimate"
+    lines += [f"  the verdict below uses {basis}", ""]
     return lines
 
 

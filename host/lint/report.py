@@ -39,6 +39,13 @@ class LintReport:
     findings_title: str = ""  # "Keras layers" or "TF graph nodes"
     fallbacks: list[str] = field(default_factory=list)  # work that could run on the KPU but will not
     kmodel: dict | None = None
+    estimate_problems: list[str] = field(default_factory=list)  # the problems that are memory estimates
+    confirmation: dict | None = None  # nncase's own figures, from `k210 lint --confirm` (host/lint/confirm.py)
+
+    @property
+    def only_estimates(self) -> bool:
+        """Every problem is a memory estimate: nncase's real result should decide (k210 compile does)."""
+        return bool(self.problems) and all(p in self.estimate_problems for p in self.problems)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +85,9 @@ class LintReport:
             data["findings"] = {"title": self.findings_title, "items": [f.to_dict() for f in self.findings]}
         if self.kmodel is not None:
             data["kmodel"] = self.kmodel
+        data["estimate_problems"] = list(self.estimate_problems)
+        if self.confirmation is not None:
+            data["confirmation"] = self.confirmation
         return data
 
     def render_text(self, strict: bool = False) -> str:

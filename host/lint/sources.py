@@ -25,7 +25,7 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
 
         preload_tensorflow()  # keep TF's start-up banner off the lint report
     if source.format is ModelFormat.TFLITE:
-        return lint_tflite(_read(source.path), compiler=compiler, quant=quant, source=shown)
+        return _lint_tflite_file(source.path, compiler, quant, shown)
     if source.format is ModelFormat.KMODEL:
         from .kmodel_lint import lint_kmodel
 
@@ -41,6 +41,48 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
     if source.format is ModelFormat.FROZEN_PB:
         return _lint_frozen_pb(source, compiler, quant, input_node, output_node)
     return _lint_converted(source, compiler, quant)
+
+
+def _lint_tflite_file(path: Path, compiler: str, quant: str, shown: str) -> LintReport:
+    """Lint what `k210 compile` will compile: float16 weights folded to float32 first, as it does."""
+    from k210.converters.dequantize import count_float16_weights, dequantize_float16_bytes
+
+    data = _read(path)
+    folded = None
+    if data[4:8] == b"TFL3" and count_float16_weights(data):
+        folded = dequantize_float16_bytes(data)
+        data = folded.data
+    report = lint_tflite(data, compiler=compiler, quant=quant, source=shown)
+    if folded is not None:
+        report.notes.insert(0, f"float16 weights: nncase 1.9 refuses them, so k210 compile folds their "
+                               f"{folded.folded} DEQUANTIZE ops into float32 weights first; this is lint of that model")
+    return report
+
+
+def confirm_path(report: LintReport, path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str = "uint8",
+                 input_node: str | None = None, output_node: str | None = None, seed: int = 0) -> LintReport:
+    """`k210 lint --confirm`: compile the model as `k210 compile` converts it and let nncase's figures decide."""
+    from k210.converters.nncase_figures import nncase_figures
+    from k210.converters.sources import ModelFormat, detect
+    from k210.converters.to_tflite import convert_to_tflite
+
+    from .confirm import apply_confirmation
+
+    if compiler != "nncase1.9":
+        report.notes.append(f"--confirm runs nncase 1.9 only; {compiler} is not installed here")
+        return report
+    source = detect(path)
+    if source.format in (ModelFormat.KMODEL, ModelFormat.ONNX):
+        report.notes.append(f"--confirm compiles TensorFlow models only; a {source.format.value} file has nothing "
+                            "to confirm")
+        return report
+    try:
+        converted = convert_to_tflite(source, input_node=input_node, output_node=output_node)
+    except ToolFailure as exc:
+        report.notes.append(f"--confirm: conversion failed, nothing to compile ({exc})")
+        return report
+    figures = nncase_figures(converted.data, converted.input_shape, quant=quant, seed=seed)
+    return apply_confirmation(report, figures)
 
 
 def lint_model(model, *, compiler: str = DEFAULT_COMPILER, quant: str = "uint8", name: str | None = None,

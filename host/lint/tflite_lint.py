@@ -48,6 +48,7 @@ def lint_tflite(
     report.memory = estimate_memory(info, placements, quant)
     problems, notes = memory_problems(report.memory)
     report.problems += problems
+    report.estimate_problems += problems
     report.notes += notes
     report.firmware = firmware_for(table.kmodel_version)
     report.fallbacks = [f"{p.name} ({p.op}: {p.reason.split(':')[0]})" for p in placements if p.cpu_fallback]

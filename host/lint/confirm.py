@@ -1,0 +1,98 @@
+"""Lint's estimate against nncase's own result: `k210 lint --confirm` and `k210 compile`'s memory gate.
+
+Lint's placement is a restatement of nncase's rules and its memory figures are estimates. When the
+only problem lint found is an estimate (SRAM total, KPU RAM per layer), nncase's real result decides:
+it compiles the model (converters.nncase_figures, a child process with seeded random calibration)
+and its TOTAL, module list and conv counts go next to lint's, saying which one the verdict used.
+"""
+
+from __future__ import annotations
+
+from k210.converters.kpu_rules import Placement
+from k210.converters.nncase_figures import KPU_ALLOCATOR_MESSAGE, NncaseFigures
+
+from ..errors import CheckFailed
+from .memory import SRAM_BYTES
+from .report import LintReport
+
+# Ops that nncase turns into a KPUConv2D when lint places them on the KPU.
+_KPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "PRELU"})
+# Ops that stay a Conv2D in nncase's stackvm (CPU) module when lint places them on the CPU.
+_CPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def lint_figures(report: LintReport) -> dict:
+    """Lint's verdict in the terms nncase's schedule can be compared on."""
+    on_kpu = (Placement.KPU, Placement.KPU_PARTIAL)
+    imports = not any(op.placement is Placement.UNSUPPORTED for op in report.ops) and not any(
+        "TFLite-quantised" in p or "conversion to TFLite failed" in p for p in report.problems)
+    return {
+        "imports": imports,
+        "kpu_convs": sum(op.op in _KPU_CONV_OPS and op.placement in on_kpu for op in report.ops),
+        "cpu_convs": sum(op.op in _CPU_CONV_OPS and op.placement is Placement.CPU for op in report.ops),
+        "total_bytes": report.memory.get("total_bytes"),
+        "kpu_peak_bytes": report.memory.get("kpu_peak_bytes"),
+        "fits": imports and not report.estimate_problems,
+        "ok": report.ok,
+    }
+
+
+def nncase_fits(figures: NncaseFigures) -> bool:
+    return figures.compiled and figures.total is not None and figures.total <= SRAM_BYTES
+
+
+def apply_confirmation(report: LintReport, figures: NncaseFigures) -> LintReport:
+    """Put nncase's figures in the report and let them decide what lint could only estimate."""
+    estimate = lint_figures(report)
+    basis = "nncase"
+    if figures.compiled and nncase_fits(figures):
+        report.problems = [p for p in report.problems if p not in report.estimate_problems]
+        if report.estimate_problems:
+            report.notes.append("lint's memory estimate said it does not fit; nncase compiled it with TOTAL "
+                                f"{_mib(figures.total)} of {_mib(SRAM_BYTES)}: the verdict uses nncase's figure")
+        report.estimate_problems = []
+    elif figures.compiled:
+        report.problems = [p for p in report.problems if p not in report.estimate_problems]
+        report.estimate_problems = [f"nncase 1.9's TOTAL is {_mib(figures.total)}: more than the K210's "
+                                    f"{_mib(SRAM_BYTES)} SRAM (model {_mib(figures.memory.get('model', 0))}, "
+                                    f"data pool {_mib(figures.memory.get('data', 0))})"]
+        report.problems += report.estimate_problems
+    elif KPU_ALLOCATOR_MESSAGE in (figures.error or ""):
+        report.problems = [p for p in report.problems if p not in report.estimate_problems]
+        report.estimate_problems = [f"nncase 1.9 refused it: '{figures.error}' (a layer's feature maps do not "
+                                    "fit the 2 MiB KPU RAM)"]
+        report.problems += report.estimate_problems
+    else:
+        basis = "lint" if not estimate["imports"] else "nncase"
+        if estimate["imports"]:
+            report.problems.append(f"nncase 1.9 refused it: {figures.error}")
+    report.confirmation = {
+        "basis": basis,
+        "estimate": estimate,
+        "nncase": figures.to_dict(),
+        "agrees": _agreement(estimate, figures),
+    }
+    return report
+
+
+def _agreement(estimate: dict, figures: NncaseFigures) -> dict:
+    agrees = {"imports": estimate["imports"] == figures.compiled}
+    if figures.compiled:
+        agrees["kpu_convs"] = estimate["kpu_convs"] == figures.kpu_convs
+        agrees["cpu_convs"] = estimate["cpu_convs"] == figures.cpu_convs
+        if estimate["total_bytes"] and figures.total:
+            agrees["total_ratio"] = round(estimate["total_bytes"] / figures.total, 3)
+    return agrees
+
+
+def gate_on_nncase(memory: dict[str, int], estimated_total: int | None) -> None:
+    """`k210 compile` went ahead because lint's only problems were estimates: nncase's TOTAL decides.
+    (A layer too big for KPU RAM needs no check here: nncase itself refuses it.)"""
+    total = memory.get("total")
+    if total is not None and total > SRAM_BYTES:
+        raise CheckFailed(f"nncase 1.9 compiled it, but its TOTAL {_mib(total)} exceeds the K210's "
+                          f"{_mib(SRAM_BYTES)} SRAM (lint estimated {_mib(estimated_total)}): not writing the kmodel")
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.2f} MiB"
