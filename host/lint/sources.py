@@ -46,10 +46,12 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
 def _lint_tflite_file(path: Path, compiler: str, quant: str, shown: str) -> LintReport:
     """Lint what `k210 compile` will compile: float16 weights folded to float32 first, as it does."""
     from k210.converters.dequantize import count_float16_weights, dequantize_float16_bytes
+    from k210.converters.tflite_reader import read_tflite
 
     data = _read(path)
+    read_tflite(data)  # a corrupt or truncated file is one clear BadInputError before anything else reads it
     folded = None
-    if data[4:8] == b"TFL3" and count_float16_weights(data):
+    if count_float16_weights(data):
         folded = dequantize_float16_bytes(data)
         data = folded.data
     report = lint_tflite(data, compiler=compiler, quant=quant, source=shown)
