@@ -135,8 +135,9 @@ class VirtualBoard:
             outputs = [(codes[d.dtype], tuple(d.shape)) for d in info.outputs if d.dtype in codes and d.shape]
         except Exception:  # the firmware finds out at boot, as a real one would
             inputs, outputs = [], []
-        return {"model": FLASH_MODEL_OFFSET, "model_size": len(data), "model_inputs": inputs,
-                "model_outputs": outputs}
+        # main.py needs the version of a flash-offset model from its config (k210 deploy writes it)
+        return {"model": FLASH_MODEL_OFFSET, "model_size": len(data), "model_version": w.kmodel_version(data[:8]),
+                "model_inputs": inputs, "model_outputs": outputs}
 
     def config(self) -> dict:
         """The board's k210_config.CONFIG: its storage mapped into the work directory."""
