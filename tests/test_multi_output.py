@@ -79,6 +79,12 @@ def test_card_keeps_the_spec_the_data_and_a_card_relative_reference(built):
     assert [o["shape"] for o in card["outputs"]] == [[1, 2], [1, 4]]
 
 
+def test_inspect_shows_the_spec(built, cli):
+    result = cli("inspect", built["kmodel"])
+    assert result.code == 0
+    assert "preprocessing: 32x32 rgb, resize bilinear, pixels 0..255 -> -1..1" in result.out
+
+
 def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the card's reference and data resolve from anywhere
     report, io = tmp_path / "v.json", tmp_path / "io.npz"

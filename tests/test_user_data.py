@@ -220,3 +220,12 @@ def test_metrics_per_output_nse_and_class_scores() -> None:
     assert is_class_scores([1, 10], 10) and not is_class_scores([4], 10)
     with pytest.raises(BadInputError, match="output shapes differ"):
         compare(ref, ref[:, :2])
+
+
+def test_board_config_follows_the_card() -> None:
+    from k210.host.sidecars import board_config
+
+    spec = Preprocess(224, 224, 3, input_range=(-1.0, 1.0), dtype="uint8")
+    config = board_config({"preprocessing": {"spec": spec.to_dict()}})
+    assert config["max_input"] == 150528 and config["preprocessing"]["input_range"] == [-1.0, 1.0]
+    assert board_config({"preprocessing": {"input_range": [0, 1]}}) == {}  # an older card: nothing to say

@@ -56,4 +56,7 @@ def _text(path, info, data: dict, card: dict | None) -> str:
     lines.append(format_table(("firmware", "loads it", "note"), rows))
     if card and card.get("labels"):
         lines.append(f"labels: {', '.join(card['labels'])}")
+    summary = ((card or {}).get("preprocessing") or {}).get("summary")
+    if summary:  # the spec calibration, verify and hil apply; --input-range/--mean/--std/--color override it
+        lines.append(f"preprocessing: {summary}")
     return "\n".join(lines)
