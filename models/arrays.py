@@ -45,8 +45,9 @@ def load_arrays(path: str | os.PathLike[str]) -> UserArrays:
         with loaded:
             keys = set(loaded.files)
             if "x" not in keys:
-                raise BadInputError(f"{p} has no array 'x' (it holds {', '.join(sorted(keys)) or 'nothing'}); "
-                                    "save the inputs as x=..., the labels as y=...")
+                hint = ("; for a named set's file (as mnist.npz) add --dataset NAME" if "x_train" in keys
+                        else "; save the inputs as x=..., the labels as y=...")
+                raise BadInputError(f"{p} has no array 'x' (it holds {', '.join(sorted(keys)) or 'nothing'}){hint}")
             try:
                 x = loaded["x"]
                 y = loaded["y"] if "y" in keys else None
