@@ -64,6 +64,27 @@ def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: 
     return "canmv"
 
 
+def firmware_of_kmodel(path: str | os.PathLike[str] | None, given: str | None = None,
+                       choices: Sequence[str] = FIRMWARES) -> str:
+    """--firmware as given, else what the kmodel file's version (and model card) calls for."""
+    if given:
+        return given
+    from .sidecars import read_card
+
+    if path is None or not Path(path).is_file():
+        return firmware_for(None, choices=choices)  # the command says what is wrong with a missing file
+    with open(path, "rb") as f:
+        head = f.read(8)
+    version = int.from_bytes(head[4:8], "little") if head[:4] == b"LDMK" and len(head) == 8 else None
+    if version is None and len(head) >= 4 and int.from_bytes(head[:4], "little") == 3:
+        version = 3  # kmodel v3 starts with its version, not a magic
+    try:
+        card = read_card(Path(path))
+    except BadInputError:
+        card = None
+    return firmware_for(None, kmodel_version=version, card=card, choices=choices)
+
+
 def load_dataset_arg(args: argparse.Namespace, name: str | None = None):
     from k210.models.datasets import load_dataset
 

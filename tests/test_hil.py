@@ -137,9 +137,12 @@ def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path
     m = tiny_models()
     out = tmp_path / "hil.json"
     r = cli("hil", m["kmodel_a"], "--virtual", "--upload", "--reference", m["keras_a"], "--dataset", "xo",
-            "--limit", "60", "--json", out, "--report", tmp_path / "rep", "--min-agreement", "0")
+            "--limit", "60", "-o", out, "--report", tmp_path / "rep", "--min-agreement", "0")
     assert r.code == 0, r.err
-    report = json.loads(out.read_text())
+    envelope = json.loads(out.read_text())
+    assert envelope["command"] == "hil" and envelope["passed"] is True
+    assert envelope == json.loads((tmp_path / "rep" / "report.json").read_text())
+    report = envelope["result"]
     for key in ("count", "images_per_s", "link_utilisation", "retries", "resets", "board_accuracy"):
         assert key in report
     assert report["count"] == 60 and report["retries"] == 0 and report["resets"] == 0
@@ -151,7 +154,7 @@ def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path
     board = report["boards"][0]
     assert board["identified_by"] == "upload" and board["max_in_flight"] >= 3  # pipelined
     assert board["window"] <= board["rx_window"]
-    for name in ("confusion.png", "errors.png", "latency.png"):
+    for name in ("confusion.png", "disagreements.png", "errors.png", "latency.png"):
         assert (tmp_path / "rep" / name).read_bytes()[:8] == PNG
     assert len(_outputs(tmp_path / "rep" / "journal.jsonl")) == 60
     assert "board vs simulator  1.0000" in r.out and "PASS" in r.out
@@ -165,7 +168,7 @@ def test_cli_errors_are_one_line(cli, tmp_path):
         r = cli("hil", m["kmodel_a"], "--port", silent.path, "--dataset", "xo", "--connect-timeout", "0.5")
     finally:
         silent.close()
-    assert r.code == 2 and "no answer from" in r.err and len(r.err.strip().splitlines()) == 1
+    assert r.code == 3 and "no answer from" in r.err and len(r.err.strip().splitlines()) == 1
     r = cli("hil", m["kmodel_a"], "--dataset", "xo")
     assert r.code == 2 and "which board?" in r.err
     for upload in (["--upload"], []):  # sent, or "flashed" and refused by MaixPy-v1's KPU.load at boot
@@ -188,9 +191,9 @@ def test_wrong_model_on_the_board_is_refused_unless_uploaded(cli, tmp_path):
         r = cli("hil", m["kmodel_a"], "--port", url, "--dataset", "xo", "--no-reference", "--limit", "20")
         assert r.code == 2 and "the board runs another model (sha256" in r.err and "Pass --upload" in r.err
         r = cli("hil", m["kmodel_a"], "--port", url, "--dataset", "xo", "--no-reference", "--limit", "20",
-                "--upload", "--json", tmp_path / "h.json")
+                "--upload", "-o", tmp_path / "h.json")
         assert r.code == 0, r.err
-        assert json.loads((tmp_path / "h.json").read_text())["boards"][0]["identified_by"] == "upload"
+        assert json.loads((tmp_path / "h.json").read_text())["result"]["boards"][0]["identified_by"] == "upload"
     finally:
         handler.stop()
 
@@ -241,7 +244,7 @@ def test_resume_after_a_kill_gives_the_same_report(tmp_path):
     assert resumed["link"]["segments"] == 2
     same = {k: v for k, v in whole.items() if k not in TIMING_KEYS}
     assert {k: v for k, v in resumed.items() if k not in TIMING_KEYS} == same
-    assert json.loads((tmp_path / "rep" / "report.json").read_text())["count"] == 90
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["result"]["count"] == 90
     # Nothing left to do: a second resume gives the very same report, link figures included, without a board.
     again = run_hil(HilConfig(kmodel=args[0], dataset="xo", limit=90, no_reference=True, workers=1,
                               report_dir=str(tmp_path / "rep"), resume=True))

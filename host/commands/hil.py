@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_dataset_args
+from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel, json_output_path
 from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
 
 
@@ -21,8 +21,7 @@ def add_parser(sub) -> None:
                             "rfc2217://HOST:PORT, loop://. Repeat it to shard the images across boards")
     where.add_argument("--virtual", action="store_true", help="start virtual boards (k210 board) and use them")
     where.add_argument("--boards", type=int, default=1, help="how many virtual boards (default 1)")
-    where.add_argument("--firmware", default="canmv", choices=("canmv", "maixpy"),
-                       help="firmware profile of virtual boards (default canmv)")
+    add_firmware_arg(where, ("canmv", "maixpy"), what="firmware of virtual boards")
     where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
                        help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
                             "e.g. the C runner's host build 'firmware/c/build-host/k210_runner_host --pty'")
@@ -48,8 +47,10 @@ def add_parser(sub) -> None:
     add_preprocess_args(p)
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
-    p.add_argument("--json", metavar="OUT", help="write the figures to OUT as JSON")
-    p.add_argument("--report", metavar="DIR", help="write PNG plots, report.json and the journal into DIR")
+    add_json_arg(p, output=True)
+    p.add_argument("--report", metavar="DIR",
+                   help="write PNG plots (confusion, disagreements, errors, latency), report.json (the JSON "
+                        "envelope) and the journal into DIR")
     p.add_argument("--journal", metavar="FILE",
                    help="every result as it arrives, JSON lines (default DIR/journal.jsonl with --report); "
                         "without --resume a run starts it afresh")
@@ -60,8 +61,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import BadInputError, CheckFailed
-    from ..hil.report import render
+    from ..errors import BadInputError
+    from ..hil.report import failure_line, render
     from ..hil.run import HilConfig, run_hil
 
     if not 300 <= args.baud <= 0x500000:
@@ -76,16 +77,21 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--faults applies to virtual boards: add --virtual")
     cfg = HilConfig(
         kmodel=args.kmodel, ports=args.port, virtual=args.virtual, boards=args.boards, board_cmds=args.board_cmd,
-        firmware=args.firmware, reference=args.reference, no_reference=args.no_reference, dataset=args.dataset,
+        firmware=firmware_of_kmodel(args.kmodel, args.firmware, ("canmv", "maixpy")), reference=args.reference,
+        no_reference=args.no_reference, dataset=args.dataset,
         data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
-        json_out=args.json, report_dir=args.report, journal=args.journal, resume=args.resume, faults=args.faults,
+        json_out=json_output_path(args.output), report_dir=args.report, journal=args.journal, resume=args.resume,
+        faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         patience=args.patience,
         workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io)
-    report = run_hil(cfg)
-    print(render(report))
-    if not report["passed"]:
-        from ..hil.report import failure_line
+    report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
+    return finish(args, report, text=lambda: _verdict_first(render(report)), passed=report["passed"],
+                  failure=None if report["passed"] else failure_line(report),
+                  inputs={"kmodel": args.kmodel, "reference": report.get("reference")})
 
-        raise CheckFailed(failure_line(report))
-    return 0
+
+def _verdict_first(text: str) -> str:
+    """The PASS/FAIL line (render's last) also first, before the figures it sums up."""
+    lines = text.splitlines()
+    return "\n".join([lines[-1], *lines]) if lines else text

@@ -379,17 +379,22 @@ def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remai
 
 def _write_outputs(cfg: HilConfig, report: dict[str, Any], results: dict[int, BoardResult], simulator: np.ndarray,
                    reference: np.ndarray | None) -> None:
-    from k210.host.fsutil import write_json_atomic
+    from k210.host.envelope import build_envelope, to_json
+    from k210.host.fsutil import write_text_atomic
 
     from .report import board_outputs
 
+    # The same JSON envelope every k210 command writes (host/envelope.schema.json).
+    envelope = to_json(build_envelope("hil", report, exit_code=0 if report["passed"] else 1,
+                                      inputs={"kmodel": cfg.kmodel, "reference": report.get("reference")})) + "\n"
     if cfg.json_out:
-        write_json_atomic(cfg.json_out, report)
+        write_text_atomic(cfg.json_out, envelope)
     if cfg.report_dir:
         from .plots import write_plots
 
         out = Path(cfg.report_dir)
         micros = np.array([results[i].micros for i in range(len(simulator))], np.float64)
         write_plots(out, report, board_outputs(results, len(simulator)), simulator.astype(np.float64),
-                    None if reference is None else reference.astype(np.float64), micros)
-        write_json_atomic(out / "report.json", report)
+                    None if reference is None else reference.astype(np.float64), micros,
+                    host_timed=cfg.virtual or bool(cfg.board_cmds))  # their latency is host time
+        write_text_atomic(out / "report.json", envelope)

@@ -194,7 +194,7 @@ class BoardSession:
                 for msg in self.channel.poll(min(0.05, left)):
                     if msg.type == w.HELLO and msg.seq == seq and not msg.is_event:
                         return self._accept_hello(Hello.from_fields(msg.fields))
-        raise BadInputError(self._diagnose_silence())
+        raise ToolFailure(self._diagnose_silence())  # a board that does not answer: exit 3, not bad input
 
     def _accept_hello(self, hello: Hello) -> Hello:
         if hello.proto != w.PROTOCOL_VERSION:
