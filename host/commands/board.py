@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cliutil import add_firmware_arg, add_json_arg, firmware_of_kmodel
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -13,9 +15,8 @@ def add_parser(sub) -> None:
                     "modules it uses. Prints the port to open (a /dev/pts path or socket://127.0.0.1:PORT) on "
                     "stdout, then serves until interrupted.")
     p.add_argument("--kmodel", metavar="FILE", help="a kmodel 'flashed' at 0x300000 and loaded at boot")
-    p.add_argument("--firmware", default="canmv", choices=("canmv", "maixpy", "mlperf-tiny"),
-                   help="canmv: CanMV's maix.KPU, kmodel v5 (default); maixpy: Sipeed MaixPy-v1's KPU, "
-                        "kmodel v3/v4 only; mlperf-tiny: an MLPerf-Tiny-style text runner (for benchmarks)")
+    add_firmware_arg(p, ("canmv", "maixpy", "mlperf-tiny"),
+                     what="the firmware it plays (mlperf-tiny: an MLPerf-Tiny-style text runner, for benchmarks)")
     p.add_argument("--port", default="pty", metavar="pty|socket://127.0.0.1:PORT",
                    help="the board's end of the line: a pseudo-terminal (default) or a TCP socket (PORT 0: any)")
     p.add_argument("--baud", type=int, default=1_500_000, help="line rate; both directions carry baud/10 bytes/s")
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-frame", type=int, help="largest frame the runner accepts (main.py's default 1024)")
     p.add_argument("--workdir", metavar="DIR", help="the board's /sd and /flash (default: a temporary directory)")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    add_json_arg(p)  # the envelope (with the port in result.url) as the first line, instead of the bare port
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
     if args.kmodel:
         _check_kmodel(Path(args.kmodel))
+    args.firmware = firmware_of_kmodel(args.kmodel, args.firmware, ("canmv", "maixpy"))
     options = BoardOptions(
         firmware=args.firmware, kmodel=Path(args.kmodel) if args.kmodel else None, port=args.port, baud=args.baud,
         faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,
@@ -50,11 +53,24 @@ def run(args: argparse.Namespace) -> int:
         exit_with_parent(board.remove_workdir)
     _exit_cleanly_on_sigterm()
     _dump_stacks_on_sigusr1()
-    print(board.url, flush=True)
+    if args.json:
+        _print_envelope(args, board.url)
+    else:
+        print(board.url, flush=True)
     board.log(f"{args.firmware} firmware on {board.url} at {args.baud} baud"
               + (f", model {args.kmodel} at 0x300000" if args.kmodel else ", no model (upload one)")
               + (f", faults {options.faults.to_text()} seed {args.fault_seed}" if options.faults.active else ""))
     return board.serve_forever()
+
+
+def _print_envelope(args: argparse.Namespace, url: str) -> None:
+    """One line, so a harness reads it like the bare port; the board then serves until stopped."""
+    from ..envelope import build_envelope, to_json
+
+    result = {"url": url, "firmware": args.firmware, "baud": args.baud, "kmodel": args.kmodel,
+              "faults": args.faults}
+    print(to_json(build_envelope("board", result, inputs={"kmodel": args.kmodel}), indent=None), flush=True)
+    args.emitted = True
 
 
 def _exit_cleanly_on_sigterm() -> None:
