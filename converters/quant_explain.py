@@ -77,6 +77,7 @@ class Layer:
     tensor: int
     name: str
     shape: tuple[int, ...]
+    inputs: tuple[int, ...] = ()  # the op's tensor inputs (weights included)
 
 
 @dataclass
@@ -116,7 +117,8 @@ def graph_layers(tflite: bytes) -> GraphLayers:
         tensor = info.tensors[op.outputs[0]]
         if tensor.dtype != "float32":
             continue
-        layers.append(Layer(op.index, op.opcode, tensor.index, tensor.name, tuple(int(d) for d in tensor.shape)))
+        layers.append(Layer(op.index, op.opcode, tensor.index, tensor.name, tuple(int(d) for d in tensor.shape),
+                            tuple(i for i in op.inputs if i >= 0)))
     return GraphLayers(layers, info.inputs[0].index, [t.index for t in info.outputs],
                        {t.index: t.name for t in info.tensors})
 
@@ -161,6 +163,29 @@ def tflite_tensors(tflite: bytes, inputs: np.ndarray, tensors: list[int]) -> dic
         for t in tensors:
             values[t].append(np.array(interpreter.get_tensor(t)))
     return {t: np.stack(v) for t, v in values.items()}
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    p999: float  # 99.9th percentile of |x| (mean over the inputs)
+
+    @property
+    def peak(self) -> float:
+        return max(abs(self.low), abs(self.high))
+
+
+def tflite_ranges(tflite: bytes, inputs: np.ndarray, tensors: list[int]) -> dict[int, FloatRange]:
+    """TFLite's float range of each of `tensors` over `inputs`, one input at a time (big graphs)."""
+    stats: dict[int, list[tuple[float, float, float]]] = {t: [] for t in tensors}
+    for x in inputs:
+        values = tflite_tensors(tflite, x[None], tensors)
+        for t, v in values.items():
+            if v.size:
+                stats[t].append((float(v.min()), float(v.max()), float(np.percentile(np.abs(v), 99.9))))
+    return {t: FloatRange(min(s[0] for s in rows), max(s[1] for s in rows), float(np.mean([s[2] for s in rows])))
+            for t, rows in stats.items() if rows}
 
 
 # --- one nncase build, in a child process --------------------------------------------------------
@@ -318,9 +343,7 @@ def layer_error(reference: np.ndarray, quantised: np.ndarray) -> LayerError:
     got = np.asarray(quantised, np.float64).reshape(len(quantised), -1)
     if ref.shape != got.shape:
         raise ToolFailure(f"probe output has {got.shape[1]} values per image, TFLite's tensor {ref.shape[1]}")
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    both_zero = (np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(got, axis=1) == 0)
-    cosine = np.where(norms > 0, (ref * got).sum(axis=1) / np.where(norms > 0, norms, 1), both_zero.astype(float))
+    cosine = _cosines(ref, got)
     ref_norm = float(np.linalg.norm(ref))
     return LayerError(
         cosine=float(cosine.mean()),
@@ -336,5 +359,12 @@ def output_cosine(reference: list[np.ndarray], candidate: list[np.ndarray]) -> f
     """Mean per-image cosine over all outputs joined (the figure the issue's 0.20 is)."""
     ref = np.concatenate([np.asarray(r, np.float64).reshape(len(r), -1) for r in reference], axis=1)
     got = np.concatenate([np.asarray(c, np.float64).reshape(len(c), -1) for c in candidate], axis=1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    return float(np.where(norms > 0, (ref * got).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0).mean())
+    return float(_cosines(ref, got).mean())
+
+
+def _cosines(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per-row cosine; 1 where both rows are zero, 0 where only one is (a zero output is no agreement)."""
+    ref_norm, got_norm = np.linalg.norm(ref, axis=1), np.linalg.norm(got, axis=1)
+    norms = ref_norm * got_norm
+    return np.where(norms > 0, (ref * got).sum(axis=1) / np.where(norms > 0, norms, 1),
+                    ((ref_norm == 0) & (got_norm == 0)).astype(float))

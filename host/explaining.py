@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,8 @@ from k210.converters import quant_explain as qx
 from .errors import BadInputError
 
 Agreement = Callable[[list[np.ndarray], list[np.ndarray]], float]
+_JOINS = ("ADD", "SUB", "CONCATENATION", "MUL")  # ops that join branches (residuals, skips)
+BRANCH_RATIO = 8.0  # branches whose peaks differ this much share one uint8 scale badly
 
 
 @dataclass
@@ -90,19 +93,24 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
                          dump_quant_error=True)
         repeats.append(qx.nncase_cosine_by_tensor(graph.layers, again.nncase_cosines))
     measured = _probe(tflite, input_shape, graph, data, options, probe_n, say)
+    say("float ranges of every tensor (TFLite)")
+    ranges = qx.tflite_ranges(tflite, data.checks_float[:probe_n], [layer.tensor for layer in graph.layers])
 
     rows = []
     for i, layer in enumerate(graph.layers):
         error = measured.get(layer.tensor)
+        span = ranges.get(layer.tensor)
         rows.append({
             "index": i, "name": layer.name, "op": layer.opcode, "shape": list(layer.shape),
             "runs_on": where.get(layer.tensor, "?"), "nncase_cosine": nncase_cos.get(layer.tensor),
             "nncase_cosine_runs": [r[layer.tensor] for r in repeats if layer.tensor in r],
             "probed": error is not None,
+            "float_min": None if span is None else span.low, "float_max": None if span is None else span.high,
+            "float_p999": None if span is None else span.p999,
+            "branch_peaks": [ranges[t].peak for t in layer.inputs if t in ranges] if layer.opcode in _JOINS else [],
             **({} if error is None else {
                 "cosine": error.cosine, "max_abs_error": error.max_abs_error,
-                "relative_error": error.relative_error, "float_min": error.float_min,
-                "float_max": error.float_max, "float_p999": error.float_p999}),
+                "relative_error": error.relative_error}),
         })
     probed = [r for r in rows if r["probed"]]
     first_bad = next((r for r in probed if r["cosine"] < options.min_cosine), None)
@@ -278,7 +286,16 @@ def notes(report: dict[str, Any]) -> list[str]:
                         "branches and their sum share uint8 scales, so the narrower branch loses its detail; "
                         "keep branch ranges alike (BatchNorm before the add, ReLU6) or retrain with "
                         "quantisation-aware training")
-    wide = [r for r in report["layers"] if r["probed"] and _is_wide(r)]
+    upto = bad["index"] if bad is not None else len(report["layers"]) - 1
+    joins = [r for r in report["layers"][: upto + 1] if len(r["branch_peaks"]) >= 2
+             and min(r["branch_peaks"]) > 0 and max(r["branch_peaks"]) / min(r["branch_peaks"]) >= BRANCH_RATIO]
+    for row in joins[:3]:
+        peaks = sorted(row["branch_peaks"])
+        said.append(f"architecture: layer {row['index']} {_short(row['name'])} ({row['op']}, {row['runs_on']}) joins "
+                    f"branches of very different ranges (peaks {peaks[0]:.3g} and {peaks[-1]:.3g}): after it one "
+                    f"uint8 step is {(row['float_max'] - row['float_min']) / 255:.3g}, so the narrow branch's "
+                    "detail is lost; scale the branches alike in the model (BatchNorm, ReLU6) before the join")
+    wide = [r for r in report["layers"][: upto + 1] if _is_wide(r)]
     for row in wide[:3]:
         span = row["float_max"] - row["float_min"]
         said.append(f"architecture: wide activation range at layer {row['index']} {row['name']} "
@@ -316,8 +333,11 @@ def notes(report: dict[str, Any]) -> list[str]:
 
 
 def _is_wide(row: dict) -> bool:
+    """Rare values far outside the bulk: the uint8 range is spent on them (a few outliers set the scale)."""
+    if row["float_p999"] is None or row["float_p999"] <= 0:
+        return False
     peak = max(abs(row["float_min"]), abs(row["float_max"]))
-    return row["float_p999"] > 0 and peak / row["float_p999"] >= 4 and row["cosine"] < 0.999
+    return peak / row["float_p999"] >= 4
 
 
 # --- text and plot -------------------------------------------------------------------------------
@@ -334,14 +354,15 @@ def render(report: dict[str, Any]) -> str:
              f"nncase's float import vs TFLite: output cosine {report['import_cosine']:.6f}", ""]
     rows = []
     for r in report["layers"]:
-        mark = "<- first bad" if report["first_bad"] and r["index"] == report["first_bad"]["index"] else ""
-        rows.append([r["index"], _short(r["name"]), r["op"], r["runs_on"],
+        mark = "*" if report["first_bad"] and r["index"] == report["first_bad"]["index"] else ""
+        rows.append([f"{r['index']}{mark}", _short(r["name"]), r["op"], r["runs_on"],
                      "-" if r["nncase_cosine"] is None else f"{r['nncase_cosine']:.4f}",
                      f"{r['cosine']:.4f}" if r["probed"] else "-",
                      f"{r['max_abs_error']:.3g}" if r["probed"] else "-",
-                     f"{r['float_min']:.3g}..{r['float_max']:.3g}" if r["probed"] else "-", mark])
-    lines.append(f"per layer (measured: kmodel in nncase's simulator vs TFLite on {report['probe_images']} inputs)")
-    lines.append(format_table(["#", "layer", "op", "runs on", "nncase cos", "cosine", "max err", "float range", ""],
+                     "-" if r["float_min"] is None else f"{r['float_min']:.3g}..{r['float_max']:.3g}"])
+    lines.append(f"per layer: cosine and max err measured (kmodel in nncase's simulator vs TFLite, "
+                 f"{report['probe_images']} inputs); nncase cos from its quant-error dump; * first bad")
+    lines.append(format_table(["#", "layer", "op", "runs on", "nncase cos", "cosine", "max err", "float range"],
                               rows))
     if report["fixes"]:
         lines += ["", "fixes tried"]
@@ -355,8 +376,9 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _short(name: str, width: int = 40) -> str:
-    name = name.split(";")[0]
+def _short(name: str, width: int = 32) -> str:
+    """TFLite names carry the Keras scope and fused op names: `functional_1/conv2d_1/Relu;…` -> `conv2d_1/Relu`."""
+    name = re.sub(r"^(functional|sequential|model)(_\d+)?/", "", name.split(";")[0])
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
@@ -366,6 +388,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .fsutil import atomic_path
 
@@ -386,7 +409,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         for axis in (top, bottom):
             axis.axvline(report["first_bad"]["index"], color="tab:red", lw=0.8, ls=":")
     top.set_ylabel("cosine vs TFLite")
-    top.legend(fontsize=8, loc="lower left")
+    top.legend(fontsize=8, loc="best")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.semilogy([r["index"] for r in probed], [max(r["relative_error"], 1e-6) for r in probed], ".-")
     bottom.set_ylabel("relative L2 error")
     bottom.set_xlabel("layer (TFLite op order)")
