@@ -394,6 +394,10 @@ def _write_outputs(cfg: HilConfig, report: dict[str, Any], results: dict[int, Bo
 
         out = Path(cfg.report_dir)
         micros = np.array([results[i].micros for i in range(len(simulator))], np.float64)
+        if "confusion" not in report:  # the plots are of labelled class scores; unlabelled runs get the JSON
+            log.warning("no plots: they need labelled class scores (this run has no labels)")
+            write_text_atomic(out / "report.json", envelope)
+            return
         write_plots(out, report, board_outputs(results, len(simulator)), simulator.astype(np.float64),
                     None if reference is None else reference.astype(np.float64), micros,
                     host_timed=cfg.virtual or bool(cfg.board_cmds))  # their latency is host time
