@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .commands import COMMANDS
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
+from .numeric_flags import bound_numeric_flags
 
 EPILOG = """exit codes (every command):
   0  ok: it did what was asked, and its check (if any) held
@@ -27,8 +28,15 @@ _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENO
                 errno.ENAMETOOLONG}
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (`k210 CMD: error: ...`) and exit 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="k210",
         description="Train, convert, lint, compile, verify and deploy TensorFlow models on Kendryte K210.",
         epilog=EPILOG,
@@ -41,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = _command_module(name)
         if module is not None:
             module.add_parser(sub)
+    bound_numeric_flags(parser)
     return parser
 
 
