@@ -167,3 +167,17 @@ def test_verify_refusals_from_issue_11(built, cli, tmp_path):
     result = cli("verify", illegal, "--reference", tmp_path / "mnist_like.keras", "--dataset", "random",
                  "--limit", "2", "--workers", "1")
     assert result.code == 3 and "StackVM illegal instruction" in result.err and _one_line(result.err), result.err
+
+
+def test_mean_std_reach_nncase_and_tf_alike(built, cli, tmp_path):
+    """A uint8 kmodel with --mean/--std: nncase normalises on the board as TF's input is normalised here;
+    verifying it with another spec (the flags override the card) visibly breaks the agreement."""
+    kmodel = tmp_path / "ms.kmodel"
+    assert cli("compile", built["keras"], "--dataset", "random", "--calib", "8", "--mean", "0.5", "--std", "0.25",
+               "--no-lint", "-o", kmodel).code == 0
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    assert cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", "-o", good).code == 0
+    wrong = cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", "--mean", "0", "--std", "1",
+                "-o", bad)
+    assert all(o["nse"] > 0.99 for o in _result(good)["outputs"])
+    assert wrong.code == 1 and min(o["nse"] for o in _result(bad)["outputs"]) < 0.5
