@@ -258,3 +258,71 @@ def test_board_command_line_errors(cli, tmp_path):
     assert r.code == 2 and "expected 'pty' or socket://" in r.err
     r = cli("board", "--kmodel", str(tmp_path / "none.kmodel"))
     assert r.code == 2 and "no such file" in r.err
+    r = cli("board", "--faults", "close_at=5")
+    assert r.code == 2 and "close_at needs a socket board" in r.err
+
+
+# -- what real lines and boards do now and then (issue 13) ---------------------------------------------
+
+
+def test_chunk_duplication_repeats_whole_chunks_by_stream_position():
+    data = bytes(range(1, 251)) * 8
+    spec = FaultSpec.parse("dupchunk=0.3,chunk=32")
+    whole = FaultInjector(spec, seed=2).apply(data, "rx").data
+    pieces = FaultInjector(spec, seed=2)
+    assert b"".join(pieces.apply(data[i:i + 45], "rx").data for i in range(0, len(data), 45)) == whole
+    repeated = (len(whole) - len(data)) // 32
+    assert len(whole) == len(data) + 32 * repeated and 0.15 * len(data) / 32 < repeated < 0.45 * len(data) / 32
+    out, k = bytearray(), 0  # every chunk is there, once or twice in a row
+    for i in range(0, len(data), 32):
+        chunk = data[i:i + 32]
+        assert whole[k:k + len(chunk)] == chunk
+        k += len(chunk)
+        if whole[k:k + len(chunk)] == chunk and len(chunk) == 32:
+            k += 32
+        out += chunk
+    assert k == len(whole) and bytes(out) == data
+
+
+def test_one_off_events_land_on_the_nth_frame():
+    spec = FaultSpec.parse("reset_at=3,silence_at=5,silence_s=2,close_at=7,boot_ms=3000")
+    assert spec.boot_ms == 3000 and spec.closes and spec.active
+    injector = FaultInjector(spec)
+    frames = b"".join(bytes([1, 2, 3, 0]) for _ in range(8))
+    first = injector.apply(frames[:10], "rx")  # frames 1, 2 and half of 3
+    rest = injector.apply(frames[10:], "rx")
+    assert first.resets == [] and first.events == []
+    assert rest.resets == [11 - 10]
+    assert rest.events == [(19 - 10, "silence"), (27 - 10, "close")]
+    for bad in ("reset_at=1.5", "chunk=0", "silence_s=nan", "dupchunk=2"):
+        with pytest.raises(BadInputError, match="--faults"):
+            FaultSpec.parse(bad)
+
+
+def test_a_silence_carries_nothing_either_way():
+    line = Line(MemoryTransport(), 1_000_000, FaultSpec.parse("silence_at=1,silence_s=0.3"))
+    try:
+        line.transport.from_host += b"\x01\x02\x00" + b"\x05" * 10 + b"\x00"
+        time.sleep(0.1)
+        data, _ = line.take(time.monotonic())
+        assert data == b"\x01\x02\x00"  # the first frame arrived; the line died after it
+        line.transmit(b"lost")
+        assert bytes(line.transport.to_host) == b""
+        time.sleep(0.3)
+        line.transmit(b"back")
+        assert bytes(line.transport.to_host) == b"back"
+    finally:
+        line.close()
+
+
+def test_no_board_leaves_a_temp_dir_behind(tmp_path):
+    import glob
+    import tempfile
+
+    pattern = f"{tempfile.gettempdir()}/k210-board-*"
+    before = set(glob.glob(pattern))
+    for _ in range(2):  # stopped through stdin (--exit-with-parent: os._exit), and again
+        handler = virtual_board()
+        handler.start()
+        handler.stop()
+    assert set(glob.glob(pattern)) - before == set()
