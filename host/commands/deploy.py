@@ -110,15 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _firmware_of(kmodel: Path | None) -> str:
     """The firmware the kmodel's version calls for: v5 CanMV, v3/v4 MaixPy-v1 (its model card first)."""
-    from k210.host.cliutil import firmware_for
-    from k210.host.sidecars import read_card
+    from k210.host.cliutil import firmware_of_kmodel
 
-    if kmodel is None or not kmodel.is_file():
-        return firmware_for(None)  # the plan says what is wrong with a missing file
-    with open(kmodel, "rb") as f:
-        head = f.read(8)
-    version = int.from_bytes(head[4:8], "little") if head[:4] == b"LDMK" and len(head) == 8 else None
-    return firmware_for(None, kmodel_version=version, card=read_card(kmodel), choices=("canmv", "maixpy"))
+    return firmware_of_kmodel(kmodel, choices=("canmv", "maixpy"))
 
 
 def _bar(item, bars: list):

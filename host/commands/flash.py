@@ -183,16 +183,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _firmware_of(kmodels: list[tuple[Path, int]]) -> str:
     """The firmware the first kmodel's version calls for (its model card's choice first)."""
-    from k210.host.cliutil import firmware_for
-    from k210.host.sidecars import read_card
+    from k210.host.cliutil import firmware_of_kmodel
 
-    if not kmodels or not kmodels[0][0].is_file():
-        return firmware_for(None)  # build_plan says what is wrong with a missing file
-    path = kmodels[0][0]
-    with open(path, "rb") as f:
-        head = f.read(8)
-    version = int.from_bytes(head[4:8], "little") if head[:4] == b"LDMK" and len(head) == 8 else None
-    return firmware_for(None, kmodel_version=version, card=read_card(path))
+    return firmware_of_kmodel(kmodels[0][0] if kmodels else None)
 
 
 def _report(args: argparse.Namespace, plan, settings: dict, *, dry_run: bool) -> int:
