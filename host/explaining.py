@@ -50,6 +50,7 @@ class ExplainOptions:
     try_float: bool = True  # the float kmodel: CPU only, slow in the simulator, the bound a fix can reach
     agreement: Agreement | None = None  # default: top-1 agreement of output 0
     agreement_name: str = "top-1 agreement"
+    extra: Callable[[list[np.ndarray], list[np.ndarray]], dict] | None = None  # more figures per build
     dump_ir: bool = True  # nncase's module regions: which node runs on the KPU (slower on big models)
     dump_repeats: int = 2  # nncase's dump, run this many times: it varies from build to build
     progress: Callable[[str], None] | None = None
@@ -79,7 +80,7 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
                     dump_quant_error=True, dump_ir=options.dump_ir)
     outputs = _paired(reference, base.outputs)
     baseline = _score("baseline", options.spec, base, reference, outputs, agreement, len(data.calibration_kmodel),
-                      "baseline")
+                      "baseline", options.extra)
     import_cosine = qx.output_cosine([r[:probe_n] for r in reference], _paired(reference, base.import_outputs))
 
     where = qx.placements(graph.layers, base.regions) if base.regions else _lint_placements(tflite, graph)
@@ -158,7 +159,7 @@ def _paired(reference: list[np.ndarray], outputs: list[np.ndarray]) -> list[np.n
 
 
 def _score(name: str, spec: qx.BuildSpec, built: qx.Build, reference: list[np.ndarray], outputs: list[np.ndarray],
-           agreement: Agreement, samples: int, calibration: str) -> dict[str, Any]:
+           agreement: Agreement, samples: int, calibration: str, extra=None) -> dict[str, Any]:
     from k210.converters.kmodel import parse_kmodel
 
     info = parse_kmodel(built.kmodel)
@@ -167,6 +168,7 @@ def _score(name: str, spec: qx.BuildSpec, built: qx.Build, reference: list[np.nd
         "agreement": agreement(reference, outputs), "cosine": qx.output_cosine(reference, outputs),
         "kmodel_bytes": len(built.kmodel), "kpu_code": info.has_kpu_code,
         "compile_and_run_seconds": round(built.seconds, 1),
+        **(extra(reference, outputs) if extra else {}),
     }
 
 
@@ -259,7 +261,7 @@ def _try_fixes(tflite: bytes, input_shape: list[int], data: ExplainData, options
         say(f"fix: {name}")
         built = qx.build(tflite, spec, input_shape=input_shape, calibration=calibration, inputs=checks)
         scored = _score(name, spec, built, reference, _paired(reference, built.outputs), agreement,
-                        len(calibration) if spec.quant == "uint8" else 0, calibration_name)
+                        len(calibration) if spec.quant == "uint8" else 0, calibration_name, options.extra)
         scored["agreement_change"] = scored["agreement"] - baseline["agreement"]
         results.append(scored)
     return results
@@ -320,7 +322,10 @@ def notes(report: dict[str, Any]) -> list[str]:
     fixes = report["fixes"]
     base = report["baseline"]
     helped = [f for f in fixes if f["agreement"] > base["agreement"] and f["spec"]["quant"] == "uint8"]
-    if fixes and not helped:
+    if base["agreement"] >= 0.999 and bad is None:
+        said.append(f"the uint8 build already agrees with TFLite ({report['agreement_name']} "
+                    f"{base['agreement']:.4f}): nothing to fix")
+    elif fixes and not helped:
         said.append(f"no uint8 fix raised the {report['agreement_name']} above the baseline's "
                     f"{base['agreement']:.4f}")
     elif helped:
