@@ -53,6 +53,13 @@ CASES = [
     ("compile", "random.kmodel"),
     ("freeze", "random.keras"),
     ("freeze", "random.pb"),
+    ("lint", "{missing}"),
+    ("lint", "random.tflite"),
+    ("lint", "notes.txt"),
+    ("verify", "{missing}"),
+    ("verify", "random.kmodel"),
+    ("hil", "{missing}"),
+    ("hil", "truncated.kmodel"),
 ]
 
 
@@ -95,3 +102,16 @@ def test_virtual_board_refuses_a_file_that_is_no_kmodel(name, junk, tmp_path, cl
     before = {p.name for p in tmp_path.iterdir()}
     path = tmp_path / "nope.kmodel" if name == "{missing}" else junk[name]
     _assert_one_line_error(cli("board", "--kmodel", path), tmp_path, before)
+
+
+@pytest.mark.parametrize("argv", [
+    ["flash", "--kmodel", "{missing}", "--dry-run"],
+    ["flash", "--kmodel", "random.kmodel", "--dry-run"],
+    ["deploy", "--kmodel", "truncated.kmodel", "--dry-run"],
+    ["verify", "random.kmodel", "-o", "out.txt"],
+    ["flash", "--firmware-bin", "notes.txt", "--kmodel", "random.kmodel", "--address", "0x300100", "--dry-run"],
+])
+def test_bad_options_and_files_elsewhere(argv, junk, tmp_path, cli):
+    before = {p.name for p in tmp_path.iterdir()}
+    names = {**{k: str(v) for k, v in junk.items()}, "{missing}": str(tmp_path / "nope.kmodel")}
+    _assert_one_line_error(cli(*[names.get(a, a) for a in argv]), tmp_path, before)
