@@ -39,17 +39,25 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_path=args.data, calib=args.calib, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
     ))
-    return finish(args, card, text=lambda: _text(card, out, args.quant), inputs={"model": model})
+    return finish(args, card, text=lambda: _text(card, model, out, args.quant), inputs={"model": model})
 
 
-def _text(card: dict, out: Path, quant: str) -> str:
+def _text(card: dict, model: Path, out: Path, quant: str) -> str:
     lines = []
     km, mem = card["kmodel"], card["memory"]
     where = "KPU + CPU (k210 module present)" if km["kpu_code"] else "CPU only (no k210 module)"
-    lines.append(f"compiled {card['source']['path']} -> {out}")
+    lines.append(f"compiled {model} -> {out}")  # the card keeps the path relative to itself
     lines.append(f"  kmodel v{km['version']}, {km['size']} bytes, modules {', '.join(km['modules'])}: {where}")
-    ins, outs = card["inputs"][0], card["outputs"][0]
-    lines.append(f"  input  {ins['dtype']}{ins['shape']}  output {outs['dtype']}{outs['shape']}  quant {quant}")
+    ins = card["inputs"][0]
+    outs = ", ".join(f"{o['dtype']}{o['shape']}" for o in card["outputs"])
+    label = "outputs" if len(card["outputs"]) > 1 else "output"
+    lines.append(f"  input  {ins['dtype']}{ins['shape']}  {label} {outs}  quant {quant}")
+    prep = card.get("preprocessing") or {}
+    if prep.get("summary"):
+        lines.append(f"  preprocessing {prep['summary']}")
+    calibration = (card.get("quantisation") or {}).get("calibration")
+    if calibration:
+        lines.append(f"  calibrated on {calibration['samples']} inputs: {calibration.get('source')}")
     if mem:
         lines.append("  memory " + ", ".join(f"{k} {v}" for k, v in mem.items()))
     for note in card["notes"]:
