@@ -20,9 +20,12 @@ FIRMWARES = ("canmv", "maixpy", "c")  # what runs on the board: one option name,
 def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False, default: str | None = None) -> None:
     parser.add_argument(
         "--dataset", required=required, default=default, metavar="NAME",
-        help="xo (procedural, offline), xo-emnist, xo-course, fashion-mnist, mnist",
+        help="xo (procedural, offline), xo-emnist, xo-course, fashion-mnist, mnist, shapes, random (seeded "
+             "uniform inputs, no labels; compile/verify/hil)",
     )
-    parser.add_argument("--data", metavar="PATH", help="where the dataset's files are (if not the default place)")
+    parser.add_argument("--data", metavar="PATH",
+                        help="a named set's files (if not the default place); without --dataset your own data: "
+                             "an image folder (class subfolders = labels) or .npz/.npy arrays x (and y)")
     parser.add_argument("--seed", type=int, default=0, help="seed for generated data and sampling (default 0)")
 
 
