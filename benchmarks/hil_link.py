@@ -7,6 +7,10 @@
 (b) Faults (corrupt and drop 1e-3 per byte, duplicate 1e-4, stalls, a reset every ~500 frames): a
     2000-image run completes with no image lost and every board output equal to a clean run's.
 (c) Board vs simulator on every run: top-1 agreement and the share of bit-identical outputs.
+(d) What real USB-serial lines and boards do (issue 13), one at a time, each run compared output by
+    output with a clean run of the same images: a 5 s silence, the port closed and reopened, a reset
+    with a 3 s boot, 20 % of 32-byte chunks sent twice, 3e-3 corruption and drops per byte.
+    `--only troubles` runs this part alone.
 
 Link utilisation = bytes on the busier direction ÷ (streaming seconds × baud/10), every byte and
 every second counted (resends, the board's compute, recovery). Writes OUT/hil_link.json.
@@ -30,6 +34,13 @@ from k210.host.hil.ports import open_port
 from k210.host.hil.run import HilConfig, run_hil
 
 FAULTS = "corrupt=1e-3,drop=1e-3,dup=1e-4,stall=1e-5,stall_ms=20,reset=500"
+TROUBLES = (  # (name, faults, share of --trouble-images)
+    ("5 s silence", "silence_at=300,silence_s=5", 1.0),
+    ("port closed, back after 2 s", "close_at=300,close_s=2", 1.0),
+    ("reset, 3 s boot", "reset_at=300,boot_ms=3000", 1.0),
+    ("20 % of 32-byte chunks twice", "dupchunk=0.2,chunk=32", 0.4),
+    ("3e-3 corrupt + 3e-3 drop per byte", "corrupt=3e-3,drop=3e-3", 0.4),
+)
 
 
 def xo_kmodel(out: Path, given: str | None) -> Path:
@@ -52,7 +63,12 @@ def ours(kmodel: Path, out: Path, name: str, baud: int, images: int, split: str 
     started = time.perf_counter()
     report = run_hil(HilConfig(kmodel=str(kmodel), virtual=True, dataset="xo", split=split, limit=images, baud=baud,
                                no_reference=True, faults=faults, fault_seed=1, journal=str(journal), workers=1))
+    boards = report["boards"]
     return {
+        "waits": sum(b.get("waits", 0) for b in boards), "waited_s": sum(b.get("waited_s", 0.0) for b in boards),
+        "longest_wait_s": max((b.get("longest_wait_s", 0.0) for b in boards), default=0.0),
+        "reopens": sum(b.get("reopens", 0) for b in boards),
+        "reopen_waited_s": sum(b.get("reopen_waited_s", 0.0) for b in boards),
         "images": report["count"], "images_per_s": report["images_per_s"],
         "link_utilisation": report["link_utilisation"], "retries": report["retries"], "resets": report["resets"],
         "resyncs": report["link"]["resyncs"], "board_vs_simulator_agreement": report["board_vs_simulator"]["agreement"],
@@ -104,12 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=1000, help="images for k210 hil at 1500000 baud")
     parser.add_argument("--mlperf-images", type=int, default=150, help="images for the MLPerf-style host")
     parser.add_argument("--fault-images", type=int, default=2000, help="images for the fault run")
+    parser.add_argument("--trouble-images", type=int, default=1000,
+                        help="images for each line-trouble run (the duplication and 3e-3 runs: 40 %%)")
+    parser.add_argument("--only", choices=("troubles",), help="run one part only")
     parser.add_argument("--quick", action="store_true", help="a tenth of every count")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kmodel = xo_kmodel(out, args.kmodel)
+    if args.only == "troubles":
+        return troubles(kmodel, out, max(50, int(args.trouble_images * scale)))
     summary: dict = {"kmodel": str(kmodel), "faults": FAULTS, "links": {}}
 
     # (a) the same line driven by both hosts, one after the other, in this run
@@ -152,6 +173,33 @@ def main(argv: list[str] | None = None) -> int:
     (out / "hil_link.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"figures in {out / 'hil_link.json'}")
     ok = fr["identical"] and all(v["k210_hil"]["bit_identical"] == 1.0 for v in summary["links"].values())
+    return 0 if ok else 1
+
+
+def troubles(kmodel: Path, out: Path, images: int) -> int:
+    """(d): each trouble alone; every image done and every output equal to a clean run's, or exit 1."""
+    print(f"\n== line troubles: up to {images} training images each, compared with a clean run", flush=True)
+    clean = ours(kmodel, out, "trouble-reference", 1_500_000, images, split="train")
+    expected = journal_outputs(clean["journal"])
+    rows, runs = [], {}
+    for name, faults, share in TROUBLES:
+        n = max(20, int(images * share))
+        print(f"-- {name} ({faults}), {n} images", flush=True)
+        run = ours(kmodel, out, "trouble-" + faults.split("=")[0], 1_500_000, n, split="train", faults=faults)
+        got = journal_outputs(run["journal"])
+        lost, wrong = n - len(got), sum(1 for i in got if got[i] != expected.get(i))
+        runs[name] = {**run, "faults": faults, "images_lost": lost, "outputs_differing": wrong}
+        waits = (f"{run['waits']} ({run['longest_wait_s']:.1f} s)" if run["waits"] else "0") + (
+            f", reopened after {run['reopen_waited_s']:.1f} s" if run["reopens"] else "")
+        rows.append((name, n, f"{run['images_per_s']:.1f}", run["retries"], run["resets"], waits, lost, wrong))
+    print()
+    print(format_table(("trouble", "images", "images/s", "retries", "resets", "waits (longest)", "lost",
+                        "wrong outputs"), rows))
+    print(f"clean reference: {clean['images']} images, {clean['images_per_s']:.1f} images/s")
+    ok = all(r["images_lost"] == 0 and r["outputs_differing"] == 0 for r in runs.values())
+    (out / "hil_troubles.json").write_text(json.dumps({"kmodel": str(kmodel), "clean": clean, "runs": runs},
+                                                       indent=2) + "\n")
+    print(f"figures in {out / 'hil_troubles.json'}; {'every image done, no wrong output' if ok else 'FAILED'}")
     return 0 if ok else 1
 
 

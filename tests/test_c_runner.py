@@ -1,5 +1,5 @@
 """The host build of the C runner (firmware/c: core + arithmetic backend) completes scripted sessions
-with the Python host (BoardLink) over a pseudo-terminal, including a noisy link and a reboot."""
+with the Python host (BoardClient) over a pseudo-terminal, including a noisy link and a reboot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from boardfakes.arith_model import arith_outputs, make_arith_kmodel
 from boardfakes.links import NoisyPort, build_c, require_tool, start_pty_board, stop
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import BoardError, BoardLink
+from k210.host.hil.client import BoardClient
+from k210.host.hil.messages import BoardError
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def board(runner_exe: Path) -> Iterator[tuple[subprocess.Popen, serial.Serial]]:
     stop(proc)
 
 
-def check_infer(link: BoardLink, x: bytes, mul: int = 3, add: int = 7) -> int:
+def check_infer(link: BoardClient, x: bytes, mul: int = 3, add: int = 7) -> int:
     outputs, micros = link.infer(x)
     out0, total = arith_outputs(x, mul, add)
     assert [(o.dtype, o.shape) for o in outputs] == [(w.DT_UINT8, (len(x),)), (w.DT_FLOAT32, (1,))]
@@ -45,7 +46,7 @@ def check_infer(link: BoardLink, x: bytes, mul: int = 3, add: int = 7) -> int:
 
 def test_scripted_session(board: tuple[subprocess.Popen, serial.Serial]) -> None:
     _, port = board
-    link = BoardLink(port, reply_timeout=0.3)
+    link = BoardClient(port, reply_timeout=0.3)
     hello = link.hello()
     assert (hello.proto, hello.backend, hello.firmware) == (1, "c-host-arith", "k210-deploy-c")
     assert hello.kmodel_versions == (3, 4, 5) and hello.max_frame == 512 and hello.chunk_size == 512 - 22
@@ -84,7 +85,7 @@ def test_noisy_link_and_resync(board: tuple[subprocess.Popen, serial.Serial]) ->
     port.write(b"\x13\x37garbage before anything\x00\x01\x02")  # noise on the line before the host speaks
     plan = {2: "corrupt", 4: "drop", 5: "dup", 7: "garbage", 9: "corrupt", 12: "dup", 15: "drop", 18: "garbage"}
     noisy = NoisyPort(port, plan)
-    link = BoardLink(noisy, reply_timeout=0.2)
+    link = BoardClient(noisy, reply_timeout=0.2)
     link.hello()
     model = make_arith_kmodel(input_len=700, pad=4000)
     assert link.load_model(model).sha256 == hashlib.sha256(model).hexdigest()
@@ -98,7 +99,7 @@ def test_noisy_link_and_resync(board: tuple[subprocess.Popen, serial.Serial]) ->
 
 def test_reboot_gives_a_new_nonce_and_forgets_the_upload(board: tuple[subprocess.Popen, serial.Serial]) -> None:
     _, port = board
-    link = BoardLink(port, reply_timeout=0.3)
+    link = BoardClient(port, reply_timeout=0.3)
     first = link.hello()
     link.load_model(make_arith_kmodel(input_len=16))
     after = link.reboot()
@@ -112,7 +113,7 @@ def test_boot_model_from_file(runner_exe: Path, tmp_path: Path) -> None:
     proc, path = start_pty_board([str(runner_exe), "--pty", "--model", str(tmp_path / "boot.kmodel")])
     try:
         with serial.Serial(path, 1_500_000, timeout=0.02) as port:
-            link = BoardLink(port, reply_timeout=0.3)
+            link = BoardClient(port, reply_timeout=0.3)
             info = link.model_info()
             assert (info.loaded, info.source, info.kmodel_version) == (True, "file", 4)
             assert info.sha256 == hashlib.sha256(model).hexdigest()
@@ -138,7 +139,7 @@ def test_stdio_transport(runner_exe: Path) -> None:
 def test_runner_keeps_up_with_a_burst(board: tuple[subprocess.Popen, serial.Serial]) -> None:
     """Pipelining hook: several requests written back to back, replies matched by seq afterwards."""
     _, port = board
-    link = BoardLink(port, reply_timeout=0.3)
+    link = BoardClient(port, reply_timeout=0.3)
     link.hello()
     link.load_model(make_arith_kmodel(input_len=64))
     seqs = {}
@@ -163,7 +164,7 @@ def test_boot_model_problem_is_reported_after_hello(runner_exe: Path, tmp_path: 
     proc, path = start_pty_board([str(runner_exe), "--pty", "--model", str(tmp_path / "bad.kmodel")])
     try:
         with serial.Serial(path, 1_500_000, timeout=0.02) as port:
-            link = BoardLink(port, reply_timeout=0.3)
+            link = BoardClient(port, reply_timeout=0.3)
             link.hello()
             assert not link.model_info().loaded
             levels = {level for level, text in link.stats.logs if "boot model" in text}

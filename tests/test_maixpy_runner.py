@@ -16,7 +16,8 @@ from boardfakes.arith_model import arith_outputs, make_arith_kmodel
 from boardfakes.links import PYTHON, REPO, NoisyPort, start_pty_board, stop
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import BoardError, BoardLink
+from k210.host.hil.client import BoardClient
+from k210.host.hil.messages import BoardError
 
 LAUNCHER = REPO / "tests" / "boardfakes" / "run_board.py"
 
@@ -29,22 +30,22 @@ def start_board(profile: str, workdir: Path, **config: object) -> tuple[subproce
 
 
 @pytest.fixture
-def maixpy_v1(tmp_path: Path) -> Iterator[BoardLink]:
+def maixpy_v1(tmp_path: Path) -> Iterator[BoardClient]:
     proc, port = start_board("maixpy-v1", tmp_path)
-    yield BoardLink(port, reply_timeout=0.5)
+    yield BoardClient(port, reply_timeout=0.5)
     port.close()
     stop(proc)
 
 
 @pytest.fixture
-def canmv(tmp_path: Path) -> Iterator[BoardLink]:
+def canmv(tmp_path: Path) -> Iterator[BoardClient]:
     proc, port = start_board("canmv", tmp_path)
-    yield BoardLink(port, reply_timeout=0.5)
+    yield BoardClient(port, reply_timeout=0.5)
     port.close()
     stop(proc)
 
 
-def test_maixpy_v1_session_refuses_v5(maixpy_v1: BoardLink) -> None:
+def test_maixpy_v1_session_refuses_v5(maixpy_v1: BoardClient) -> None:
     link = maixpy_v1
     hello = link.hello()
     assert (hello.backend, hello.kmodel_versions, hello.max_frame) == ("maixpy-v1", (3, 4), 1024)
@@ -73,7 +74,7 @@ def test_maixpy_v1_session_refuses_v5(maixpy_v1: BoardLink) -> None:
         assert micros >= 0
 
 
-def test_maixpy_v1_refuses_uint8_inputs_with_a_reason(maixpy_v1: BoardLink) -> None:
+def test_maixpy_v1_refuses_uint8_inputs_with_a_reason(maixpy_v1: BoardClient) -> None:
     maixpy_v1.load_model(make_arith_kmodel(version=4, input_len=8), inputs=[(w.DT_UINT8, (1, 8))],
                          outputs=[(w.DT_UINT8, (1, 8))])
     with pytest.raises(BoardError) as err:
@@ -81,7 +82,7 @@ def test_maixpy_v1_refuses_uint8_inputs_with_a_reason(maixpy_v1: BoardLink) -> N
     assert err.value.name == "INFER_FAILED" and "float" in err.value.text
 
 
-def test_canmv_session_accepts_v5(canmv: BoardLink) -> None:
+def test_canmv_session_accepts_v5(canmv: BoardClient) -> None:
     link = canmv
     hello = link.hello()
     assert (hello.backend, hello.kmodel_versions) == ("canmv", (3, 4, 5))
@@ -98,10 +99,10 @@ def test_canmv_session_accepts_v5(canmv: BoardLink) -> None:
     assert (err.value.name, err.value.detail) == ("BAD_SIZE", 100)
 
 
-def test_canmv_noisy_link_then_reboot(canmv: BoardLink) -> None:
+def test_canmv_noisy_link_then_reboot(canmv: BoardClient) -> None:
     canmv.port.write(b"\xde\xad\x00noise\x00")
     noisy = NoisyPort(canmv.port, {1: "corrupt", 3: "dup", 4: "drop", 6: "garbage"})
-    link = BoardLink(noisy, reply_timeout=0.3)
+    link = BoardClient(noisy, reply_timeout=0.3)
     first = link.hello()
     link.load_model(make_arith_kmodel(version=5, input_len=50, pad=3000), inputs=[(w.DT_UINT8, (50,))])
     x = bytes(range(50, 100))
@@ -119,7 +120,7 @@ def test_boot_model_from_config(tmp_path: Path) -> None:
     proc, port = start_board("maixpy-v1", tmp_path, model=str(tmp_path / "boot.kmodel"), model_size=len(model),
                              model_inputs=[[w.DT_FLOAT32, [1, 4]]], model_outputs=[[w.DT_UINT8, [1, 4]]])
     try:
-        link = BoardLink(port, reply_timeout=0.5)
+        link = BoardClient(port, reply_timeout=0.5)
         info = link.model_info()
         assert (info.loaded, info.source, info.kmodel_version) == (True, str(tmp_path / "boot.kmodel"), 4)
         assert (info.size, info.sha256) == (len(model), hashlib.sha256(model).hexdigest())
@@ -135,7 +136,7 @@ def test_boot_model_problem_is_reported_after_hello(tmp_path: Path) -> None:
     (tmp_path / "boot.kmodel").write_bytes(model)
     proc, port = start_board("maixpy-v1", tmp_path, model=str(tmp_path / "boot.kmodel"))
     try:
-        link = BoardLink(port, reply_timeout=0.5)
+        link = BoardClient(port, reply_timeout=0.5)
         link.hello()
         link.model_info()  # by now the LOG that follows the HELLO reply has been read
         assert not link.model_info().loaded

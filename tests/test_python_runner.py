@@ -1,5 +1,5 @@
 """The board-side rules (PROTOCOL.md "Board behaviour") in k210runner, driven in-process, raw frames
-and through BoardLink; the C runner is held to the same session in test_c_runner.py."""
+and through BoardClient; the C runner is held to the same session in test_c_runner.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from boardfakes.arith_model import arith_outputs, make_arith_kmodel
 from boardfakes.links import ArithBackend, NoisyPort, in_process_board
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import BoardError, BoardLink, BoardReset, BoardTimeout
+from k210.host.hil.client import BoardClient
+from k210.host.hil.messages import BoardError, BoardReset, BoardTimeout
 
 
 def request(port: Any, mtype: int, fields: dict[str, Any], seq: int) -> list[tuple[int, int, int, dict[str, Any]]]:
@@ -136,7 +137,7 @@ def test_unknown_type_bad_version_and_echoed_board_frames() -> None:
 
 def test_result_bigger_than_a_frame_comes_in_parts() -> None:
     runner, port = in_process_board(max_frame=128, max_input=600)
-    link = BoardLink(port, reply_timeout=0.05)
+    link = BoardClient(port, reply_timeout=0.05)
     link.load_model(make_arith_kmodel(input_len=500, pad=700))
     x = bytes((i * 13) & 0xFF for i in range(500))
     outputs, micros = link.infer(x)
@@ -145,10 +146,10 @@ def test_result_bigger_than_a_frame_comes_in_parts() -> None:
     assert link.stats.retries == 0
 
 
-def test_boardlink_survives_a_noisy_link() -> None:
+def test_client_survives_a_noisy_link() -> None:
     runner, port = in_process_board()
     noisy = NoisyPort(port, {1: "drop", 3: "corrupt", 5: "dup", 6: "garbage", 9: "drop", 12: "corrupt", 14: "dup"})
-    link = BoardLink(noisy, reply_timeout=0.05)
+    link = BoardClient(noisy, reply_timeout=0.05)
     link.hello()
     model = make_arith_kmodel(input_len=300, pad=900)
     info = link.load_model(model)
@@ -161,9 +162,9 @@ def test_boardlink_survives_a_noisy_link() -> None:
     assert link.stats.retries >= 4 and runner.decoder.dropped() >= 2
 
 
-def test_boardlink_errors_timeouts_and_resets() -> None:
+def test_client_errors_timeouts_and_resets() -> None:
     runner, port = in_process_board()
-    link = BoardLink(port, reply_timeout=0.02, retries=1)
+    link = BoardClient(port, reply_timeout=0.02, retries=1)
     with pytest.raises(BoardError) as err:
         link.infer(b"abc")
     assert err.value.name == "NO_MODEL"
@@ -175,4 +176,4 @@ def test_boardlink_errors_timeouts_and_resets() -> None:
     assert link.nonce == 0x9999
     dead = NoisyPort(port, {i: "drop" for i in range(10)})
     with pytest.raises(BoardTimeout):
-        BoardLink(dead, reply_timeout=0.01, retries=2).hello()
+        BoardClient(dead, reply_timeout=0.01, retries=2).hello()

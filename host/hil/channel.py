@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import HOST_MAX_FRAME, Message
 
+from .messages import HOST_MAX_FRAME, Message
 from .ports import Port
 
 log = logging.getLogger("k210.hil")
@@ -26,6 +26,7 @@ class Channel:
         self.other_versions: set[int] = set()
         self.bad_messages = 0
         self.logs: list[tuple[int, str]] = []
+        self.frames_sent = 0
 
     def next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF
@@ -37,11 +38,12 @@ class Channel:
 
     def write(self, frame: bytes) -> float:
         """Send a frame; returns when its last byte reaches the board."""
+        self.frames_sent += 1
         return self.port.write(frame)
 
     def poll(self, wait: float) -> list[Message]:
         """Messages that arrived within `wait` seconds (returns as soon as some bytes came)."""
-        data = self.port.read(wait)
+        data = self.port.read(0.0 if self._inbox else wait)
         if data:
             self.bytes_seen += len(data)
             if len(self.sample) < SAMPLE_BYTES:
@@ -49,6 +51,10 @@ class Channel:
             self._decoder.feed(data, self._on_frame)
         out, self._inbox = self._inbox, []
         return out
+
+    def unread(self, messages: list[Message]) -> None:
+        """Messages taken from poll() but not handled: the next poll() returns them first."""
+        self._inbox[:0] = messages
 
     @property
     def frames_dropped(self) -> int:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k210.host.boardlink import Tensor
 from k210.host.errors import BadInputError
+
+from .messages import Tensor
 
 KIND = "k210-hil-journal"
 VERSION = 1

@@ -6,7 +6,8 @@ import hashlib
 from dataclasses import dataclass
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import ModelInfo
+
+from .messages import ModelInfo
 
 NO_HASH = "0" * 64  # what a board reports for a model it cannot hash (a flash offset on MaixPy)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import Message, Tensor
 from k210.host.errors import ToolFailure
 
+from .messages import Message, Tensor
 from .recovery import Resync
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Pipeline:
             self._forget(msg.seq)
             return
         a.parts[f["offset"]] = f["data"]
-        if _covered(a.parts) < f["total"]:
+        if covered_bytes(a.parts) < f["total"]:
             sent.due = time.monotonic()
             return  # more parts of this RESULT to come, with the same seq
         self._forget(msg.seq)
@@ -319,7 +319,8 @@ class Pipeline:
         return sorted(set(pending))
 
 
-def _covered(parts: dict[int, bytes]) -> int:
+def covered_bytes(parts: dict[int, bytes]) -> int:
+    """How far the parts, by offset, cover a blob from its start."""
     end = 0
     for offset in sorted(parts):
         if offset > end:

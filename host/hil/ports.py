@@ -33,7 +33,7 @@ class Port:
     """A pyserial port plus the byte counts link utilisation is computed from."""
 
     def __init__(self, serial_port: Any, url: str, baud: int, *, reopen: Callable[[], Any] | None = None,
-                 patience: float = PATIENCE_S) -> None:
+                 patience: float = PATIENCE_S, use_fd: bool = True) -> None:
         self.url = url
         self.baud = baud
         self.bytes_out = 0
@@ -43,18 +43,19 @@ class Port:
         self.patience = patience
         self.reopens = 0
         self.reopen_waited_s = 0.0
+        self._use_fd = use_fd  # False: only pyserial's read/write (wrappers that damage frames see every byte)
         self._attach(serial_port)
 
     def _attach(self, serial_port: Any) -> None:
         self.serial = serial_port
         try:
-            self._fd: int | None = serial_port.fileno()
+            self._fd: int | None = serial_port.fileno() if self._use_fd else None
         except (AttributeError, NotImplementedError, OSError, ValueError):
             self._fd = None
         # With a file descriptor to select() on, reads never block; otherwise poll briefly.
         serial_port.timeout = 0 if self._fd is not None else POLL_S
         self._socket: socket.socket | None = None
-        sock = getattr(serial_port, "_socket", None)
+        sock = getattr(serial_port, "_socket", None) if self._use_fd else None
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small frames
             self._socket = sock

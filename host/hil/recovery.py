@@ -14,7 +14,7 @@ fails the session.
 
 from __future__ import annotations
 
-from k210.host.boardlink import Hello
+from .messages import Hello
 
 
 class BoardRestarted(Exception):

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import BoardError, Hello, Message, ModelInfo
 from k210.host.errors import BadInputError, ToolFailure
 
 from .channel import Channel
 from .framesize import FrameSizer
+from .messages import BoardError, BoardTimeout, Hello, Message, ModelInfo
 from .model import KModel, identify, wrong_model_message
 from .pipeline import Pipeline, ResultSink
 from .ports import Port
@@ -65,6 +65,7 @@ class BoardSession:
         self.channel = Channel(port)
         self.connect_timeout = connect_timeout
         self.patience = patience
+        self.reply_slack = REPLY_SLACK_S
         self.max_attempts = max_attempts
         self.stop = stop or threading.Event()
         self.stats = SessionStats()
@@ -93,7 +94,7 @@ class BoardSession:
         return w.cobs_max_encoded(self.hello.max_frame if self.hello else 1024) + 1
 
     def _reply_wait(self, request_bytes: int) -> float:
-        return REPLY_SLACK_S + 2 * self.port.wire_seconds(request_bytes + self._max_reply_bytes())
+        return self.reply_slack + 2 * self.port.wire_seconds(request_bytes + self._max_reply_bytes())
 
     def _probe_wait(self, queued_bytes: int) -> float:
         """A probe waits for everything queued before it, then for its own reply."""
@@ -132,7 +133,8 @@ class BoardSession:
             now = time.monotonic()
             deadline = now + (patient if now < working_until else interval)
             while (left := deadline - time.monotonic()) > 0:
-                for msg in self.channel.poll(min(0.05, left)):
+                batch = self.channel.poll(min(0.05, left))
+                for i, msg in enumerate(batch):
                     if msg.is_event:
                         try:
                             self.on_event(msg)
@@ -145,6 +147,7 @@ class BoardSession:
                             raise BoardError(f["code"], f["detail"], f["text"], f["req"])
                         if msg.type in expect:
                             self._note_wait(started, sends, mtype)
+                            self.channel.unread(batch[i + 1:])  # e.g. the next parts of a RESULT
                             return msg
                         if work and msg.type == w.ACK and msg.fields["next"] == work[0]:
                             working_until = time.monotonic() + work[1]
@@ -157,7 +160,7 @@ class BoardSession:
                     else:
                         self.stats.stale_replies += 1
         waited = time.monotonic() - started
-        raise ToolFailure(f"{self.name}: no reply to {w.TYPE_NAMES[mtype]} for {waited:.1f} s ({sends} tries, "
+        raise BoardTimeout(f"{self.name}: no reply to {w.TYPE_NAMES[mtype]} for {waited:.1f} s ({sends} tries, "
                           f"the last {interval:.2f} s apart; patience {self.patience:g} s): the board stopped "
                           "answering")
 

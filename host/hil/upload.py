@@ -14,9 +14,9 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from k210.firmware import k210wire as w
-from k210.host.boardlink import ModelInfo
 from k210.host.errors import ToolFailure
 
+from .messages import ModelInfo
 from .model import KModel
 from .recovery import UploadRestart
 
