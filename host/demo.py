@@ -35,22 +35,22 @@ def run(out: Path, hil: bool = True) -> int:
     kfloat, kuint8 = out / "xo_float.kmodel", out / "xo_uint8.kmodel"
     step("train", ["train", "xo", "--out", str(out)], timings)
     step("freeze", ["freeze", str(keras_model)], timings)
-    step("compile float", ["compile", str(pb), "-o", str(kfloat)], timings)
+    step("compile float", ["compile", str(pb), "--quant", "float", "-o", str(kfloat)], timings)
     step("compile uint8", ["compile", str(pb), "--quant", "uint8", "--calib", "200", "-o", str(kuint8)], timings)
     step("inspect", ["inspect", str(kuint8)], timings)
     step("verify uint8", ["verify", str(kuint8), "--reference", str(keras_model), "--dataset", "xo",
-                          "--json", str(out / "verify_uint8.json")], timings)
+                          "-o", str(out / "verify_uint8.json")], timings)
     step("verify float", ["verify", str(kfloat), "--reference", str(pb), "--dataset", "xo", "--limit", "400",
-                          "--json", str(out / "verify_float.json")], timings)
+                          "-o", str(out / "verify_float.json")], timings)
     hil_report = out / "hil.json"
     if hil:
         step("hil (virtual board)", ["hil", str(kuint8), "--virtual", "--reference", str(keras_model),
-                                     "--dataset", "xo", "--limit", "400", "--upload", "--json", str(hil_report),
+                                     "--dataset", "xo", "--limit", "400", "--upload", "-o", str(hil_report),
                                      "--report", str(out / "hil-report")], timings)
 
     meta = json.loads((out / "xo_mlp.meta.json").read_text())
-    vq = json.loads((out / "verify_uint8.json").read_text())
-    vf = json.loads((out / "verify_float.json").read_text())
+    vq = json.loads((out / "verify_uint8.json").read_text())["result"]  # the JSON envelope's figures
+    vf = json.loads((out / "verify_float.json").read_text())["result"]
     cards = {k: json.loads(Path(f"{p}.json").read_text()) for k, p in (("float", kfloat), ("uint8", kuint8))}
     rows = [
         ("TF (Keras) float", "-", f"{meta['test_accuracy']:.4f}", "-", "-"),
@@ -61,7 +61,7 @@ def run(out: Path, hil: bool = True) -> int:
     ]
     board_images = ""
     if hil and hil_report.exists():
-        h = json.loads(hil_report.read_text())
+        h = json.loads(hil_report.read_text())["result"]
         board_images = f", the board on the first {h['count']}"
         rows.append(("board uint8 (virtual, HIL)", f"{cards['uint8']['kmodel']['size']}",
                      f"{h['board_accuracy']:.4f}", f"{h['board_vs_reference']['agreement']:.4f}",
