@@ -111,7 +111,7 @@ def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeyp
 def test_hil_on_a_virtual_board_compares_both_outputs(built, cli, tmp_path):
     report, io = tmp_path / "hil.json", tmp_path / "hil.npz"
     result = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1",
-                 "--json", report, "--save-io", io)
+                 "-o", report, "--save-io", io)
     assert result.code == 0, result.out + result.err
     figures = _result(report)
     assert figures["outputs_compared"] == 2 and len(figures["outputs"]) == 2
@@ -147,6 +147,12 @@ def test_bad_data_is_one_line_exit_2_and_writes_nothing(built, cli, tmp_path):
         assert result.code == 2, (args, result.err)
         assert _one_line(result.err), result.err
     assert not report.exists() and not (tmp_path / "never.npz").exists()
+    kmodel = tmp_path / "never.kmodel"
+    for args in (["--color", "grayscale"], ["--data", one_class], ["--std", "0"]):
+        result = cli("compile", built["keras"], "--no-lint", "--dataset" if args[0] != "--data" else "--seed",
+                     "random" if args[0] != "--data" else "0", *args, "-o", kmodel)
+        assert result.code == 2 and _one_line(result.err), (args, result.err)
+    assert not kmodel.exists() and not Path(f"{kmodel}.json").exists()
 
 
 def test_verify_refusals_from_issue_11(built, cli, tmp_path):
