@@ -191,10 +191,18 @@ def test_random_is_seeded_and_calibration_draws_other_inputs() -> None:
     assert a.reference.min() < -0.95 and a.reference.max() > 0.95  # uniform over the input range
 
 
-def test_named_sets_that_do_not_fit_say_what_to_use_instead() -> None:
+def test_named_sets_that_do_not_fit_say_what_to_use_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    from k210.models import datasets
+
+    def tiny(path, seed):  # a registered set of 28x28 grayscale images, as the seeds' are
+        x = np.random.default_rng(seed).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+        y = np.array([0, 1, 0, 1, 0, 1])
+        return datasets.Dataset("tiny", x, y, x, y, ("a", "b"), "test")
+
+    monkeypatch.setitem(datasets._REGISTRY, "tiny", (tiny, "six 28x28 images"))
     with pytest.raises(BadInputError, match="do not fit .* --data DIR"):
-        load_inputs(DataRequest("xo", limit=4), RGB32, [1, 32, 32, 3])
-    mlp = load_inputs(DataRequest("xo", limit=4), Preprocess(28, 28, 1), [1, 784])
+        load_inputs(DataRequest("tiny", limit=4), RGB32, [1, 32, 32, 3])
+    mlp = load_inputs(DataRequest("tiny", limit=4), Preprocess(28, 28, 1), [1, 784])
     assert mlp.reference.shape == (4, 784) and mlp.labels is not None
 
 
