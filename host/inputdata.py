@@ -133,10 +133,9 @@ def _user_files(req: DataRequest, spec: Preprocess, per_item: list[int], purpose
     if path.is_dir():
         from k210.models.image_folder import load_image_folder
 
-        folder = load_image_folder(path, spec, limit=req.limit if purpose == "calibration" else None, seed=req.seed)
+        # A folder is sorted by class: `limit` images are drawn by the seed (in folder order), not the first N.
+        folder = load_image_folder(path, spec, limit=req.limit, seed=req.seed)
         pixels, labels = folder.pixels, folder.labels
-        if purpose == "check" and req.limit:
-            pixels, labels = pixels[: req.limit], None if labels is None else labels[: req.limit]
         names = list(folder.class_names)
         return _finish(path.name, f"image folder {path}", pixels, labels, names, spec, per_item)
     if path.suffix.lower() not in ARRAY_SUFFIXES or not path.exists():

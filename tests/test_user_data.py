@@ -237,3 +237,8 @@ def test_board_config_follows_the_card() -> None:
     config = board_config({"preprocessing": {"spec": spec.to_dict()}})
     assert config["max_input"] == 150528 and config["preprocessing"]["input_range"] == [-1.0, 1.0]
     assert board_config({"preprocessing": {"input_range": [0, 1]}}) == {}  # an older card: nothing to say
+
+
+def test_a_limited_folder_check_draws_from_every_class(labelled: Path) -> None:
+    inputs = load_inputs(DataRequest(data=str(labelled), limit=4, seed=1), RGB32, [1, 32, 32, 3])
+    assert inputs.labels is not None and len(inputs) == 4 and set(inputs.labels.tolist()) == {0, 1}

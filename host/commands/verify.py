@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("--reference", help="the model it came from (.keras/.h5/SavedModel/.pb/.tflite); "
                                        "default: the model card's")
     add_dataset_args(p)
-    p.add_argument("--limit", type=int, help="use the first N test inputs only (random: N inputs, default 200)")
+    p.add_argument("--limit", type=int,
+                   help="use the first N test inputs only (an image folder: N drawn by --seed; random: N, default 200)")
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="exit 1 below this top-1 agreement on class-score outputs (0.99)")
     p.add_argument("--min-cosine", type=float, default=0.99,
