@@ -39,7 +39,7 @@ def maixpy_v1(tmp_path: Path) -> Iterator[BoardClient]:
 
 @pytest.fixture
 def canmv(tmp_path: Path) -> Iterator[BoardClient]:
-    proc, port = start_board("canmv", tmp_path)
+    proc, port = start_board("canmv-kpu", tmp_path)
     yield BoardClient(port, reply_timeout=0.5)
     port.close()
     stop(proc)
@@ -85,11 +85,11 @@ def test_maixpy_v1_refuses_uint8_inputs_with_a_reason(maixpy_v1: BoardClient) ->
 def test_canmv_session_accepts_v5(canmv: BoardClient) -> None:
     link = canmv
     hello = link.hello()
-    assert (hello.backend, hello.kmodel_versions) == ("canmv", (3, 4, 5))
+    assert (hello.backend, hello.kmodel_versions) == ("canmv-kpu", (3, 4, 5))
     model = make_arith_kmodel(version=5, mul=3, add=7, input_len=100, pad=2500)
     info = link.load_model(model, inputs=[(w.DT_UINT8, (1, 10, 10, 1))],
                            outputs=[(w.DT_UINT8, (1, 100)), (w.DT_FLOAT32, (1,))])
-    assert info.kmodel_version == 5 and len(info.outputs) == 1  # run_with_output gives output 0 only
+    assert info.kmodel_version == 5 and len(info.outputs) == 1  # get_outputs gives output 0 only
     x = bytes(range(100))
     outputs, _ = link.infer(x)
     assert len(outputs) == 1 and outputs[0].shape == (1, 100)
@@ -104,8 +104,10 @@ def test_canmv_noisy_link_then_reboot(canmv: BoardClient) -> None:
     noisy = NoisyPort(canmv.port, {1: "corrupt", 3: "dup", 4: "drop", 6: "garbage"})
     link = BoardClient(noisy, reply_timeout=0.3)
     first = link.hello()
-    link.load_model(make_arith_kmodel(version=5, input_len=50, pad=3000), inputs=[(w.DT_UINT8, (50,))])
-    x = bytes(range(50, 100))
+    # get_outputs() hands back output 0's buffer as float32 values: the declared output says it is uint8.
+    link.load_model(make_arith_kmodel(version=5, input_len=52, pad=3000), inputs=[(w.DT_UINT8, (52,))],
+                    outputs=[(w.DT_UINT8, (52,))])
+    x = bytes(range(50, 102))
     assert link.infer(x)[0][0].to_numpy().tolist() == list(arith_outputs(x, 3, 7)[0])
     assert not noisy.plan and link.stats.retries >= 2
     assert link.hello().rx_dropped >= 2
@@ -140,7 +142,7 @@ def test_boot_model_problem_is_reported_after_hello(tmp_path: Path) -> None:
         link.hello()
         link.model_info()  # by now the LOG that follows the HELLO reply has been read
         assert not link.model_info().loaded
-        assert any("boot model" in text and "V3/V4" in text for _, text in link.stats.logs)
+        assert any("boot model" in text and "v3/v4" in text for _, text in link.stats.logs)
     finally:
         port.close()
         stop(proc)

@@ -180,6 +180,14 @@ class MaixPyV1Backend:
         self.version = version
         self.outputs = outputs
         self.input_dtype = inputs[0][0] if inputs else w.DT_FLOAT32
+        if inputs and self.input_dtype == w.DT_FLOAT32:
+            # The float list's one big block is taken now, while the heap is least fragmented.
+            try:
+                self._values(w.tensor_nbytes(w.DT_FLOAT32, inputs[0][1]) // 4)
+            except MemoryError:
+                self.unload()
+                raise k210runner.RunnerError(w.E_LOAD_FAILED, "the model's float input does not fit the GC heap") \
+                    from None
         if version == 4:  # fmaps of kmodel v4 hold float32 whatever the compiled output type
             return inputs, [(w.DT_FLOAT32, shape) for _, shape in outputs]
         return inputs, outputs

@@ -185,7 +185,7 @@ def _canmv_maix(flash: dict[int, bytes], versions: tuple[int, ...]) -> types.Mod
 
 def install(profile: str, uart_fd: int, flash: dict[int, bytes] | None = None,
             canmv_versions: tuple[int, ...] = (3, 4, 5)) -> None:
-    """Put the stand-ins for `profile` ('maixpy-v1' or 'canmv') into sys.modules."""
+    """Put the stand-ins for `profile` ('maixpy-v1', 'canmv' (v1.0.x API) or 'canmv-kpu') into sys.modules."""
     flash = flash if flash is not None else {}
     for name in ("KPU", "maix"):
         sys.modules.pop(name, None)
@@ -193,9 +193,16 @@ def install(profile: str, uart_fd: int, flash: dict[int, bytes] | None = None,
     sys.modules["fpioa_manager"] = _fpioa_manager()
     sys.modules["utime"] = _utime()
     sys.modules["urandom"] = _module("urandom", getrandbits=random.getrandbits)
+    for name in ("image",):
+        sys.modules.pop(name, None)
     if profile == "maixpy-v1":
         sys.modules["KPU"] = _maixpy_v1_kpu(flash)
     elif profile == "canmv":
         sys.modules["maix"] = _canmv_maix(flash, canmv_versions)
+    elif profile == "canmv-kpu":  # CanMV feat/kpu: load/run(image)/get_outputs, as mp_stubs emulates it
+        from . import mp_stubs
+
+        sys.modules["maix"] = mp_stubs.make_canmv_feat_kpu(open, flash)
+        sys.modules["image"] = mp_stubs.make_image(open)
     else:
         raise ValueError(f"unknown profile {profile!r}")

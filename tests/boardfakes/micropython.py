@@ -64,7 +64,7 @@ def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes],
 
 
 def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu", config: dict | None = None,
-                flash: dict[int, bytes] | None = None, chunk: int = 61, heap: int = 1 << 20,
+                flash: dict[int, bytes] | None = None, chunk: int = 61, heap: int = 2 << 20,
                 timeout: float = 240.0) -> Session:
     """Boot main.py under `interpreter`, feed it `session`, return what it sent."""
     cfg = {"upload_path": "/sd/k210_upload.kmodel", "input_path": "/sd/k210_input.bin",
@@ -87,12 +87,15 @@ def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu",
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, cwd=tmp)
     stdout = result.stdout.decode("utf-8", "replace")
     fields: dict[str, str] = {}
+    out = bytearray()
     for line in stdout.splitlines():
         key, _, value = line.partition(" ")
-        if key in ("OUT", "HEAP", "BOOTS"):
+        if key == "W":
+            out += bytes.fromhex(value)
+        elif key in ("HEAP", "BOOTS"):
             fields[key] = value
-    if "OUT" not in fields or "END" not in stdout:
+    if "HEAP" not in fields or "END" not in stdout.splitlines():
         raise RuntimeError(f"{interpreter} session did not finish (exit {result.returncode}):\n"
                            f"{stdout[-3000:]}\n{result.stderr.decode('utf-8', 'replace')[-2000:]}")
     heap_figures = [None if v == "None" else int(v) for v in fields["HEAP"].split()]
-    return Session(bytes.fromhex(fields["OUT"]), int(fields["BOOTS"]), *heap_figures, stdout)
+    return Session(bytes(out), int(fields["BOOTS"]), *heap_figures, stdout)

@@ -9,7 +9,10 @@ const [npmDir, version, heap, programPath] = process.argv.slice(2);
 const code = fs.readFileSync(programPath, 'utf8');
 
 if (version === 'mp-1.10') {
-  global.mpjsPrintStdout = (b) => process.stdout.write(b);
+  // The port hands over stdout one byte at a time: collect it and write it once at exit.
+  const chunks = [];
+  global.mpjsPrintStdout = (b) => chunks.push(b);
+  process.on('exit', () => fs.writeSync(1, Buffer.concat(chunks)));
   const log = console.log;
   console.log = () => {};  // the package logs its fs module when loaded
   require(path.join(npmDir, 'micropython', 'lib', 'micropython.js'));

@@ -1,11 +1,12 @@
 # mp_session: boots firmware/maixpy/main.py on the mp_stubs hardware and feeds it one host byte stream,
 # in real MicroPython or in CPython alike. The program that runs is: a prelude written by
 # tests/boardfakes/micropython.py (SESSION, PROFILE, CONFIG, FLASH, SOURCES, CHUNK, REAL_FS, SEED),
-# then mp_stubs.py, then this file. It prints what the board sent as hex, and the GC heap figures.
+# then mp_stubs.py, then this file. It prints each UART write as hex (a `W` line), and the GC heap figures.
 # main.py, k210runner.py and k210wire.py run from their unmodified source text: exec'd as modules, as
 # a board's import would; where the interpreter has no file system (the 1.10 build) `open` is a RAM one.
 # No f-strings or syntax MicroPython 1.10 lacks.
 
+# ruff: noqa: F821, UP031 - the names come from the prelude and mp_stubs.py, concatenated before this file
 import gc
 import sys
 
@@ -22,7 +23,6 @@ class Link:
         self.data = data
         self.at = 0
         self.chunk = chunk
-        self.out = bytearray()
         self.reads = 0
         self.low = heap_free()
 
@@ -41,7 +41,8 @@ class Link:
         return piece
 
     def write(self, data):
-        self.out.extend(data)
+        # Printed at once, not kept: what the board sends must not pile up in the heap being measured.
+        print("W " + binascii.hexlify(data).decode())
 
 
 def heap_free():
@@ -144,7 +145,6 @@ def run():
     after = heap_free()
     print("BOOTS %d" % boots)
     print("HEAP %s %s %s" % (before, link.low, after))
-    print("OUT " + binascii.hexlify(link.out).decode())
     print("END")
 
 

@@ -12,6 +12,7 @@
 # The KPUs run the arithmetic fake kmodel (tests/boardfakes/arith_model.py, the C runner's host backend):
 # output 0 uint8 [n] = (x * mul + add) mod 256, output 1 float32 [1] = sum of the input bytes.
 # No f-strings, annotations or other syntax MicroPython 1.10 lacks.
+# ruff: noqa: UP031, B904
 
 import array
 

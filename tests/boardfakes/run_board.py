@@ -23,7 +23,7 @@ MAIXPY_DIR = HERE.parents[1] / "firmware" / "maixpy"
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", choices=("maixpy-v1", "canmv"), required=True)
+    parser.add_argument("--profile", choices=("maixpy-v1", "canmv", "canmv-kpu"), required=True)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--config-json", default="{}", help="CONFIG entries overriding the test defaults")
     args = parser.parse_args()
@@ -37,6 +37,7 @@ def main() -> int:
     config = {
         "upload_path": str(args.workdir / "upload.kmodel"),
         "input_path": str(args.workdir / "input.bin"),
+        "image_path": str(args.workdir / "input.pgm"),
         "boot_counter_path": str(args.workdir / "boots"),
     }
     config.update(json.loads(args.config_json))
