@@ -6,7 +6,13 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP=$VENV/.k210-installed
-DEBIAN_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf dataset-fashion-mnist clang libclang-rt-14-dev gcc make cmake)
+DEBIAN_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf dataset-fashion-mnist clang libclang-rt-14-dev gcc make cmake
+                 qemu-system-misc)
+# node and npm run real MicroPython (WebAssembly builds from npm) for the runner tests; a machine that already
+# has them (e.g. from nodesource) keeps its own, so they are installed only when the commands are missing.
+NODE_PACKAGES=(nodejs npm)
+NPM_DIR=.cache/npm
+NPM_PACKAGES=(@micropython/micropython-webassembly-pyscript@1.27.0 micropython@1.1.8)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -49,6 +55,21 @@ install_debian_packages() {
 }
 
 install_debian_packages
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    DEBIAN_PACKAGES=("${NODE_PACKAGES[@]}")
+    install_debian_packages
+fi
+
+install_npm_packages() {
+    # MicroPython 1.27 and 1.10 as WebAssembly, into a git-ignored folder (tests/boardfakes/micropython.py).
+    [ -f "$NPM_DIR/node_modules/micropython/lib/micropython.js" ] \
+        && [ -f "$NPM_DIR/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs" ] && return 0
+    say "installing MicroPython for node (npm: ${NPM_PACKAGES[*]})"
+    mkdir -p "$NPM_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" "${NPM_PACKAGES[@]}" >/dev/null \
+        || die "npm install ${NPM_PACKAGES[*]} failed"
+}
+install_npm_packages
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
     PY=$(find_python310) || die "Python 3.10 not found (nncase 1.9 needs CPython 3.10): install it (e.g. 'pyenv install 3.10') or set K210_PYTHON=/path/to/python3.10"
