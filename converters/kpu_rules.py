@@ -38,10 +38,12 @@ POOL_OPS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D"})
 KPU_CAPABLE = CONV_OPS | {"FULLY_CONNECTED", "TRANSPOSE_CONV"}
 # Elementwise activations nncase folds into a KPU conv's 16-segment piecewise-linear table.
 FUSABLE_ACTIVATIONS = frozenset({"RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"})
-# Elementwise unary ops nncase merges with a following binary op into one CPU "fused unary".
+# Elementwise unary ops nncase merges with a following binary op into one CPU "fused unary". Not
+# ReLU/ReLU6/LeakyReLU/hard_swish: nncase imports those as clamp/binary ops, and an Add after a CPU ReLU
+# is still lowered to the KPU (measured on MediaPipe's BlazeFace: all 16 residual Adds are KPU convs).
 ELEMENTWISE_UNARY = frozenset(
-    {"ABS", "CEIL", "COS", "EXP", "FLOOR", "LOG", "NEG", "ROUND", "RSQRT", "SIN", "SQRT", "SQUARE"}
-    | FUSABLE_ACTIVATIONS
+    {"ABS", "CEIL", "COS", "EXP", "FLOOR", "LOG", "NEG", "ROUND", "RSQRT", "SIN", "SQRT", "SQUARE", "TANH",
+     "LOGISTIC"}
 )
 # Ops a following clamp (RELU6) folds into (fuse_clamp.cpp: conv2d, conv2d_transpose, binary).
 CLAMP_FUSING_OPS = CONV_OPS | {"TRANSPOSE_CONV", "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "POW", "FLOOR_DIV"}
@@ -79,6 +81,7 @@ class OpPlacement:
     reason: str
     fix: str | None = None
     kpu_bytes: int = 0  # KPU RAM for this layer's input + output feature maps (uint8, KPU layout)
+    lowered_convs: int = 0  # Add/PReLU: the convs nncase lowers it to (KPUConv2D on the KPU, Conv2D on the CPU)
 
     @property
     def cpu_fallback(self) -> bool:
@@ -449,11 +452,13 @@ def _dense_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         return _cpu(op, name, "MatMul with run-time weights: only constant-weight MatMul lowers to the KPU")
     out_features, in_features = weights.shape
     if in_features > KPU_MAX_C:
-        return _cpu(op, name, f"{in_features} input features > {KPU_MAX_C} KPU channels: stays a CPU MatMul",
+        return _cpu(op, name, f"{in_features} input features > {KPU_MAX_C} KPU channels: stays on the CPU "
+                           "(as a Conv2D after nncase's matmul_to_conv2d)",
                     f"shrink the features entering this Dense to <= {KPU_MAX_C} (more pooling or fewer channels "
                     "before Flatten)")
     if out_features > KPU_MAX_C:
-        return _cpu(op, name, f"{out_features} output features > {KPU_MAX_C} KPU channels: stays a CPU MatMul",
+        return _cpu(op, name, f"{out_features} output features > {KPU_MAX_C} KPU channels: stays on the CPU "
+                           "(as a Conv2D after nncase's matmul_to_conv2d)",
                     f"use at most {KPU_MAX_C} units")
     kpu_bytes = kpu_feature_map_bytes(4, 4, in_features) + kpu_feature_map_bytes(4, 4, out_features)
     activation = op.options.get("activation", "NONE")
@@ -533,10 +538,22 @@ def _add_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
     _, h, w, c = a.shape
     limit = shape_limit(h, w, 2 * c)
     if limit or h < KPU_MIN_HW or w < KPU_MIN_HW:
-        return _cpu(op, name, f"Add of {h}x{w}x{c} maps: outside the KPU limits for its concat + 1x1 conv lowering")
+        result = _cpu(op, name, f"Add of {h}x{w}x{c} maps: outside the KPU limits, so the concat + 1x1 conv nncase "
+                                "lowers it to runs on the CPU")
+        result.lowered_convs = 1
+        return result
     kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
-    return OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
-                       "Add of two same-shape maps: lowered to concat + 1x1 KPU conv", kpu_bytes=kpu_bytes)
+    reason = "Add of two same-shape maps: lowered to concat + 1x1 KPU conv"
+    convs = 1
+    if any(consumer.opcode == "PRELU" for consumer in ctx.consumers.get(op.outputs[0], [])):
+        convs = 2  # measured (MediaPipe face_landmark): an Add feeding a PReLU becomes two KPU convs
+        reason += " (two KPU convs: the PReLU after it takes both of its halves from the KPU)"
+    result = OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL, reason, kpu_bytes=kpu_bytes,
+                         lowered_convs=convs)
+    # Its 1x1 conv takes a following ReLU into its activation table (measured: BlazeFace's residual
+    # Add -> ReLU leaves no ReLU op on the CPU).
+    ctx.kpu_tails[op.outputs[0]] = _KpuConv(result, depthwise=False, pool_slot_free=False)
+    return result
 
 
 def _prelu_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
@@ -549,11 +566,14 @@ def _prelu_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         return _cpu(op, name, f"{no_fuse}: max/min/mul/add on the CPU", fix)
     _, h, w, c = data.shape
     if shape_limit(h, w, 2 * c) or h < KPU_MIN_HW or w < KPU_MIN_HW:
-        return _cpu(op, name, f"{no_fuse}: max/min/mul/add on the CPU", fix)
+        result = _cpu(op, name, f"{no_fuse}: max/min/mul on the CPU, and its add (concat + 1x1 conv) too: the map "
+                                "is outside the KPU limits", fix)
+        result.lowered_convs = 1
+        return result
     kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
     return OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
                        f"{no_fuse}: nncase runs its max/min/mul on the CPU and lowers its add to concat + 1x1 KPU "
-                       "conv", fix, kpu_bytes)
+                       "conv", fix, kpu_bytes, lowered_convs=1)
 
 
 def _transpose_conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:

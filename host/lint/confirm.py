@@ -9,27 +9,34 @@ and its TOTAL, module list and conv counts go next to lint's, saying which one t
 from __future__ import annotations
 
 from k210.converters.kpu_rules import Placement
-from k210.converters.nncase_figures import KPU_ALLOCATOR_MESSAGE, NncaseFigures
+from k210.converters.nncase_figures import NncaseFigures, kpu_memory_error
 
 from ..errors import CheckFailed
 from .memory import SRAM_BYTES
 from .report import LintReport
 
-# Ops that nncase turns into a KPUConv2D when lint places them on the KPU.
-_KPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "PRELU"})
+# Ops that nncase turns into one KPUConv2D when lint places them on the KPU (Add and PReLU say how many
+# convs they become in OpPlacement.lowered_convs).
+_KPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 # Ops that stay a Conv2D in nncase's stackvm (CPU) module when lint places them on the CPU.
 _CPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 
 
 def lint_figures(report: LintReport) -> dict:
-    """Lint's verdict in the terms nncase's schedule can be compared on."""
+    """Lint's verdict in the terms nncase's schedule can be compared on. A constant-weight Dense that
+    stays on the CPU counts as a CPU conv: nncase turns every such MatMul into a Conv2D (matmul_to_conv2d)."""
     on_kpu = (Placement.KPU, Placement.KPU_PARTIAL)
+    cpu_dense = sum(op.op == "FULLY_CONNECTED" and op.placement is Placement.CPU and "run-time weights" not in op.reason
+                    for op in report.ops)
     imports = not any(op.placement is Placement.UNSUPPORTED for op in report.ops) and not any(
         "TFLite-quantised" in p or "conversion to TFLite failed" in p for p in report.problems)
+    lowered_kpu = sum(op.lowered_convs for op in report.ops if op.placement in on_kpu)
+    lowered_cpu = sum(op.lowered_convs for op in report.ops if op.placement is Placement.CPU)
     return {
         "imports": imports,
-        "kpu_convs": sum(op.op in _KPU_CONV_OPS and op.placement in on_kpu for op in report.ops),
-        "cpu_convs": sum(op.op in _CPU_CONV_OPS and op.placement is Placement.CPU for op in report.ops),
+        "kpu_convs": sum(op.op in _KPU_CONV_OPS and op.placement in on_kpu for op in report.ops) + lowered_kpu,
+        "cpu_convs": sum(op.op in _CPU_CONV_OPS and op.placement is Placement.CPU for op in report.ops) + cpu_dense
+        + lowered_cpu,
         "total_bytes": report.memory.get("total_bytes"),
         "kpu_peak_bytes": report.memory.get("kpu_peak_bytes"),
         "fits": imports and not report.estimate_problems,
@@ -57,7 +64,7 @@ def apply_confirmation(report: LintReport, figures: NncaseFigures) -> LintReport
                                     f"{_mib(SRAM_BYTES)} SRAM (model {_mib(figures.memory.get('model', 0))}, "
                                     f"data pool {_mib(figures.memory.get('data', 0))})"]
         report.problems += report.estimate_problems
-    elif KPU_ALLOCATOR_MESSAGE in (figures.error or ""):
+    elif kpu_memory_error(figures.error):
         report.problems = [p for p in report.problems if p not in report.estimate_problems]
         report.estimate_problems = [f"nncase 1.9 refused it: '{figures.error}' (a layer's feature maps do not "
                                     "fit the 2 MiB KPU RAM)"]
