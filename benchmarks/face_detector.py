@@ -4,7 +4,8 @@ The pretrained zoo entry: face_detection_front.tflite from the face-detection-tf
 weights, 128x128x3 in [-1, 1], two outputs). Every step is the `k210` command a user would run:
 lint it, compile it to a uint8 kmodel calibrated on crops of the real photographs that
 scikit-image ships (the photographs with faces held out), and verify it against the TFLite
-interpreter on all the photographs, every output compared. Then the boxes: both models' outputs
+interpreter on all the photographs, every output compared, and run them through a virtual board
+(`k210 hil --virtual`). Then the boxes: both models' outputs
 (from `verify --save-io`) are decoded with the model's SSD anchors (k210.models.face_detector) and
 the best box of each is compared (IoU) on the photographs that show a face. Writes OUT/face.json.
 """
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
              allowed=(0, 1))
     verified = json.loads(report.read_text())["result"]
     boxes = box_agreement(io_file, names)
+    hil_report = out / "hil.json"
+    run_k210("hil", kmodel, "--virtual", "--reference", tflite, "--data", check, "-o", hil_report, allowed=(0, 1))
+    hil = json.loads(hil_report.read_text())["result"]
     result = {
         "model": str(tflite), "lint": lint,
         "kmodel": {"bytes": card["kmodel"]["size"], "modules": card["kmodel"]["modules"],
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "outputs": [{"output": o["output"], "name": face_detector.OUTPUT_NAMES[o["output"]], "cosine": o["cosine"],
                      "max_abs_error": o["max_abs_error"], "nse": o["nse"]} for o in verified["outputs"]],
         "boxes": boxes,
+        "virtual_board": {"images": hil["count"], "outputs_returned": hil["board_outputs_returned"],
+                          "bit_identical_to_simulator": hil["board_vs_simulator"]["bit_identical"]},
     }
     (out / "face.json").write_text(json.dumps(result, indent=2))
     print_summary(result)
@@ -137,6 +143,9 @@ def print_summary(result: dict) -> None:
     for o in result["outputs"]:
         print(f"  output {o['output']} ({o['name']}): cosine {o['cosine']:.4f}, max abs {o['max_abs_error']:.3g}, "
               f"NSE {o['nse']:.4f}")
+    board = result["virtual_board"]
+    print(f"k210 hil --virtual on the {board['images']} photographs: board outputs bit-identical to the simulator's: "
+          f"{board['bit_identical_to_simulator']:.2%} (output(s) returned by the board: {board['outputs_returned']})")
     rows = [(b["photo"], f"{b['tflite_score']:.3f}", f"{b['kmodel_score']:.3f}", f"{b['best_box_iou']:.3f}")
             for b in result["boxes"] if b["face"]]
     print("best box on the photographs with a face:")
