@@ -47,3 +47,19 @@ def test_cmake_builds_the_host_programs(tmp_path: Path) -> None:
                    capture_output=True)
     subprocess.run([cmake, "--build", str(tmp_path), "-j2"], check=True, capture_output=True)
     assert (tmp_path / "k210_runner_host").exists() and (tmp_path / "wire_tool").exists()
+
+
+def test_stack_fits_the_size_the_firmware_sets() -> None:
+    """-fstack-usage frames of the core and the K210 glue: no dynamic frames, and even all of them at once
+    (an upper bound on any call chain, as nothing recurses) fit K210_STACK_SIZE."""
+    riscv = build_c("cross") / "riscv"
+    frames: dict[str, int] = {}
+    for su in riscv.glob("*.su"):
+        for line in su.read_text().splitlines():
+            where, size, kind = line.rsplit("\t", 2)
+            assert kind.startswith("static") or kind.startswith("bounded"), line
+            frames[where] = int(size)
+    assert len(frames) > 20, sorted(frames)
+    main_c = (C_DIR / "k210" / "main.c").read_text()
+    stack = int(main_c.split("#define K210_STACK_SIZE", 1)[1].split()[0].rstrip("u"))
+    assert max(frames.values()) <= 1024 and sum(frames.values()) <= stack, (sum(frames.values()), stack)

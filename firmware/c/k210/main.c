@@ -41,7 +41,15 @@
 #define K210_KPU_DMA_CHANNEL DMAC_CHANNEL5
 #endif
 
+#ifndef K210_STACK_SIZE
+#define K210_STACK_SIZE 16384u /* the linker must give main() at least this; checked by tests/test_c_cross.py */
+#endif
+
 #define UART_CHANNEL UART_DEVICE_1
+/* The K210 maps its SRAM twice: cached at 0x80000000 and uncached at 0x40000000. The KPU's DMA reads
+ * memory directly, so it is given the uncached alias of a buffer the CPU wrote (as CanMV does): a
+ * conv-first kmodel v3 is DMA'd from the address passed to kpu_run_kmodel. */
+#define K210_UNCACHED(p) ((const uint8_t *)((uintptr_t)(p) - 0x40000000u))
 
 /* ---- UART: interrupt-fed RX ring, blocking TX ---- */
 
@@ -137,7 +145,7 @@ static int kpu_infer(void *ctx, const uint8_t *input, uint32_t len, k210w_output
     (void)len;
     kpu_done = 0;
     start = read_cycle();
-    if (kpu_run_kmodel(&kpu_ctx, input, K210_KPU_DMA_CHANNEL, on_kpu_done, NULL) != 0) {
+    if (kpu_run_kmodel(&kpu_ctx, K210_UNCACHED(input), K210_KPU_DMA_CHANNEL, on_kpu_done, NULL) != 0) {
         copy_text(err, err_cap, "kpu_run_kmodel failed");
         return K210W_E_INFER_FAILED;
     }
@@ -179,13 +187,20 @@ static uint8_t tx_raw[K210_MAX_FRAME], tx_enc[K210W_TX_ENC_CAP(K210_MAX_FRAME)];
 static uint8_t input_buf[K210_MAX_INPUT] __attribute__((aligned(64)));
 static k210w_runner_t runner;
 
-/* No TRNG on the K210: the cycle count when main() gets here varies with boot timing (PLL lock,
- * SPI flash, ROM loader). Weak, but enough to tell one boot from the next in practice; the
- * unsolicited boot HELLO is the primary reset signal anyway. */
+/* No TRNG on the K210, and the cycle count at main() can repeat from one boot to the next. So the
+ * nonce also folds in the AI SRAM (0x80600000): nothing initialises it before the first model runs,
+ * it powers up random and keeps whatever the last model left across a soft reset. The unsolicited
+ * boot HELLO stays the primary reset signal. */
+#ifndef K210_AI_SRAM
+#define K210_AI_SRAM 0x80600000u
+#endif
 static uint32_t boot_nonce(void)
 {
+    const volatile uint32_t *ai = (const volatile uint32_t *)(uintptr_t)K210_AI_SRAM;
     uint64_t c = read_cycle();
-    uint32_t n = ((uint32_t)c ^ (uint32_t)(c >> 32)) * 2654435761u;
+    uint32_t n = (uint32_t)c ^ (uint32_t)(c >> 32), i;
+    for (i = 0; i < 1024u; i++)
+        n = (n ^ ai[i * 16u]) * 2654435761u;
     return n ? n : 1u;
 }
 

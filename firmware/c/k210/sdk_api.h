@@ -18,7 +18,11 @@
 #include <sleep.h>
 #include <sysctl.h>
 #include <uart.h>
+/* w25qxx.h is not part of the standalone SDK (it comes with kendryte-standalone-demo): only a build
+ * with a flashed boot model needs it, and CMake then requires K210_W25QXX_DIR. */
+#if defined(K210_FLASH_MODEL_SIZE) && K210_FLASH_MODEL_SIZE > 0
 #include <w25qxx.h>
+#endif
 
 #else
 
