@@ -67,10 +67,12 @@ class Runner:
              where records are (dtype, shape, buffer) the backend keeps until its next infer.
     send(buf): writes a complete encoded frame.
     store: begin(size), write(mv), finish() -> source, abort()   (None: LOAD_MODEL unsupported)
+    cache: a k210cache.SampleCache (None: no sample cache; modes KEEP and CACHED unsupported)
+    inflate(buf) -> bytes: zlib decompression (None: mode ZLIB unsupported)
     """
 
     def __init__(self, backend, send, store, nonce, max_frame=1024, rx_window=4096, max_model=0,
-                 max_input=65536, firmware="k210-runner", fw_version="0", reboot=None):
+                 max_input=65536, firmware="k210-runner", fw_version="0", reboot=None, cache=None, inflate=None):
         if max_frame < w.MIN_MAX_FRAME:
             raise ValueError("max_frame below %d" % w.MIN_MAX_FRAME)
         self.backend = backend
@@ -89,6 +91,18 @@ class Runner:
         self.input = bytearray(max_input)
         self._input_mv = memoryview(self.input)
         self._scratch = bytearray(w.RECORD_LEN + 4 * w.MAX_NDIM)
+        self.cache = cache
+        self.inflate = inflate
+        self.caps = 0
+        self.modes = 0
+        if inflate is not None:
+            self.caps |= w.CAP_INFLATE
+            self.modes |= w.MODE_ZLIB
+            self._packed = bytearray(max_input)  # a zlib stream lands here, the tensor in self.input
+        if cache is not None and cache.caps_log2():
+            self.caps |= w.CAP_CACHE | (cache.caps_log2() << w.CAP_CACHE_LOG2_SHIFT)
+            self.modes |= w.MODE_KEEP | w.MODE_CACHED
+        self._sha = bytearray(w.SHA_LEN)
         self.event_seq = 0
         self.ignored = 0
         self.abandoned = 0
@@ -130,6 +144,7 @@ class Runner:
         self.infer_expected = 0
         self.infer_micros = 0
         self.infer_records = []
+        self.infer_mode = 0
 
     # -- entry points for the board glue -----------------------------------------------------------
 
@@ -313,14 +328,20 @@ class Runner:
 
     def _on_infer_chunk(self, seq, p):
         req, total, offset, start = w.parse_infer_chunk(p)
+        mode = w.infer_mode(p)
         self._error_req = req
         n = len(p) - start
         if not self.model_loaded:
             raise RunnerError(w.E_NO_MODEL, "no model loaded")
+        if mode & ~self.modes:
+            raise RunnerError(w.E_UNSUPPORTED, "INFER mode 0x%x, this board takes 0x%x" % (mode, self.modes),
+                              self.modes)
         if req != self.infer_req or self.infer_state == IDLE:
             if offset != 0:
                 raise RunnerError(w.E_STALE, "request %d is not the current one; restart it at offset 0" % req, 0)
-            self._begin_request(req, total)
+            self._begin_request(req, total, mode)
+        elif mode != self.infer_mode:
+            raise RunnerError(w.E_BAD_PAYLOAD, "request %d changed its mode" % req)
         elif total != self.infer_total:
             raise RunnerError(w.E_BAD_SIZE, "request %d has total %d, its first chunk said %d"
                               % (req, total, self.infer_total), self.infer_total)
@@ -337,13 +358,20 @@ class Runner:
             raise RunnerError(w.E_GAP, "chunk at %d, expected %d" % (offset, self.infer_expected), self.infer_expected)
         if end > self.infer_expected:
             skip = self.infer_expected - offset
-            self._input_mv[self.infer_expected:end] = p[start + skip:]
+            if mode:
+                self._place(self.infer_expected, p[start + skip:])
+            else:
+                self._input_mv[self.infer_expected:end] = p[start + skip:]
             self.infer_expected = end
         self._ack(seq, req, self.infer_expected)  # next == total means "got it all, running"
         if self.infer_expected < total:
             return
+        nbytes = total
+        if mode:
+            self.infer_state = IDLE  # a request whose tensor cannot be had is over: the host resends it
+            nbytes = self._tensor_of(mode, total)
         try:
-            micros, records = self.backend.infer(self._input_mv, total)
+            micros, records = self.backend.infer(self._input_mv, nbytes)
         except RunnerError:
             self.infer_state = IDLE
             raise
@@ -354,14 +382,64 @@ class Runner:
         self.infer_records = records
         self.infer_state = DONE
         self._send_result(seq)
+        if mode & w.MODE_KEEP:  # after the RESULT: the card's write time does not delay the answer
+            self.cache.store(self._sha, self._input_mv[:nbytes])
 
-    def _begin_request(self, req, total):
+    # -- INFER modes: compressed and cached samples (PROTOCOL.md 3.5) ---------------------------------
+
+    def _place(self, at, data):
+        """Stream bytes from offset `at`: the SHA-256 first (KEEP, CACHED), then the tensor or zlib stream."""
+        mode = self.infer_mode
+        head = w.SHA_LEN if mode & (w.MODE_KEEP | w.MODE_CACHED) else 0
+        if at < head:
+            k = min(head - at, len(data))
+            self._sha[at:at + k] = data[:k]
+            at += k
+            data = data[k:]
+        if len(data):
+            body = self._packed if mode & w.MODE_ZLIB else self.input
+            body[at - head:at - head + len(data)] = data
+
+    def _tensor_of(self, mode, total):
+        """Put the request's tensor into self.input; its size. Nothing runs on bytes that fail a check."""
+        if mode & w.MODE_CACHED:
+            n = self.cache.load(self._sha, self.input)
+            if n < 0:
+                damaged = 1 if n == -2 else 0
+                raise RunnerError(w.E_NOT_CACHED, "sample %s %s" % (
+                    w.binascii.hexlify(self._sha[:8]).decode(), "was damaged, dropped" if damaged else "not kept"),
+                    damaged)
+        elif mode & w.MODE_ZLIB:
+            head = w.SHA_LEN if mode & w.MODE_KEEP else 0
+            try:
+                raw = self.inflate(memoryview(self._packed)[:total - head])
+            except Exception as e:  # a bad stream (zlib's own check) or no memory to inflate into
+                raise RunnerError(w.E_BAD_PAYLOAD, "inflate failed: %s" % e) from None
+            n = len(raw)
+            if n > self.max_input:
+                raise RunnerError(w.E_TOO_BIG, "inflated input of %d bytes" % n, self.max_input)
+            self.input[:n] = raw
+            raw = None
+        else:
+            n = total - w.SHA_LEN
+        if self.model_input_bytes >= 0 and n != self.model_input_bytes:
+            raise RunnerError(w.E_BAD_SIZE, "input of %d bytes, the model takes %d" % (n, self.model_input_bytes),
+                              self.model_input_bytes)
+        # Checked on write: only the bytes the host hashed are run and kept.
+        if mode & w.MODE_KEEP and hashlib.sha256(self._input_mv[:n]).digest() != bytes(self._sha):
+            raise RunnerError(w.E_HASH_MISMATCH, "sha256 of the input differs from the request's")
+        return n
+
+    def _begin_request(self, req, total, mode=0):
         if total == 0:
             raise RunnerError(w.E_BAD_SIZE, "empty input tensor", max(0, self.model_input_bytes))
-        if total > self.max_input:
+        head = w.SHA_LEN if mode & (w.MODE_KEEP | w.MODE_CACHED) else 0
+        if mode & w.MODE_CACHED and (total != w.SHA_LEN or mode != w.MODE_CACHED):
+            raise RunnerError(w.E_BAD_SIZE, "a CACHED request is the 32-byte SHA-256 alone", w.SHA_LEN)
+        if total - head > self.max_input or total < head:
             raise RunnerError(w.E_TOO_BIG, "input of %d bytes, this board takes at most %d"
                               % (total, self.max_input), self.max_input)
-        if self.model_input_bytes >= 0 and total != self.model_input_bytes:
+        if mode == 0 and self.model_input_bytes >= 0 and total != self.model_input_bytes:
             raise RunnerError(w.E_BAD_SIZE, "input of %d bytes, the model takes %d" % (total, self.model_input_bytes),
                               self.model_input_bytes)
         if self.infer_state == RECEIVING:
@@ -371,6 +449,7 @@ class Runner:
         self.infer_total = total
         self.infer_expected = 0
         self.infer_records = []
+        self.infer_mode = mode
 
     def _send_result(self, seq):
         # The RESULT blob (records: header + data, PROTOCOL.md) is never built whole: each part is
@@ -408,7 +487,7 @@ class Runner:
     def _put_hello(self):
         return w.put_hello(self.tx.raw, w.HEADER_LEN, self.max_frame, self.rx_window, self.nonce, self.max_model,
                            self.max_input, self.decoder.frames, self.decoder.dropped(), self.backend.kmodel_versions,
-                           self.firmware, self.fw_version, self.backend.name)
+                           self.firmware, self.fw_version, self.backend.name, self.caps)
 
     def _put_model_info(self):
         # A MODEL_INFO bigger than max_frame raises ProtocolError: the caller answers ERROR instead.

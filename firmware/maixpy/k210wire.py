@@ -81,6 +81,7 @@ E_INFER_FAILED = 13
 E_STORAGE = 14
 E_UNSUPPORTED = 15
 E_INTERNAL = 16
+E_NOT_CACHED = 17  # detail 0: no such sample on the board, 1: its cache entry was damaged and is dropped
 
 ERROR_NAMES = {
     E_BAD_VERSION: "BAD_VERSION",
@@ -99,7 +100,19 @@ ERROR_NAMES = {
     E_STORAGE: "STORAGE",
     E_UNSUPPORTED: "UNSUPPORTED",
     E_INTERNAL: "INTERNAL",
+    E_NOT_CACHED: "NOT_CACHED",
 }
+
+# HELLO caps (the u16 at payload offset 2, 0 on boards that predate them): what else a board takes.
+CAP_INFLATE = 0x01  # INFER_CHUNK mode ZLIB: the board inflates zlib streams
+CAP_CACHE = 0x02  # modes KEEP and CACHED: the board keeps samples by SHA-256
+CAP_CACHE_LOG2_SHIFT = 8  # caps bits 8..15: floor(log2(sample cache bytes)), 0 without a cache
+
+# INFER_CHUNK mode (the u16 at payload offset 2, 0 = the tensor itself): what the chunk stream holds.
+MODE_ZLIB = 0x01  # the tensor as a zlib (RFC 1950) stream
+MODE_KEEP = 0x02  # the stream starts with the tensor's SHA-256; the board checks it and keeps the tensor
+MODE_CACHED = 0x04  # the stream is only the SHA-256 of a tensor the board keeps
+SHA_LEN = 32
 
 LOG_DEBUG = 0
 LOG_INFO = 1
@@ -470,8 +483,8 @@ def kmodel_version(head):
 
 
 def put_hello(buf, off, max_frame, rx_window, nonce, max_model, max_input, rx_frames, rx_dropped,
-              versions, firmware, fw_version, backend):
-    struct.pack_into(HELLO_FMT, buf, off, PROTOCOL_VERSION, len(versions), 0, max_frame, rx_window,
+              versions, firmware, fw_version, backend, caps=0):
+    struct.pack_into(HELLO_FMT, buf, off, PROTOCOL_VERSION, len(versions), caps, max_frame, rx_window,
                      nonce & 0xFFFFFFFF, max_model, max_input, rx_frames & 0xFFFFFFFF, rx_dropped & 0xFFFFFFFF)
     off += HELLO_LEN
     for v in versions:
@@ -484,7 +497,7 @@ def put_hello(buf, off, max_frame, rx_window, nonce, max_model, max_input, rx_fr
 
 def parse_hello(p):
     _need(p, 0, HELLO_LEN)
-    proto, nver, _, max_frame, rx_window, nonce, max_model, max_input, rx_frames, rx_dropped = struct.unpack_from(
+    proto, nver, caps, max_frame, rx_window, nonce, max_model, max_input, rx_frames, rx_dropped = struct.unpack_from(
         HELLO_FMT, p, 0)
     off = HELLO_LEN
     _need(p, off, nver)
@@ -493,11 +506,14 @@ def parse_hello(p):
     firmware, off = get_str(p, off)
     fw_version, off = get_str(p, off)
     backend, off = get_str(p, off)
-    return {
+    fields = {
         "proto": proto, "max_frame": max_frame, "rx_window": rx_window, "nonce": nonce,
         "max_model": max_model, "max_input": max_input, "rx_frames": rx_frames, "rx_dropped": rx_dropped,
         "kmodel_versions": list(versions), "firmware": firmware, "fw_version": fw_version, "backend": backend,
     }
+    if caps:  # absent = 0: a board without caps (and the vectors) reads as before
+        fields["caps"] = caps
+    return fields
 
 
 def _check_tensor_count(inputs, outputs):
@@ -570,8 +586,8 @@ def parse_load_chunk(p):
     return struct.unpack_from(LOAD_CHUNK_FMT, p, 0)[0], LOAD_CHUNK_LEN
 
 
-def put_infer_header(buf, off, req, total, offset):
-    struct.pack_into(INFER_CHUNK_FMT, buf, off, req, 0, total, offset)
+def put_infer_header(buf, off, req, total, offset, mode=0):
+    struct.pack_into(INFER_CHUNK_FMT, buf, off, req, mode, total, offset)
     return off + INFER_CHUNK_LEN
 
 
@@ -580,6 +596,12 @@ def parse_infer_chunk(p):
     _need(p, 0, INFER_CHUNK_LEN)
     req, _, total, offset = struct.unpack_from(INFER_CHUNK_FMT, p, 0)
     return req, total, offset, INFER_CHUNK_LEN
+
+
+def infer_mode(p):
+    """The mode of an INFER_CHUNK payload (MODE_* bits; 0: the chunks carry the tensor itself)."""
+    _need(p, 0, INFER_CHUNK_LEN)
+    return struct.unpack_from("<H", p, 2)[0]
 
 
 def put_ack(buf, off, req, next_offset):
@@ -686,7 +708,11 @@ def decode_message(mtype, payload):
         return {"offset": offset, "data": bytes(p[start:])}
     if mtype == INFER_CHUNK:
         req, total, offset, start = parse_infer_chunk(p)
-        return {"req": req, "total": total, "offset": offset, "data": bytes(p[start:])}
+        fields = {"req": req, "total": total, "offset": offset, "data": bytes(p[start:])}
+        mode = infer_mode(p)
+        if mode:  # absent = 0, as in HELLO's caps
+            fields["mode"] = mode
+        return fields
     if mtype == ACK:
         req, nxt = parse_ack(p)
         return {"req": req, "next": nxt}
@@ -716,7 +742,7 @@ def encode_payload(mtype, fields):
     elif mtype == HELLO:
         end = put_hello(buf, 0, f["max_frame"], f["rx_window"], f["nonce"], f["max_model"], f["max_input"],
                         f["rx_frames"], f["rx_dropped"], f["kmodel_versions"], f["firmware"], f["fw_version"],
-                        f["backend"])
+                        f["backend"], f.get("caps", 0))
     elif mtype == MODEL_INFO:
         end = put_model_info(buf, 0, f["loaded"], f["kmodel_version"], f["size"], binascii.unhexlify(f["sha256"]),
                              f["source"], f["inputs"], f["outputs"])
@@ -727,7 +753,7 @@ def encode_payload(mtype, fields):
         buf[end:end + len(f["data"])] = f["data"]
         end += len(f["data"])
     elif mtype == INFER_CHUNK:
-        end = put_infer_header(buf, 0, f["req"], f["total"], f["offset"])
+        end = put_infer_header(buf, 0, f["req"], f["total"], f["offset"], f.get("mode", 0))
         buf[end:end + len(f["data"])] = f["data"]
         end += len(f["data"])
     elif mtype == ACK:

@@ -67,6 +67,9 @@ CONFIG = {
     "image_path": "/sd/k210_input.pgm",  # CanMV feat/kpu: KPU.run takes an image, loaded from this file
     "canmv_kmodel_versions": None,  # None: what the detected CanMV KPU API loads (v1.0.x: 3, 4; feat/kpu: 3, 4, 5)
     "boot_counter_path": "/flash/k210_boots",  # makes the boot nonce differ on every boot; None: off
+    "sample_cache_dir": "/sd/k210cache",  # test samples kept by SHA-256 (k210cache.py); None: no cache
+    "sample_cache_bytes": 16 * 1024 * 1024,  # at most this much of the card; /flash: ~1 MB at most
+    "inflate": True,  # take zlib-compressed inputs (uzlib), if this firmware has it
 }
 
 
@@ -468,14 +471,41 @@ def reboot():
     machine.reset()
 
 
+def sample_cache(config):
+    """The on-board sample cache (k210cache.py), or None: no card, no module, switched off."""
+    try:
+        import k210cache
+    except ImportError:
+        try:
+            from k210.firmware import k210cache
+        except ImportError:
+            return None
+    return k210cache.from_config(config)
+
+
+def inflater(config):
+    """zlib decompression for ZLIB-mode inputs, or None where the firmware has none."""
+    if not config.get("inflate"):
+        return None
+    try:
+        import uzlib as zlib
+    except ImportError:
+        try:
+            import zlib
+        except ImportError:
+            return None
+    return zlib.decompress
+
+
 def make_runner(config, backend, send):
     store = k210runner.FileStore(config["upload_path"]) if config.get("upload_path") else None
+    inflate = inflater(config)
     reserve = config["heap_reserve"] + 4 * config["max_frame"]
     max_input = backend.input_limit(config["max_input"], reserve)
     return k210runner.Runner(
         backend, send, store, boot_nonce(config), max_frame=config["max_frame"], rx_window=config["read_buf_len"],
         max_model=config["max_model"], max_input=max_input, firmware=FIRMWARE, fw_version=FW_VERSION,
-        reboot=reboot)
+        reboot=reboot, cache=sample_cache(config), inflate=inflate)
 
 
 def main():
