@@ -1,0 +1,228 @@
+/* The Kendryte SDK API that k210/main.c calls (k210/sdk_api.h), implemented for QEMU's `virt` machine,
+ * so the same board glue runs as real RISC-V code here. Only this layer differs from the K210 build:
+ *   UART1            -> the NS16550A at 0x10000000, receive interrupts through the PLIC (source 10)
+ *   sysctl_reset     -> the SiFive test finisher at 0x100000 (0x7777: reset; QEMU reloads the image)
+ *   KPU              -> the deterministic arithmetic fake kmodel (firmware/c/README.md), the same
+ *                       arithmetic as the host build's backend; outputs uint8 [n] and float32 [1]
+ *   msleep, clocks   -> the CLINT's mtime (10 MHz on virt); fpioa, plic_init: nothing to do */
+#include <stdint.h>
+#include <string.h>
+
+#include "../k210/sdk_api.h"
+
+#define UART_BASE 0x10000000u
+#define UART_RBR 0u
+#define UART_THR 0u
+#define UART_IER 1u
+#define UART_FCR 2u
+#define UART_LCR 3u
+#define UART_LSR 5u
+#define LSR_DR 0x01u
+#define LSR_THRE 0x20u
+#define PLIC_BASE 0x0c000000u
+#define PLIC_UART_IRQ 10u
+#define PLIC_ENABLE_HART0_M (PLIC_BASE + 0x2000u)
+#define PLIC_THRESHOLD_HART0_M (PLIC_BASE + 0x200000u)
+#define PLIC_CLAIM_HART0_M (PLIC_BASE + 0x200004u)
+#define CLINT_MTIME 0x0200bff8u
+#define MTIME_HZ 10000000u
+#define TEST_FINISHER 0x00100000u
+#define FINISHER_RESET 0x7777u
+#define K210_ALIAS_OFFSET 0x40000000u /* the K210's uncached alias; virt has none: map it back */
+
+#define REG8(a) (*(volatile uint8_t *)(uintptr_t)(a))
+#define REG32(a) (*(volatile uint32_t *)(uintptr_t)(a))
+#define REG64(a) (*(volatile uint64_t *)(uintptr_t)(a))
+
+static plic_irq_callback_t rx_callback;
+static void *rx_ctx;
+
+int fpioa_set_function(int number, fpioa_function_t function)
+{
+    (void)number;
+    (void)function;
+    return 0;
+}
+
+void uart_init(uart_device_number_t channel)
+{
+    (void)channel;
+    REG8(UART_BASE + UART_IER) = 0;
+    REG8(UART_BASE + UART_FCR) = 0x07; /* FIFOs on and cleared */
+}
+
+void uart_configure(uart_device_number_t channel, uint32_t baud_rate, uart_bitwidth_t data_width,
+                    uart_stopbit_t stopbit, uart_parity_t parity)
+{
+    (void)channel;
+    (void)baud_rate; /* an emulated UART has no line rate */
+    (void)stopbit;
+    (void)parity;
+    REG8(UART_BASE + UART_LCR) = (uint8_t)(data_width - 5); /* 8N1 */
+}
+
+int uart_send_data(uart_device_number_t channel, const char *buffer, size_t buf_len)
+{
+    size_t i;
+    (void)channel;
+    for (i = 0; i < buf_len; i++) {
+        while (!(REG8(UART_BASE + UART_LSR) & LSR_THRE))
+            ;
+        REG8(UART_BASE + UART_THR) = (uint8_t)buffer[i];
+    }
+    return (int)buf_len;
+}
+
+int uart_receive_data(uart_device_number_t channel, char *buffer, size_t buf_len)
+{
+    size_t n = 0;
+    (void)channel;
+    while (n < buf_len && (REG8(UART_BASE + UART_LSR) & LSR_DR))
+        buffer[n++] = (char)REG8(UART_BASE + UART_RBR);
+    return (int)n;
+}
+
+void uart_set_receive_trigger(uart_device_number_t channel, uart_receive_trigger_t trigger)
+{
+    (void)channel;
+    (void)trigger;
+}
+
+void uart_irq_register(uart_device_number_t channel, uart_interrupt_mode_t interrupt_mode,
+                       plic_irq_callback_t uart_callback, void *ctx, uint32_t priority)
+{
+    (void)channel;
+    (void)interrupt_mode;
+    rx_callback = uart_callback;
+    rx_ctx = ctx;
+    REG32(PLIC_BASE + 4u * PLIC_UART_IRQ) = priority ? priority : 1u;
+    REG32(PLIC_ENABLE_HART0_M) |= 1u << PLIC_UART_IRQ;
+    REG8(UART_BASE + UART_IER) = 0x01; /* received data available */
+}
+
+void plic_init(void)
+{
+    REG32(PLIC_ENABLE_HART0_M) = 0;
+    REG32(PLIC_THRESHOLD_HART0_M) = 0;
+}
+
+void sysctl_enable_irq(void)
+{
+    __asm__ volatile("csrs mie, %0" ::"r"(1u << 11));  /* MEIE */
+    __asm__ volatile("csrs mstatus, %0" ::"r"(1u << 3)); /* MIE */
+}
+
+/* mcycle runs at the host's pace under TCG; report the frequency that turns its counts into the
+ * emulator's own microseconds closely enough for a timing field nobody compares. */
+uint32_t sysctl_clock_get_freq(sysctl_clock_t clock)
+{
+    (void)clock;
+    return 1000000000u;
+}
+
+void sysctl_reset(sysctl_reset_t reset)
+{
+    (void)reset;
+    REG32(TEST_FINISHER) = FINISHER_RESET;
+    for (;;)
+        ;
+}
+
+int msleep(uint64_t msec)
+{
+    uint64_t end = REG64(CLINT_MTIME) + msec * (MTIME_HZ / 1000u);
+    while (REG64(CLINT_MTIME) < end)
+        ;
+    return 0;
+}
+
+void __attribute__((interrupt("machine"), aligned(4))) qemu_trap(void);
+void __attribute__((interrupt("machine"), aligned(4))) qemu_trap(void)
+{
+    uint64_t cause;
+    __asm__ volatile("csrr %0, mcause" : "=r"(cause));
+    if ((cause >> 63) && (cause & 0xff) == 11u) {
+        uint32_t irq = REG32(PLIC_CLAIM_HART0_M);
+        if (irq == PLIC_UART_IRQ && rx_callback)
+            rx_callback(rx_ctx);
+        REG32(PLIC_CLAIM_HART0_M) = irq;
+        return;
+    }
+    REG32(TEST_FINISHER) = 0x3333u | (0xEu << 16); /* an exception: stop QEMU with a failure code */
+    for (;;)
+        ;
+}
+
+/* ---- the arithmetic fake kmodel behind the SDK's KPU calls ---- */
+
+typedef struct {
+    const uint8_t *model;
+    uint32_t input_len;
+    uint8_t mul, add;
+} arith_model_t;
+
+static uint8_t out0[512u * 1024u];
+static uint8_t sum_le[4];
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int kpu_load_kmodel(kpu_model_context_t *ctx, const uint8_t *buffer)
+{
+    arith_model_t *m = (arith_model_t *)ctx->reserved;
+    _Static_assert(sizeof(arith_model_t) <= sizeof ctx->reserved, "context too small");
+    if (memcmp(buffer + 8, "ARTH", 4) != 0 || le32(buffer + 16) == 0 || le32(buffer + 16) > sizeof out0)
+        return -1;
+    m->model = buffer;
+    m->mul = buffer[12];
+    m->add = buffer[13];
+    m->input_len = le32(buffer + 16);
+    return 0;
+}
+
+void kpu_model_free(kpu_model_context_t *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+}
+
+int kpu_run_kmodel(kpu_model_context_t *ctx, const uint8_t *src, dmac_channel_number_t dma_ch,
+                   kpu_done_callback_t done_callback, void *userdata)
+{
+    const arith_model_t *m = (const arith_model_t *)ctx->reserved;
+    const uint8_t *x = src + K210_ALIAS_OFFSET;
+    uint32_t i, sum = 0, bits;
+    float total;
+    (void)dma_ch;
+    if (!m->model)
+        return -1;
+    for (i = 0; i < m->input_len; i++) {
+        out0[i] = (uint8_t)(x[i] * m->mul + m->add);
+        sum += x[i];
+    }
+    total = (float)sum;
+    memcpy(&bits, &total, sizeof bits);
+    sum_le[0] = (uint8_t)bits;
+    sum_le[1] = (uint8_t)(bits >> 8);
+    sum_le[2] = (uint8_t)(bits >> 16);
+    sum_le[3] = (uint8_t)(bits >> 24);
+    done_callback(userdata);
+    return 0;
+}
+
+int kpu_get_output(kpu_model_context_t *ctx, uint32_t index, uint8_t **data, size_t *size)
+{
+    const arith_model_t *m = (const arith_model_t *)ctx->reserved;
+    if (index == 0) {
+        *data = out0;
+        *size = m->input_len;
+        return 0;
+    }
+    if (index == 1) {
+        *data = sum_le;
+        *size = sizeof sum_le;
+        return 0;
+    }
+    return -1;
+}
