@@ -7,8 +7,6 @@ import pytest
 
 from k210.models.zoo import ZOO, get_model_def
 
-pytestmark = pytest.mark.slow
-
 
 def _compile(model, quant: str):
     from k210.converters.compile import CompileSpec, compile_tflite
@@ -23,6 +21,7 @@ def _compile(model, quant: str):
     return parse_kmodel(compile_tflite(tfl.data, spec).kmodel)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_model_compiles_float_and_uint8(name):
     model_def = get_model_def(name)
@@ -35,6 +34,7 @@ def test_zoo_model_compiles_float_and_uint8(name):
     assert [m.type for m in float_info.modules] == ["stackvm"]
 
 
+@pytest.mark.slow
 def test_lenet_kpu_keeps_its_weights_small_enough_for_sram():
     """The seed LeNet's 3136x512 Dense cannot lower onto the KPU; lenet_kpu's can."""
     lenet, lenet_kpu = (_compile(get_model_def(n).build(10), "uint8") for n in ("lenet5", "lenet_kpu"))
@@ -48,3 +48,18 @@ def test_aliases_and_unknown_names():
     assert get_model_def("xo").name == "xo_mlp"
     with pytest.raises(BadInputError, match="unknown model"):
         get_model_def("vgg16")
+
+
+def test_mobilenet_kpu_stays_on_the_kpu():
+    """Every conv of mobilenet_kpu lands on the KPU by lint's rules; only the pool and softmax stay on the CPU."""
+    from k210.converters.to_tflite import keras_to_tflite
+    from k210.host.lint import lint_tflite
+
+    model = get_model_def("mobilenet_kpu").build(5)
+    assert model.inputs[0].shape[1:] == (128, 128, 3)
+    report = lint_tflite(keras_to_tflite(model).data, compiler="nncase1.9", quant="uint8", source="mobilenet_kpu")
+    assert report.ok, report.problems
+    convs = [op for op in report.ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(convs) == 1 + 2 * 13 + 1
+    assert all(op.placement.value in ("kpu", "kpu-partial") for op in convs)
+    assert sorted(op.op for op in report.ops if op.placement.value == "cpu") == ["MEAN", "SOFTMAX"]
