@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,8 +134,12 @@ def _outputs(journal: Path) -> dict[int, str]:
 
 
 @pytest.mark.slow
-def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path):
+def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path, monkeypatch):
     m = tiny_models()
+    scratch = tmp_path / "tmp"  # the run's temporary files, boards included: none may be left behind
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "hil.json"
     r = cli("hil", m["kmodel_a"], "--virtual", "--upload", "--reference", m["keras_a"], "--dataset", "xo",
             "--limit", "60", "-o", out, "--report", tmp_path / "rep", "--min-agreement", "0")
@@ -158,6 +163,7 @@ def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path
         assert (tmp_path / "rep" / name).read_bytes()[:8] == PNG
     assert len(_outputs(tmp_path / "rep" / "journal.jsonl")) == 60
     assert "board vs simulator  1.0000" in r.out and "PASS" in r.out
+    assert list(scratch.iterdir()) == [], "temporary files left behind"
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from k210.host.errors import ToolFailure
 
+STOP_WAIT_S = 5.0  # a board told to leave (stdin closed) removes its work directory first; a busy host is slow
+
 
 class BoardHandler(ABC):
     @abstractmethod
@@ -101,7 +103,7 @@ class RunnerProcess(BoardHandler):
             except OSError:
                 pass
         try:
-            proc.wait(timeout=1)
+            proc.wait(timeout=STOP_WAIT_S)
         except subprocess.TimeoutExpired:  # a runner that does not watch its stdin
             proc.terminate()
             try:
