@@ -29,6 +29,7 @@ from .messages import Message, Tensor
 from .recovery import Resync
 
 if TYPE_CHECKING:
+    from .samples import SamplePlanner
     from .session import BoardSession
 
 REWINDS_BEFORE_PROBE = 3  # timeouts of a solo request, resent from its last ACK, before probing with HELLO
@@ -49,6 +50,7 @@ class _Attempt:
     solo: bool = False  # sent alone: no other request starts before it is done, so losses are resent
     acked: int = 0  # input bytes the board has acknowledged
     generation: int = 0  # bumped at each rewind: replies to older frames no longer steer
+    mode: int = 0  # INFER_CHUNK mode (samples.py): payload is then a zlib stream and/or a SHA-256
 
 
 @dataclass
@@ -66,10 +68,11 @@ class Pipeline:
     """The in-flight bookkeeping of BoardSession.stream (one board, one thread)."""
 
     def __init__(self, session: BoardSession, take: Callable[[], int | None], payload_of: Callable[[int], bytes],
-                 on_result: ResultSink) -> None:
+                 on_result: ResultSink, samples: SamplePlanner | None = None) -> None:
         self.s = session
         self.take = take
         self.payload_of = payload_of
+        self.samples = samples
         self.on_result = on_result
         self.in_flight: OrderedDict[int, _Sent] = OrderedDict()  # seq -> frame, in send order
         self.in_flight_bytes = 0
@@ -99,6 +102,9 @@ class Pipeline:
         wait = 0.02 if self.in_flight else 0.0
         for msg in self.s.channel.poll(wait):
             self._handle(msg)
+        a = self.current
+        if a is not None and a.solo and not a.dead and not self.in_flight and a.sent_to >= len(a.payload):
+            self._rewind(a, min(a.acked, len(a.payload) - 1))  # all answered, yet no RESULT: ask again
         if self.in_flight and self.s.overdue(next(iter(self.in_flight.values())).due, time.monotonic()):
             self.s.timer.timed_out()
             a = self.current
@@ -143,7 +149,8 @@ class Pipeline:
                     if index is None:
                         self.current = None
                         return
-                    self.current = _Attempt(index, s.next_req(), self.payload_of(index), self._chunk_size(),
+                    mode, payload = self.samples.request(index) if self.samples else (0, self.payload_of(index))
+                    self.current = _Attempt(index, s.next_req(), payload, self._chunk_size(), mode=mode,
                                             solo=self.sizer.lossy)
                     self.attempts[index] = self.attempts.get(index, 0) + 1
                 a = self.current
@@ -151,6 +158,7 @@ class Pipeline:
                     return  # a solo request, all sent: nothing else until it is done
                 end = min(a.sent_to + a.chunk, len(a.payload))
                 body = w.encode_payload(w.INFER_CHUNK, {"req": a.req, "total": len(a.payload), "offset": a.sent_to,
+                                                        "mode": a.mode,
                                                         "data": a.payload[a.sent_to:end]})
                 seq, frame = s.channel.frame(w.INFER_CHUNK, body)
                 self.held = (seq, frame, end == len(a.payload))
@@ -235,12 +243,21 @@ class Pipeline:
         a.dead = True  # finished: nothing more to do for it
         self.done.add(a.index)
         self.s.stats.images += 1
+        if self.samples:
+            self.samples.answered(a.index, a.mode)
         self.on_result(a.index, [Tensor(d, s, data) for d, s, data in records], f["micros"])
 
     def _on_error(self, fields: dict, sent: _Sent) -> None:
         code = fields["code"]
         if code == w.E_NO_MODEL:
             raise Resync()
+        if code == w.E_NOT_CACHED and sent.attempt is not None and self.samples:
+            a = sent.attempt  # the board does not hold it (or dropped a damaged copy): send its bytes
+            self.samples.miss(a.index, damaged=fields["detail"] == 1)
+            if not a.dead and a.index not in self.done:
+                a.dead = True
+                self.retry.appendleft(a.index)
+            return
         if code in FATAL_INFER_ERRORS:
             index = sent.attempt.index if sent.attempt else -1
             raise ToolFailure(f"{self.s.name}: the board failed on image {index} "
