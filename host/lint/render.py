@@ -74,7 +74,7 @@ def _headline(report: LintReport) -> str:
             if report.quant == "uint8" else "float kmodel (--quant float): no KPU code, everything on the CPU")
     table = COMPILERS.get(report.compiler)
     target = f"{table.title} -> kmodel v{table.kmodel_version}" if table else report.compiler
-    return f"{report.source} ({report.format}) -> {target}, {mode}"
+    return f"{report.source} ({report.format}) -> {target},\n  {mode}"  # two lines: fits 100 columns
 
 
 def _compiler_title(report: LintReport) -> str:
@@ -102,7 +102,17 @@ def _memory_lines(memory: dict) -> list[str]:
         if memory.get(key) is not None:
             lines.append(f"  {key.replace('_bytes', '').replace('_', ' ')}: {_kib(memory[key])}")
     lines.append("")
-    return lines
+    return [part for line in lines for part in _fit(line)]
+
+
+def _fit(line: str, width: int = 100) -> list[str]:
+    """A detail line wrapped to `width` columns, continuation lines indented under it."""
+    import textwrap
+
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def _confirmation_lines(confirmation: dict | None) -> list[str]:
@@ -131,12 +141,8 @@ def _confirmation_lines(confirmation: dict | None) -> list[str]:
 def _firmware_lines(firmware: list[dict]) -> list[str]:
     if not firmware:
         return []
-    lines = ["firmware"]
-    for fw in firmware:
-        verdict = "loads it" if fw["loads"] else "cannot load it"
-        lines.append(f"  {fw['name']}: {verdict} ({fw['note']})")
-    lines.append("")
-    return lines
+    rows = [(fw["name"], "yes" if fw["loads"] else "no", fw["note"]) for fw in firmware]
+    return [format_table(("firmware", "loads it", "note"), rows), ""]  # fits 100 columns, like every table
 
 
 def _kib(n: int) -> str:
