@@ -223,6 +223,19 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]], width
     return "\n".join(lines)
 
 
+def fit_width(text: str, width: int = TABLE_WIDTH) -> str:
+    """Lines longer than `width` wrapped at spaces (never inside a word or path), continuations indented."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False) or [line]
+    return "\n".join(out)
+
+
 def print_json(obj: object) -> None:
     from .envelope import to_json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, output_path
+from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, fit_width, output_path
 from ..dataargs import add_preprocess_args, overrides_from
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_path=args.data, calib=args.calib, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
     ))
-    return finish(args, card, text=lambda: _text(card, model, out, args.quant), inputs={"model": model})
+    return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
 
 
 def _text(card: dict, model: Path, out: Path, quant: str) -> str:
