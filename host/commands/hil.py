@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verdict_first(text: str) -> str:
-    """The PASS/FAIL line (render's last) also first, before the figures it sums up."""
+    """The PASS/FAIL line (render's last) also first, before the figures it sums up; 100 columns."""
+    from ..cliutil import fit_width
+
     lines = text.splitlines()
-    return "\n".join([lines[-1], *lines]) if lines else text
+    return fit_width("\n".join([lines[-1], *lines])) if lines else text
