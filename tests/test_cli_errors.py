@@ -91,3 +91,14 @@ def test_tables_fit_100_columns():
     text = format_table(("#", "name", "op", "where", "reason"), rows)
     assert max(map(len, text.splitlines())) <= 100
     assert "".join(text.split()).count("alongreason") == 12  # wrapped, not cut
+
+
+def test_fit_width_wraps_text_at_spaces_and_keeps_paths_whole():
+    from k210.host.cliutil import fit_width
+
+    path = "/tmp/" + "x" * 120 + ".kmodel"
+    text = fit_width(f"short line\n  link: {'12.5 images/s, ' * 12}done\n{path}")
+    lines = text.splitlines()
+    assert lines[0] == "short line" and path in lines  # a path longer than the width stays one piece
+    assert all(len(line) <= 100 for line in lines if line != path)
+    assert all(line.startswith("    ") for line in lines[2:-1])  # continuations hang under their line
