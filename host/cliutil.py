@@ -59,12 +59,18 @@ def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: 
     """The firmware to target: the one given, else the model card's, else the one that loads the kmodel."""
     if given:
         return given
-    carded = (card or {}).get("firmware")  # a card may name its firmware; today's name the kmodel's loaders
+    card = card or {}
+    carded = card.get("firmware")  # a card may name its firmware
     if isinstance(carded, str) and carded in choices:
         return carded
-    if kmodel_version is not None and kmodel_version < 5 and "maixpy" in choices:
-        return "maixpy"
-    return "canmv"
+    kmodel = card.get("kmodel") if isinstance(card.get("kmodel"), dict) else {}
+    version = kmodel_version if kmodel_version is not None else kmodel.get("version")
+    preferred = "maixpy" if isinstance(version, int) and version < 5 else "canmv"
+    # The card's `loaded_by` (converters.kmodel's keys: sdk is our c runner) rules out what cannot load it.
+    loaders = [{"sdk": "c"}.get(key, key) for key in kmodel.get("loaded_by") or []]
+    if loaders and preferred not in loaders:
+        preferred = next((f for f in loaders if f in choices), preferred)
+    return preferred if preferred in choices else choices[0]
 
 
 def firmware_of_kmodel(path: str | os.PathLike[str] | None, given: str | None = None,
