@@ -282,8 +282,8 @@ def _yes(flag: bool) -> str:
 
 def table(rows: list[dict]) -> str:
     head = ("| model | imports lint / nncase | KPU convs lint / nncase | CPU convs lint / nncase | "
-            "SRAM MiB lint / nncase TOTAL | lint/nncase | fits lint / nncase | `k210 compile` |")
-    lines = [head, "| --- | --- | --- | --- | --- | ---: | --- | --- |"]
+            "SRAM MiB lint / nncase TOTAL | lint/nncase | fits lint / nncase | memory verdict | `k210 compile` |")
+    lines = [head, "| --- | --- | --- | --- | --- | ---: | --- | --- | --- |"]
     for row in rows:
         lint, real = row["lint"], row["nncase"]
         compiled = real["total_bytes"] is not None
@@ -295,9 +295,19 @@ def table(rows: list[dict]) -> str:
             f"{_mib(lint['total_bytes'])} / {_mib(real['total_bytes'])} | "
             f"{ratio} | "
             f"{_yes(lint['fits']) if lint['imports'] else '-'} / {_yes(real['fits']) if real['imports'] else '-'} | "
-            f"{row['compile']} |"
+            f"{_memory_verdict(row)} | {row['compile']} |"
         )
     return "\n".join(lines)
+
+
+def _memory_verdict(row: dict) -> str:
+    """Whose memory figure the fit verdict can rest on: lint's estimate when it is within 10 % of nncase's
+    TOTAL, else nncase's own (what `k210 lint --confirm` prints and `k210 compile` gates on)."""
+    if not row["lint"]["imports"] or not row["nncase"]["imports"]:
+        return "-"
+    if row["total_ratio"] is None:
+        return "nncase (refused: KPU RAM)"
+    return "estimate (within 10 %)" if abs(row["total_ratio"] - 1) <= 0.10 else "nncase (--confirm)"
 
 
 def summary(rows: list[dict]) -> dict:
@@ -320,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/bench/lint_vs_nncase")
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
     parser.add_argument("--fast", action="store_true", help="only the cases the unit tests also run")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the rows.json under --out")
     args = parser.parse_args(argv)
+    if args.table_only:
+        rows = json.loads((Path(args.out) / "rows.json").read_text())
+        print(table(rows) + "\n\n" + json.dumps(summary(rows), indent=1))
+        return 0
     from k210.host.quiet import preload_tensorflow
 
     preload_tensorflow()
@@ -337,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{case.name}: lint {row['lint']['kpu_convs']}/{row['lint']['cpu_convs']} convs "
               f"{_mib(row['lint']['total_bytes'])} MiB; nncase "
-              f"{'compiled' if row['nncase']['imports'] else 'refused: ' + str(row['nncase']['error'])} "
+              f"{'refused: ' + str(row['nncase']['error']) if row['nncase']['error'] else 'compiled'} "
               f"{row['nncase']['kpu_convs']}/{row['nncase']['cpu_convs']} convs {_mib(row['nncase']['total_bytes'])} "
               f"MiB; compile {row['compile']} ({row['seconds']} s)", flush=True)
         (out / "rows.json").write_text(json.dumps(rows, indent=1))

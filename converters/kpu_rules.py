@@ -543,13 +543,9 @@ def _add_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         result.lowered_convs = 1
         return result
     kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
-    reason = "Add of two same-shape maps: lowered to concat + 1x1 KPU conv"
-    convs = 1
-    if any(consumer.opcode == "PRELU" for consumer in ctx.consumers.get(op.outputs[0], [])):
-        convs = 2  # measured (MediaPipe face_landmark): an Add feeding a PReLU becomes two KPU convs
-        reason += " (two KPU convs: the PReLU after it takes both of its halves from the KPU)"
-    result = OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL, reason, kpu_bytes=kpu_bytes,
-                         lowered_convs=convs)
+    result = OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
+                         "Add of two same-shape maps: lowered to concat + 1x1 KPU conv", kpu_bytes=kpu_bytes,
+                         lowered_convs=1)
     # Its 1x1 conv takes a following ReLU into its activation table (measured: BlazeFace's residual
     # Add -> ReLU leaves no ReLU op on the CPU).
     ctx.kpu_tails[op.outputs[0]] = _KpuConv(result, depthwise=False, pool_slot_free=False)
@@ -571,9 +567,26 @@ def _prelu_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
         result.lowered_convs = 1
         return result
     kpu_bytes = kpu_feature_map_bytes(w, h, 2 * c) + kpu_feature_map_bytes(w, h, c)
+    _split_producer(ctx, op)
     return OpPlacement(op.index, name, op.opcode, Placement.KPU_PARTIAL,
                        f"{no_fuse}: nncase runs its max/min/mul on the CPU and lowers its add to concat + 1x1 KPU "
                        "conv", fix, kpu_bytes, lowered_convs=1)
+
+
+def _split_producer(ctx: _Context, op: OpInfo) -> None:
+    """A KPU conv (or lowered Add) whose output goes straight into a PReLU that nncase lowers to the KPU is
+    emitted twice, once per half of the PReLU (measured: MediaPipe iris_landmark's conv -> PReLU and
+    face_landmark's Add -> PReLU each give two KPUConv2D; after a stride-2 conv's CPU crop, one)."""
+    tail = ctx.kpu_tails.get(op.inputs[0]) if op.inputs else None
+    if tail is None or ctx.producers.get(op.inputs[0]) is None:
+        return
+    producer = tail.placement
+    if producer.index != ctx.producers[op.inputs[0]].index:
+        return  # an activation sits between them
+    if producer.placement is Placement.KPU_PARTIAL and "stride 2" in producer.reason:
+        return
+    producer.lowered_convs += 1
+    producer.reason += "; emitted twice by nncase (the PReLU after it takes both halves from the KPU)"
 
 
 def _transpose_conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:
