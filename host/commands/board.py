@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cliutil import add_firmware_arg, add_json_arg, firmware_of_kmodel
+from ..virtualboard.storage import INFLATE_BPS, SD_BYTES, SD_READ_BPS, SD_WRITE_BPS
 
 
 def add_parser(sub) -> None:
@@ -27,6 +28,20 @@ def add_parser(sub) -> None:
     p.add_argument("--read-buf-len", type=int, help="UART RX ring in bytes (main.py's default 4096)")
     p.add_argument("--max-frame", type=int, help="largest frame the runner accepts (main.py's default 1024)")
     p.add_argument("--workdir", metavar="DIR", help="the board's /sd and /flash (default: a temporary directory)")
+    card = p.add_argument_group("sample cache and zlib (speeds: assumptions, see host/virtualboard/storage.py)")
+    card.add_argument("--sd-dir", metavar="DIR",
+                      help="the SD card's sample cache directory; a later board given the same one finds what an "
+                           "earlier run kept (default: inside --workdir, gone at exit)")
+    card.add_argument("--sd-bytes", type=int, default=SD_BYTES,
+                      help=f"room for cached samples (default {SD_BYTES}); 0: no card, no cache")
+    card.add_argument("--sd-write-kbps", type=float, default=SD_WRITE_BPS / 1000,
+                      help=f"card write speed, kB/s (default {SD_WRITE_BPS / 1000:g}; 0: instant)")
+    card.add_argument("--sd-read-kbps", type=float, default=SD_READ_BPS / 1000,
+                      help=f"card read speed, kB/s (default {SD_READ_BPS / 1000:g}; 0: instant)")
+    card.add_argument("--sd-cut-at", type=int, default=0, metavar="N",
+                      help="power fails halfway through the board's Nth card write (then it reboots); 0: never")
+    card.add_argument("--inflate-kbps", type=float, default=INFLATE_BPS / 1000,
+                      help=f"uzlib output speed, kB/s (default {INFLATE_BPS / 1000:g}); 0: a firmware without uzlib")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     add_json_arg(p)  # the envelope (with the port in result.url) as the first line, instead of the bare port
     p.set_defaults(func=run)
@@ -37,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import BadInputError
     from ..virtualboard.board import BoardOptions, VirtualBoard, exit_with_parent
     from ..virtualboard.faults import FaultSpec
+    from ..virtualboard.storage import StorageSpec
 
     if not 300 <= args.baud <= 0x500000:
         raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
@@ -47,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         firmware=args.firmware, kmodel=Path(args.kmodel) if args.kmodel else None, port=args.port, baud=args.baud,
         faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,
         workdir=Path(args.workdir) if args.workdir else None, read_buf_len=args.read_buf_len,
-        max_frame=args.max_frame)
+        max_frame=args.max_frame, inflate_bps=args.inflate_kbps * 1000,
+        storage=StorageSpec(size=args.sd_bytes, write_bps=args.sd_write_kbps * 1000, read_bps=args.sd_read_kbps * 1000,
+                            cut_at=args.sd_cut_at, directory=Path(args.sd_dir) if args.sd_dir else None))
     board = VirtualBoard(options)
     if args.exit_with_parent:
         exit_with_parent(board.remove_workdir)

@@ -57,6 +57,10 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the journal of a run that was stopped: only the missing images are run")
     p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="send every image's bytes, never a hash the board keeps (default: use the board's sample "
+                        "cache where its HELLO offers one)")
+    p.add_argument("--no-zlib", action="store_true", help="never send zlib-compressed images")
     p.set_defaults(func=run)
 
 
@@ -84,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         patience=args.patience,
-        workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io)
+        workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io,
+        no_cache=args.no_cache, no_zlib=args.no_zlib)
     report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
     return finish(args, report, text=lambda: _verdict_first(render(report)), passed=report["passed"],
                   failure=None if report["passed"] else failure_line(report),

@@ -84,6 +84,14 @@ class Hello:
     firmware: str
     fw_version: str
     backend: str
+    caps: int = 0  # w.CAP_* bits and the sample cache's size (PROTOCOL.md 3.1); 0 on older runners
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of samples the board keeps at least (a power of two at or below its cache; 0: no cache)."""
+        if not self.caps & w.CAP_CACHE:
+            return 0
+        return 1 << ((self.caps >> w.CAP_CACHE_LOG2_SHIFT) & 0xFF)
 
     @property
     def chunk_size(self) -> int:
@@ -94,7 +102,7 @@ class Hello:
     def from_fields(cls, f: dict[str, Any]) -> Hello:
         return cls(f["proto"], f["max_frame"], f["rx_window"], f["nonce"], f["max_model"], f["max_input"],
                    f["rx_frames"], f["rx_dropped"], tuple(f["kmodel_versions"]), f["firmware"], f["fw_version"],
-                   f["backend"])
+                   f["backend"], f.get("caps", 0))
 
 
 @dataclass(frozen=True)

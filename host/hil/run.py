@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from k210.firmware import k210wire as w
 from k210.host.errors import BadInputError, K210Error, ToolFailure
 
 from .handlers import BoardHandler, SerialDevice, board_command, virtual_board
@@ -64,6 +65,9 @@ class HilConfig:
     workers: int | None = None
     overrides: Any = None  # converters.preprocess.Overrides from the command line
     save_io: str | None = None  # .npz with the inputs and every output (TF, simulator, board)
+    no_cache: bool = False  # never ask a board to keep or reuse samples (PROTOCOL.md 3.5)
+    no_zlib: bool = False  # never send zlib streams
+    board_args: list[str] = field(default_factory=list)  # extra `k210 board` options for virtual boards
 
 
 @dataclass
@@ -143,7 +147,7 @@ def _handlers(cfg: HilConfig, kmodel: KModel) -> list[BoardHandler]:
             handlers.append(virtual_board(
                 kmodel=None if cfg.upload else kmodel.path,  # without --upload the model is "flashed"
                 firmware=cfg.firmware, baud=cfg.baud, faults=cfg.faults, fault_seed=cfg.fault_seed + i,
-                port=_virtual_port(cfg)))
+                port=_virtual_port(cfg), extra=cfg.board_args))
     if not handlers:
         raise BadInputError("which board? pass --port URL (repeatable), --virtual or --board-cmd CMD")
     return handlers
@@ -162,6 +166,8 @@ def _connect(handler: BoardHandler, cfg: HilConfig, kmodel: KModel, stop: thread
     url = handler.start()
     session = BoardSession(open_port(url, cfg.baud, cfg.patience), name=url, connect_timeout=cfg.connect_timeout,
                            stop=stop, patience=cfg.patience)
+    session.sample_modes = ((0 if cfg.no_zlib else w.MODE_ZLIB)
+                            | (0 if cfg.no_cache else w.MODE_KEEP | w.MODE_CACHED))
     try:
         session.connect()
         session.ensure_model(kmodel, cfg.upload)

@@ -24,6 +24,7 @@ from .model import KModel, identify, wrong_model_message
 from .pipeline import Pipeline, ResultSink
 from .ports import Port
 from .recovery import BoardRestarted, Resync, UploadRestart
+from .samples import ALL_MODES, SamplePlanner
 from .timing import ReplyTimer
 from .upload import send_model
 
@@ -79,6 +80,8 @@ class BoardSession:
         self._sizer: FrameSizer | None = None
         self._req = 0
         self._live: tuple[float, int, int] | None = None
+        self.sample_modes = ALL_MODES  # INFER modes the host may use where the board has them (samples.py)
+        self.samples: SamplePlanner | None = None
 
     @property
     def sizer(self) -> FrameSizer:
@@ -384,7 +387,10 @@ class BoardSession:
         started = time.monotonic()
         out0, in0 = self.port.bytes_out, self.port.bytes_in
         self._live = (started, out0, in0)
-        pipeline = Pipeline(self, take, payload_of, on_result)
+        if self.samples is None:
+            self.samples = SamplePlanner(self.hello, payload_of, self.sample_modes)
+        self.samples.payload_of = payload_of
+        pipeline = Pipeline(self, take, payload_of, on_result, self.samples)
         try:
             while not self.stop.is_set():
                 try:
@@ -423,6 +429,8 @@ class BoardSession:
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
             "backend": hello.backend if hello else "", "rx_window": hello.rx_window if hello else 0,
             "window": self.window() if hello else 0,
+            "caps": hello.caps if hello else 0,
+            "samples": self.samples.figures.as_dict() if self.samples else {},
         }
 
     def _recover(self, pipeline: Pipeline, reset: Hello | None) -> None:

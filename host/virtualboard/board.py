@@ -30,6 +30,7 @@ from .faults import FaultSpec
 from .fpioa import FpioaManager, make_fpioa_manager
 from .heap import make_gc
 from .kpu import ModelCache, make_canmv_maix, make_maixpy_kpu
+from .storage import INFLATE_BPS, StorageArea, StorageSpec, make_uzlib
 from .transport import open_transport
 from .uart import BoardReboot, make_machine
 from .wire import Line
@@ -67,6 +68,8 @@ class BoardOptions:
     workdir: Path | None = None
     read_buf_len: int | None = None
     max_frame: int | None = None
+    storage: StorageSpec = field(default_factory=StorageSpec)  # the SD card the sample cache lives on
+    inflate_bps: float = INFLATE_BPS  # uzlib's speed on the board; 0: a firmware without it
 
 
 def firmware_script(firmware: str) -> Path:
@@ -99,6 +102,8 @@ class VirtualBoard:
                 self.remove_workdir()
                 raise
         self.models = ModelCache()
+        self.storage = (StorageArea(options.storage, self.workdir / "sd" / "k210cache")
+                        if options.storage.size else None)  # kept across reboots, like a card
         self.board_id = random.getrandbits(32)
         self.boots = 0
         self.fpioa = FpioaManager()
@@ -154,6 +159,9 @@ class VirtualBoard:
             config["read_buf_len"] = self.options.read_buf_len
         if self.options.max_frame:
             config["max_frame"] = self.options.max_frame
+        config["sample_cache_bytes"] = self.options.storage.size if self.storage else 0
+        config["sample_volume"] = self.storage
+        config["inflate"] = self.options.inflate_bps > 0
         return config
 
     def _install_modules(self) -> None:
@@ -168,6 +176,7 @@ class VirtualBoard:
             "k210_config": types.SimpleNamespace(CONFIG=self.config()),
             "maix": make_canmv_maix(self, CANMV_VERSIONS) if canmv else None,  # None: ImportError
             "KPU": None if canmv else make_maixpy_kpu(self),
+            "uzlib": make_uzlib(self.options.inflate_bps),
         }
         sys.modules.update(modules)
 
