@@ -105,7 +105,7 @@ def compile_tflite(tflite: bytes, spec: CompileSpec, *, timeout: float = 900) ->
             raise ToolFailure(f"nncase failed (exit {proc.returncode}): {_tail(log)}")
         result = json.loads(result_file.read_text())
         if not result["ok"]:
-            raise ToolFailure(f"nncase refused the model: {result['error']}")
+            raise BadInputError(f"nncase refused the model: {result['error']}")  # the model, not a crash: 2
         return CompiledKModel((work / "model.kmodel").read_bytes(), parse_memory_summary(log), log)
 
 
