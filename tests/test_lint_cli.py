@@ -61,7 +61,8 @@ def test_json_report_format(tmp_path, capsys):
     code, out, _ = lint(capsys, str(write(tmp_path, "elu.tflite", one_op_tflite(ELU))), "--json")
     data = json.loads(out)["result"]
     assert code == 1 and data["ok"] is False
-    assert {"ok", "compiler", "quant", "ops", "problems", "notes", "memory", "loaders", "firmware", "passed"} <= set(data)
+    assert {"ok", "compiler", "quant", "ops", "problems", "notes", "memory", "loaders", "firmware",
+            "passed"} <= set(data)
     assert data["compiler"] == "nncase1.9" and data["quant"] == "uint8"
     assert all({"name", "op", "placement", "reason"} <= set(op) for op in data["ops"])
     assert {op["placement"] for op in data["ops"]} <= PLACEMENTS
