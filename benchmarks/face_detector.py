@@ -89,6 +89,7 @@ def box_agreement(io_file: Path, names: list[str]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     from k210.host.quiet import preload_tensorflow
     from k210.models import face_detector
+    from k210.models.zoo import PRETRAINED
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.face_detector", description=__doc__)
     parser.add_argument("--out", default="out/bench/face_detector")
@@ -97,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     preload_tensorflow()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tflite = face_detector.tflite_path()
+    entry = PRETRAINED["face_detection_front"]
+    tflite = Path(entry.path())
     calibration, check, names = write_photo_folders(out / "photos")
     lint = lint_verdicts(tflite, out)
     kmodel = out / "face_front_uint8.kmodel"
     if not (args.reuse and kmodel.exists()):
         run_k210("compile", tflite, "--quant", "uint8", "--data", calibration, "--calib",
-                 len(list(calibration.glob("*.png"))), f"--input-range={face_detector.INPUT_RANGE[0]:g},"
-                 f"{face_detector.INPUT_RANGE[1]:g}", "-o", kmodel)
+                 len(list(calibration.glob("*.png"))), f"--input-range={entry.input_range[0]:g},"
+                 f"{entry.input_range[1]:g}", "-o", kmodel)
     card = json.loads(Path(f"{kmodel}.json").read_text())
     report, io_file = out / "verify.json", out / "io.npz"
     # Exit 1 (a cosine under verify's default 0.99) still yields every figure: report them all.

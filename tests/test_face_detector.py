@@ -127,3 +127,11 @@ def test_uint8_kmodel_agrees_with_tflite_on_photographs(tmp_path: Path) -> None:
         km_box, km_score = fd.best_box(*got)
         assert fd.iou(ref_box, km_box)[0] > 0.6, name
         assert km_score[0] > 0.5, name
+
+
+def test_listed_as_a_pretrained_zoo_entry() -> None:
+    from k210.models.zoo import PRETRAINED
+
+    entry = PRETRAINED["face_detection_front"]
+    assert Path(entry.path()) == fd.tflite_path()
+    assert entry.input_range == fd.INPUT_RANGE and len(entry.outputs) == 2
