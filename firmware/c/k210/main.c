@@ -204,6 +204,16 @@ static uint32_t boot_nonce(void)
     return n ? n : 1u;
 }
 
+/* Nothing received: sleep until the next interrupt. MIE is off around the test so a byte that lands
+ * just before the wfi still wakes it (wfi returns on a pending interrupt whatever MIE says). */
+static void idle(void)
+{
+    __asm__ volatile("csrc mstatus, %0" ::"r"(8u));
+    if (rx_tail == rx_head)
+        __asm__ volatile("wfi");
+    __asm__ volatile("csrs mstatus, %0" ::"r"(8u));
+}
+
 #if K210_FLASH_MODEL_SIZE > 0
 #if K210_FLASH_MODEL_SIZE > K210_MODEL_BUF_SIZE
 #error "K210_FLASH_MODEL_SIZE is bigger than K210_MODEL_BUF_SIZE"
@@ -267,5 +277,7 @@ int main(void)
             chunk[n++] = rx_ring[rx_tail++ & (K210_RX_RING - 1u)];
         if (n)
             k210w_runner_feed(&runner, chunk, n);
+        else
+            idle();
     }
 }

@@ -3,7 +3,8 @@
 
     python3 firmware/c/qemu/qemu_board.py [--elf PATH] [--monitor SOCKET]
 
-Prints `PTY /dev/pts/N` (the board's UART) once QEMU is up, which is what `k210 hil --board-cmd` reads,
+Prints `socket://127.0.0.1:PORT` (the board's UART, QEMU's TCP server) once QEMU is up, which is what
+`k210 hil --board-cmd` reads,
 then keeps QEMU running until its own stdin closes (the harness's way of letting a board go) or it is
 killed. --monitor puts QEMU's monitor on a Unix socket, so a test can read the guest's memory (the painted
 stack) with `pmemsave`. Needs only the Python standard library and Debian's qemu-system-misc.
@@ -13,16 +14,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import select
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-import tty
 from pathlib import Path
 
 DEFAULT_ELF = Path(__file__).resolve().parents[1] / "build-host" / "qemu" / "k210_runner_qemu.elf"
+
+
+def monitor_command(path: str, command: str, timeout: float = 10.0) -> bool:
+    """Send one command to QEMU's monitor on a Unix socket."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(2)
+                sock.connect(path)
+                sock.recv(4096)  # the banner and prompt
+                sock.sendall(command.encode() + b"\n")
+                sock.recv(4096)
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def main() -> int:
@@ -36,32 +54,29 @@ def main() -> int:
     if not args.elf.is_file():
         print(f"qemu_board: {args.elf} not found (make -C firmware/c qemu)", file=sys.stderr)
         return 3
+    monitor = args.monitor or os.path.join(tempfile.mkdtemp(prefix="k210-qemu-"), "monitor.sock")
+    with socket.socket() as probe:  # a free port for QEMU's TCP serial server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The UART on a TCP socket, not a pty: a pty's line discipline can mangle bytes until someone sets it raw.
     cmd = ["qemu-system-riscv64", "-M", "virt", "-m", "64M", "-smp", "1", "-bios", "none", "-kernel", str(args.elf),
-           "-nodefaults", "-display", "none", "-serial", "pty",
-           "-monitor", f"unix:{args.monitor},server=on,wait=off" if args.monitor else "none"]
+           "-nodefaults", "-display", "none", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on",
+           "-monitor", f"unix:{monitor},server=on,wait=off"]
     qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert qemu.stdout is not None
-    pty = None
     deadline = time.monotonic() + 20
-    text = b""
-    while pty is None and time.monotonic() < deadline:
-        ready, _, _ = select.select([qemu.stdout], [], [], 0.2)
-        if ready:
-            chunk = os.read(qemu.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            text += chunk
-            found = re.search(rb"char device redirected to (/dev/pts/\d+)", text)
-            pty = found.group(1).decode() if found else None
-    if pty is None:
+    while time.monotonic() < deadline and qemu.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    if qemu.poll() is not None or not monitor_command(monitor, "info status"):
         qemu.kill()
-        print(f"qemu_board: QEMU gave no pty: {text.decode(errors='replace')[-500:]}", file=sys.stderr)
+        out = qemu.stdout.read().decode(errors="replace")
+        print(f"qemu_board: QEMU did not come up: {out[-500:]}", file=sys.stderr)
         return 3
-    # Hold the pty's other side open (raw, never read): QEMU then sees a connection at once instead of
-    # polling for one every second, and a host may open and close the port at will.
-    keep = os.open(pty, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(keep)
-    print(f"PTY {pty}", flush=True)
+    print(f"socket://127.0.0.1:{port}", flush=True)
     try:
         while qemu.poll() is None:
             ready, _, _ = select.select([sys.stdin, qemu.stdout], [], [], 1.0)
