@@ -187,7 +187,9 @@ def test_cli_deploy_over_a_socket_url(tmp_path, runner_dir, local, capsys):
     assert f"deployed and verified 5 file(s) via {url}" in out and "board reset, main.py starting" in out
     namespace: dict = {}
     exec(on_board(board, "/flash/k210_config.py").decode(), namespace)
-    assert namespace["CONFIG"] == {"input": [28, 28, 1], "labels": ["x", "o"], "model": "/flash/digits.kmodel"}
+    # the kmodel's header fills in what the JSON leaves out: its version, size and tensors (issue 17.5)
+    assert namespace["CONFIG"] == {"input": [28, 28, 1], "labels": ["x", "o"], "model": "/flash/digits.kmodel",
+                                   "model_version": 4, "model_size": 60_000, "model_inputs": [(4, (1, 1, 28, 28))]}
     assert on_board(board, "/flash/digits.kmodel") == local["kmodel"].read_bytes()
     assert board.resets == 1
 
@@ -208,8 +210,9 @@ def test_cli_dry_run_json(runner_dir, local, capsys):
     )
     report = json.loads(capsys.readouterr().out)["result"]
     remotes = [f["remote"] for f in report["plan"]["files"]]
-    assert remotes == ["/flash/main.py", "/flash/k210runner.py", "/flash/k210wire.py", "/flash/digits.kmodel"]
-    assert "no --config" in report["plan"]["warnings"][0]
+    assert remotes == ["/flash/main.py", "/flash/k210runner.py", "/flash/k210wire.py", "/flash/digits.kmodel",
+                       "/flash/k210_config.py"]
+    assert "no --config" in report["plan"]["warnings"][0] and "model card" in report["plan"]["warnings"][0]
 
 
 # ---- plan checks ------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ def test_plan_refuses_what_the_board_could_not_use(tmp_path, runner_dir, local):
     with pytest.raises(BadInputError, match="digits5.kmodel is v5, which Sipeed MaixPy-v1"):
         build_deploy_plan(runner_dir=runner_dir, kmodel=local["v5"])
     canmv = build_deploy_plan(runner="canmv", runner_dir=runner_dir, kmodel=local["v5"])
-    assert canmv.files[-1].remote == "/flash/digits5.kmodel"
+    assert [f.remote for f in canmv.files[-2:]] == ["/flash/digits5.kmodel", "/flash/k210_config.py"]
     broken = write(tmp_path / "broken" / "main.py", b"import k210wire\n")
     write(broken.parent / "k210wire.py", b"def main(:\n")
     with pytest.raises(BadInputError, match="k210wire.py has a syntax error at line 1"):

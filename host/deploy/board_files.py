@@ -103,6 +103,10 @@ class BoardFiles:
         free = int(_tagged(out, "K210FREE")[0])
         return None if free < 0 else free
 
+    def has_directory(self, directory: str) -> bool:
+        """Whether `directory` exists (/sd: whether an SD card is in and mounted)."""
+        return "K210NODIR" not in self._exec(f"_k210_df({directory!r})")
+
     def listing(self, directory: str) -> dict[str, int]:
         out = self._exec(f"_k210_ls({directory!r})")
         return dict(ast.literal_eval(_tagged_line(out, "K210LS")))

@@ -62,6 +62,10 @@ def deploy(
     repl.enter(connect_timeout)
     board = BoardFiles(repl)
     free = board.free_bytes(plan.directory)
+    boots_runner = any(item.remote == f"{plan.directory}/main.py" for item in plan.files)
+    if plan.directory == "/flash" and boots_runner and board.has_directory("/sd"):
+        raise DeployFailed("an SD card is in this board: MaixPy and CanMV then boot /sd/main.py, not /flash/main.py; "
+                           "deploy with --target sd (or take the card out)")
     before = board.listing(plan.directory)
     _check_space(plan, before, free)
 
