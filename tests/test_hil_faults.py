@@ -29,17 +29,17 @@ def _payloads(n: int) -> list[bytes]:
 
 
 def _stream(payloads: list[bytes], faults: str | None = None, *, port: str = "pty", patience: float = 15.0,
-            seed: int = 1) -> tuple[dict[int, bytes], dict, float]:
-    """Every image through one fresh virtual board with the model flashed: outputs, figures, seconds."""
+            seed: int = 1, upload: bool = False) -> tuple[dict[int, bytes], dict, float]:
+    """Every image through one fresh virtual board, the model flashed or uploaded: outputs, figures, seconds."""
     path = tiny_models()["kmodel_a"]
     kmodel = KModel.from_bytes(str(path), path.read_bytes())
-    handler = virtual_board(kmodel=str(path), faults=faults, fault_seed=seed, port=port)
+    handler = virtual_board(kmodel=None if upload else str(path), faults=faults, fault_seed=seed, port=port)
     try:
         session = BoardSession(open_port(handler.start(), 1_500_000, patience), connect_timeout=10,
                                patience=patience)
         try:
             session.connect()
-            session.ensure_model(kmodel, upload=False)
+            session.ensure_model(kmodel, upload=upload)
             todo = iter(range(len(payloads)))
             got: dict[int, bytes] = {}
             started = time.monotonic()
@@ -89,6 +89,12 @@ def test_heavy_chunk_duplication_is_no_livelock(clean):
     """20 % of 32-byte chunks twice: ~850-byte frames almost never survive; small solo frames do."""
     figures = _same_as_clean(clean, 30, "dupchunk=0.2,chunk=32")
     assert figures["retries"] > 0
+
+
+def test_an_upload_gets_through_heavy_duplication(clean):
+    """The model too: LOAD chunks shrink to tens of bytes when most big frames break."""
+    figures = _same_as_clean(clean, 5, "dupchunk=0.2,chunk=32", upload=True)
+    assert figures["uploads"] == 1 and figures["identified_by"] == "upload"
 
 
 def test_three_per_mille_byte_faults(clean):

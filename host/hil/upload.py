@@ -23,7 +23,7 @@ from .recovery import UploadRestart
 if TYPE_CHECKING:
     from .session import BoardSession
 
-MIN_UPLOAD_CHUNK = 256
+MIN_UPLOAD_CHUNK = 32  # tens of bytes: what still gets through at a few errors per thousand bytes
 COMMIT_SECONDS = 30.0  # the board hashes and loads the model: long on a real K210 with a big model
 
 
