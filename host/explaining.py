@@ -154,7 +154,7 @@ def _paired(reference: list[np.ndarray], outputs: list[np.ndarray]) -> list[np.n
     for ref, out in zip(reference, outputs):
         if ref[0].size != out[0].size:
             raise BadInputError(f"kmodel output of {out[0].size} values does not match TFLite's {ref[0].size}")
-        paired.append(out.reshape(ref.shape[0] if len(out) == len(ref) else len(out), *ref.shape[1:]))
+        paired.append(out.reshape(len(out), *ref.shape[1:]))
     return paired
 
 
