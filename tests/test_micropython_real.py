@@ -140,6 +140,9 @@ def test_scripted_session_is_served_as_the_protocol_says(scripted: dict) -> None
     assert [m["kmodel_versions"] for _, m in hellos] == [[3, 4, 5]] * len(hellos)
     assert hellos[-2][0] == w.FLAG_EVENT and hellos[-2][1]["nonce"] != hellos[0][1]["nonce"]  # the reboot
     assert [m["loaded"] for kind, _, m in got if kind == "MODEL_INFO"] == [0, 1, 0]
+    old = scripted["mp-1.10"]
+    print(f"\nMicroPython 1.10, 2 MiB heap, scripted session: free heap {old.heap_before} before, "
+          f"{old.heap_low} lowest, {old.heap_after} after")
 
 
 def test_shared_vectors_replies_equal_cpython_byte_for_byte() -> None:
