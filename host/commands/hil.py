@@ -27,7 +27,10 @@ def add_parser(sub) -> None:
                             "e.g. the C runner's host build 'firmware/c/build-host/k210_runner_host --pty'")
     where.add_argument("--baud", type=int, default=1_500_000, help="line rate (default 1500000)")
     where.add_argument("--faults", metavar="SPEC",
-                       help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500")
+                       help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500; what real "
+                            "lines do: dupchunk=0.2,chunk=32 (chunks sent twice), silence_at=N,silence_s=5, "
+                            "close_at=N,close_s=2 (the port vanishes), reset_at=N,boot_ms=3000 (host/virtualboard/"
+                            "faults.py)")
     where.add_argument("--fault-seed", type=int, default=0, help="seed of --faults (board i gets seed + i)")
     where.add_argument("--connect-timeout", type=float, default=5.0,
                        help="seconds to wait for a board's HELLO (default 5)")
