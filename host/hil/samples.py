@@ -10,7 +10,8 @@ tensor it kept (PROTOCOL.md 3.5). Per image the planner sends whichever is small
   with its bytes. Whether to ask first is learnt: the first image is a probe (the images behind it go
   with their bytes until it is answered); a hit makes the cache "warm" (every image asked by hash), a
   miss "cold" (bytes, and one probe every PROBE_EVERY images), so a cold cache costs a few round trips,
-  not one per image. A damaged entry says nothing about the rest: it changes no state.
+  not one per image. A warm cache turns cold after two misses with no hit between them (one image the
+  board lost, e.g. to a power cut, says little about the rest); a damaged entry changes no state.
 * else the zlib stream of the tensor if it is smaller (per image), else the tensor itself, with KEEP and
   the hash in front when the image is one the board should keep.
 
@@ -71,6 +72,7 @@ class SamplePlanner:
         self.state = "unknown"  # -> probing -> warm | cold (-> probing again every PROBE_EVERY images)
         self.since_probe = 0
         self._sizes: dict[int, int] = {}
+        self._misses_in_row = 0
         self._packed: dict[int, tuple[bytes, bytes | None]] = {}  # index -> (sha256, zlib stream if smaller)
         self.figures = SampleFigures()
 
@@ -134,6 +136,7 @@ class SamplePlanner:
         if mode == w.MODE_CACHED:
             self.figures.hits += 1
             self.state = "warm"
+            self._misses_in_row = 0
 
     def miss(self, index: int, damaged: bool) -> None:
         """The board answered NOT_CACHED: the image goes again with its bytes."""
@@ -143,6 +146,9 @@ class SamplePlanner:
         if damaged:
             if self.state == "probing":
                 self.state = "warm"  # there is a cache with our samples; that one went bad
+            return
+        self._misses_in_row += 1
+        if self.state == "warm" and self._misses_in_row < 2:
             return
         self.state = "cold"
         self.since_probe = 0
