@@ -95,7 +95,7 @@ class Port:
         self._out.clear()  # lost with the line
         if self._reopen is None or self.patience <= 0:
             raise ToolFailure(f"lost the board on {self.url}: {why}") from None
-        log.info("lost %s (%s): reopening it for up to %g s", self.url, why, self.patience)
+        log.warning("lost %s (%s): reopening it for up to %g s", self.url, why, self.patience)
         started = time.monotonic()
         pause = REOPEN_FIRST_S
         tries = 0
@@ -114,7 +114,7 @@ class Port:
         waited = time.monotonic() - started
         self.reopens += 1
         self.reopen_waited_s += waited
-        log.info("%s is back after %.1f s (%d tries)", self.url, waited, tries)
+        log.warning("%s is back after %.1f s (%d tries to reopen it)", self.url, waited, tries)
         self._attach(serial_port)
 
     def read(self, wait: float) -> bytes:

@@ -176,8 +176,9 @@ class BoardSession:
         s.waits += 1
         s.waited_s += waited
         s.longest_wait_s = max(s.longest_wait_s, waited)
-        log.info("%s: the board was silent for %.1f s (%s sent %d times)", self.name, waited, w.TYPE_NAMES[mtype],
-                 sends)
+        # A wait a user would notice is said on stderr (no logging set up: Python prints warnings as is).
+        log.log(logging.WARNING if waited >= 1.0 else logging.INFO, "%s: the board was silent for %.1f s (%s sent "
+                "%d times, patience %g s)", self.name, waited, w.TYPE_NAMES[mtype], sends, self.patience)
 
     def on_event(self, msg: Message) -> None:
         if msg.type != w.HELLO:
