@@ -108,3 +108,44 @@ def test_patience_runs_out_with_a_clear_message(clean):
         _stream(payloads[:40], "silence_at=20,silence_s=30", patience=1)
     with pytest.raises(ToolFailure, match=r"lost the board on socket://.*not back after [12]\.\d s"):
         _stream(payloads[:40], "close_at=20,close_s=30", port=SOCKET, patience=1)
+
+
+def test_a_device_path_that_vanishes_is_reopened(tmp_path):
+    """A USB-serial adapter unplugged with its board: /dev/ttyUSB0 goes, then comes back (here a symlink
+    to a pseudo-terminal, re-pointed to a new one, as udev's /dev/serial/by-id links are)."""
+    import os
+    import threading
+    import tty
+
+    link = tmp_path / "ttyBOARD"
+
+    def plug() -> tuple[int, int]:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.symlink(os.ttyname(slave), link)
+        return master, slave
+
+    first = plug()
+    port = open_port(str(link), 115200, patience=5)
+    try:
+        for fd in first:  # unplugged: the device and its path are gone
+            os.close(fd)
+        link.unlink()
+        second: list[tuple[int, int]] = []
+        timer = threading.Timer(0.8, lambda: second.append(plug()))
+        timer.start()
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not second:
+            data += port.read(0.05)
+        while time.monotonic() < deadline and port.reopens == 0:
+            data += port.read(0.05)
+        assert port.reopens == 1 and 0.5 <= port.reopen_waited_s <= 4
+        os.write(second[0][0], b"back")
+        while time.monotonic() < deadline and b"back" not in data:
+            data += port.read(0.05)
+        assert data.endswith(b"back")
+    finally:
+        port.close()
+        for fd in (second[0] if second else ()):
+            os.close(fd)
