@@ -242,3 +242,46 @@ def test_first_and_second_run_equal_the_simulator_despite_a_power_cut_and_a_dama
     assert again == got and report["board_vs_simulator"]["bit_identical"] == 1.0
     assert s["damaged"] == 1 and s["hits"] >= n // 2 and s["stream_bytes"] < first["samples"]["stream_bytes"] / 2
     assert not any(p.suffix == ".tmp" for p in sd.iterdir())
+
+
+# -- the C runner's inflate (firmware/c/core/inflate.c), held to Python's zlib ------------------------------
+
+
+@pytest.fixture(scope="module")
+def inflate_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import subprocess
+
+    from boardfakes.links import require_tool
+
+    gcc = require_tool("gcc")
+    c = Path(__file__).resolve().parents[1] / "firmware" / "c"
+    exe = tmp_path_factory.mktemp("inflate") / "inflate_tool"
+    subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                    str(c / "host" / "inflate_tool.c"), str(c / "core" / "inflate.c")], check=True)
+    return exe
+
+
+def c_inflate(exe: Path, stream: bytes) -> tuple[int, bytes]:
+    import subprocess
+
+    result = subprocess.run([str(exe)], input=stream, capture_output=True, timeout=30)
+    return result.returncode, result.stdout
+
+
+def test_c_inflate_matches_zlib_and_refuses_damage(inflate_tool: Path) -> None:
+    import random
+
+    rng = random.Random(15)
+    kinds = [lambda n: os.urandom(n), lambda n: bytes(rng.randrange(4) for _ in range(n)),
+             lambda n: bytes((k // 5) & 0xFF for k in range(n)), lambda n: sample(3, n)]
+    for i in range(24):  # stored (level 0 and random bytes), fixed (short) and dynamic Huffman blocks
+        data = kinds[i % 4](rng.choice((0, 1, 100, 5000, 49152, 70000)))
+        stream = zlib.compress(data, (0, 1, 6, 9)[i % 4])
+        assert c_inflate(inflate_tool, stream) == (0, data)
+        damaged = bytearray(stream)
+        damaged[rng.randrange(2, len(damaged))] ^= 1 << rng.randrange(8)
+        code, out = c_inflate(inflate_tool, bytes(damaged))
+        assert code != 0 or out == data, "a damaged stream inflated to other bytes"
+        assert c_inflate(inflate_tool, stream[:-5])[0] != 0  # truncated
+    assert c_inflate(inflate_tool, b"\x78\x9c\x03\x00\x00\x00\x00\x01") == (0, b"")
+    assert c_inflate(inflate_tool, b"\x78\x9d\x03\x00\x00\x00\x00\x01")[0] == 2  # header check fails
