@@ -164,13 +164,14 @@ class MaixPyV1Backend:
                     "use CanMV with the nncase-1.x KPU, or the C runner")
         return "MaixPy-v1 loads kmodel v3/v4; this file is %s" % ("kmodel v%d" % version if version else "no kmodel")
 
-    def input_limit(self, wanted, reserve):
+    def input_limit(self, wanted, reserve, copies=1):
         """Largest input (bytes) the GC heap holds: KPU.forward wants one boxed float per element (40 bytes
-        each on the K210's 64-bit MicroPython 1.11, measured here on whatever runs this) besides the raw copy."""
+        each on the K210's 64-bit MicroPython 1.11, measured here on whatever runs this) besides the
+        runner's `copies` raw buffers of that size (two with zlib inputs)."""
         free, per_float = heap_free(), float_list_cost()
         if free is None or per_float is None:
             return wanted
-        fit = (free - reserve) * 4 // (4 + per_float)
+        fit = (free - reserve) * 4 // (4 * copies + per_float)
         return max(0, min(wanted, fit - fit % 4))
 
     def load(self, source, size, version, inputs, outputs):
@@ -270,7 +271,7 @@ class CanMVBackend:
         return "this CanMV build loads kmodel %s; this file is %s" % (
             "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
 
-    def input_limit(self, wanted, reserve):
+    def input_limit(self, wanted, reserve, copies=1):
         return wanted
 
     def load(self, source, size, version, inputs, outputs):
@@ -335,7 +336,7 @@ class CanMVKPUBackend:
         return "this CanMV build loads kmodel %s; this file is %s" % (
             "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
 
-    def input_limit(self, wanted, reserve):
+    def input_limit(self, wanted, reserve, copies=1):
         return wanted
 
     def load(self, source, size, version, inputs, outputs):
@@ -501,7 +502,7 @@ def make_runner(config, backend, send):
     store = k210runner.FileStore(config["upload_path"]) if config.get("upload_path") else None
     inflate = inflater(config)
     reserve = config["heap_reserve"] + 4 * config["max_frame"]
-    max_input = backend.input_limit(config["max_input"], reserve)
+    max_input = backend.input_limit(config["max_input"], reserve, 2 if inflate is not None else 1)
     return k210runner.Runner(
         backend, send, store, boot_nonce(config), max_frame=config["max_frame"], rx_window=config["read_buf_len"],
         max_model=config["max_model"], max_input=max_input, firmware=FIRMWARE, fw_version=FW_VERSION,
