@@ -99,7 +99,25 @@ def test_an_upload_gets_through_heavy_duplication(clean):
 
 def test_three_per_mille_byte_faults(clean):
     figures = _same_as_clean(clean, 25, "corrupt=3e-3,drop=3e-3")
-    assert figures["retries"] > 0
+    assert figures["retries"] > 0 and 16 <= figures["chunk_bytes"] <= 200, figures  # tens of bytes, not 1002
+
+
+def test_frame_size_follows_the_error_rate_and_grows_back():
+    """Frames shrink to tens of bytes when one byte in a few hundred goes wrong, and grow back to the
+    board's largest once the line is clean again."""
+    from k210.host.hil.framesize import FrameSizer
+
+    rng = np.random.default_rng(0)
+    sizer = FrameSizer(1002)
+    sizes = {}
+    for p in (0.0, 1e-4, 1e-3, 6e-3, 0.0):
+        for _ in range(400):
+            wire = sizer.chunk() + 25
+            sizer.note(wire, lost=bool(rng.random() > (1 - p) ** wire))
+        sizes[p] = sizer.chunk()
+    assert sizes[0.0] == 1002  # clean at the end, after the worst
+    assert sizes[1e-4] > sizes[1e-3] > sizes[6e-3] and 16 <= sizes[6e-3] <= 100
+    assert sizer.byte_error < 2e-5 and not sizer.lossy
 
 
 def test_patience_runs_out_with_a_clear_message(clean):

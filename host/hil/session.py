@@ -425,6 +425,7 @@ class BoardSession:
             "bytes_from_board": from_board, "images": s.images, "retries": s.retries, "resets": s.resets,
             "resyncs": s.resyncs, "uploads": s.uploads, "max_in_flight": s.max_in_flight,
             "waits": s.waits, "waited_s": round(s.waited_s, 3), "longest_wait_s": round(s.longest_wait_s, 3),
+            "chunk_bytes": self._sizer.chunk() if self._sizer else 0,  # INFER data bytes per frame, lately
             "reopens": self.port.reopens, "reopen_waited_s": round(self.port.reopen_waited_s, 3),
             "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
