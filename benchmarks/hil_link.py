@@ -11,6 +11,9 @@
     output with a clean run of the same images: a 5 s silence, the port closed and reopened, a reset
     with a 3 s boot, 20 % of 32-byte chunks sent twice, 3e-3 corruption and drops per byte.
     `--only troubles` runs this part alone.
+(e) Issue 15, the sample cache and zlib on the wire (benchmarks/hil_cache.py): raw, first and second run
+    of the same 500 images for the X/O model and a 128x128x3 model, images/s against the raw-link
+    limit, outputs bit-identical to the raw run; a fault run on the warm cache. `--only cache`.
 
 Link utilisation = bytes on the busier direction ÷ (streaming seconds × baud/10), every byte and
 every second counted (resends, the board's compute, recovery). Writes OUT/hil_link.json.
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-images", type=int, default=2000, help="images for the fault run")
     parser.add_argument("--trouble-images", type=int, default=1000,
                         help="images for each line-trouble run (the duplication and 3e-3 runs: 40 %%)")
-    parser.add_argument("--only", choices=("troubles",), help="run one part only")
+    parser.add_argument("--only", choices=("troubles", "cache"), help="run one part only")
+    parser.add_argument("--cache-images", type=int, default=500, help="images per sample-cache run (part e)")
     parser.add_argument("--quick", action="store_true", help="a tenth of every count")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     kmodel = xo_kmodel(out, args.kmodel)
     if args.only == "troubles":
         return troubles(kmodel, out, max(50, int(args.trouble_images * scale)))
+    if args.only == "cache":
+        return 0 if cache(kmodel, out, max(20, int(args.cache_images * scale))) else 1
     summary: dict = {"kmodel": str(kmodel), "faults": FAULTS, "links": {}}
 
     # (a) the same line driven by both hosts, one after the other, in this run
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "hil_link.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"figures in {out / 'hil_link.json'}")
     ok = fr["identical"] and all(v["k210_hil"]["bit_identical"] == 1.0 for v in summary["links"].values())
+    ok = cache(kmodel, out, max(20, int(args.cache_images * scale))) and ok
     return 0 if ok else 1
 
 
@@ -201,6 +208,40 @@ def troubles(kmodel: Path, out: Path, images: int) -> int:
                                                        indent=2) + "\n")
     print(f"figures in {out / 'hil_troubles.json'}; {'every image done, no wrong output' if ok else 'FAILED'}")
     return 0 if ok else 1
+
+
+def cache(kmodel: Path, out: Path, images: int) -> bool:
+    """(e): raw, first and second runs of the X/O and the 128x128x3 sets, then a fault run; True if all equal."""
+    from benchmarks import hil_cache
+
+    print(f"\n== sample cache and zlib (issue 15): {images} images per run; {hil_cache.assumptions()}", flush=True)
+    sets = {"X/O 28x28x1": hil_cache.cache_runs("xo", kmodel, "xo", images, 784, out, journal_outputs),
+            "shapes 128x128x3": hil_cache.cache_runs("rgb128", hil_cache.rgb_kmodel(out), "shapes", images, 49152, out,
+                                                     journal_outputs)}
+    faulty = hil_cache.fault_run("xo", kmodel, "xo", images, out, sets["X/O 28x28x1"]["raw"]["journal"],
+                                 journal_outputs)
+    rows = []
+    for name, runs in sets.items():
+        for run in ("raw", "first", "second"):
+            r = runs[run]
+            s = r["samples"]
+            rows.append((name, run, r["images"], f"{r['images_per_s']:.1f}", f"{runs['raw_link_limit']:.1f}",
+                         f"{r['x_raw_link']:.2f}x", f"{r['wire_bytes_per_image']:.0f}",
+                         f"{s.get('zlib', 0)}/{s.get('cached', 0)}/{s.get('hits', 0)}",
+                         "yes" if r["outputs_equal_raw_run"] else "NO"))
+    print()
+    print(format_table(("set", "run", "images", "images/s", "raw-link limit", "vs limit", "bytes/image to board",
+                        "zlib/hash/hits", "= raw run"), rows))
+    print(f"fault run (X/O, {faulty['faults']}, entries {', '.join(faulty['damaged_entries'])} damaged): "
+          f"{faulty['images']} images, {faulty['images_lost']} lost, {faulty['outputs_differing']} outputs differ "
+          f"from the raw run; {faulty['retries']} retries, {faulty['resets']} resets, "
+          f"{faulty['samples']['damaged']} damaged entries found, {faulty['images_per_s']:.1f} images/s")
+    ok = (faulty["images_lost"] == 0 and faulty["outputs_differing"] == 0
+          and all(runs[r]["outputs_equal_raw_run"] for runs in sets.values() for r in ("raw", "first", "second")))
+    (out / "hil_cache.json").write_text(json.dumps({"assumptions": hil_cache.assumptions(), "sets": sets,
+                                                     "fault_run": faulty, "ok": ok}, indent=2) + "\n")
+    print(f"figures in {out / 'hil_cache.json'}; {'all outputs equal the raw run' if ok else 'FAILED'}")
+    return ok
 
 
 if __name__ == "__main__":

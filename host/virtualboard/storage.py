@@ -52,6 +52,8 @@ class _File:
         self.area = area
         self.name = name
         self.writing = "w" in mode
+        if self.writing and (area.root / name).exists():
+            area.bytes_used -= (area.root / name).stat().st_size  # "wb" starts the file over
         self.f = open(area.root / name, mode)  # noqa: SIM115 - closed by close()
         self.written = 0
 
@@ -69,9 +71,11 @@ class _File:
             half = data[: len(data) // 2]
             self.f.write(half)
             self.f.close()
+            area.bytes_used += len(half)
             raise BoardReboot("power cut while writing the card")
         self.f.write(data)
         self.written += len(data)
+        area.bytes_used += len(data)
         _wait(len(data), area.spec.write_bps)
         return len(data)
 
@@ -91,9 +95,10 @@ class StorageArea:
         self.root.mkdir(parents=True, exist_ok=True)
         self.writes = 0  # completed file writes
         self.cuts = 0
+        self.bytes_used = sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
 
     def used(self) -> int:
-        return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
+        return self.bytes_used
 
     def cutting(self, f: _File) -> bool:
         if self.spec.cut_at and self.writes + 1 == self.spec.cut_at and f.written > 0 and not self.cuts:
@@ -111,7 +116,9 @@ class StorageArea:
         return _File(self, name, mode)
 
     def remove(self, name: str) -> None:
+        size = self.size(name)
         os.remove(self.root / name)
+        self.bytes_used -= size
 
     def rename(self, old: str, new: str) -> None:
         os.replace(self.root / old, self.root / new)
@@ -120,7 +127,10 @@ class StorageArea:
 def damage_entry(directory: Path, index: int = 0) -> str:
     """Flip one byte in the middle of the index-th cache entry (sorted by name): a card gone bad."""
     entries = sorted(p for p in Path(directory).iterdir() if p.suffix == ".smp")
-    path = entries[index % len(entries)]
+    return damage_file(entries[index % len(entries)])
+
+
+def damage_file(path: Path) -> str:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x5A
     path.write_bytes(bytes(data))
