@@ -211,7 +211,7 @@ def test_faulty_line_and_resets_give_the_clean_outputs(tmp_path):
               "workers": 1}
     clean = run_hil(HilConfig(**common, journal=str(tmp_path / "clean.jsonl")))
     faulty = run_hil(HilConfig(**common, upload=True, journal=str(tmp_path / "faulty.jsonl"), fault_seed=5,
-                               faults="corrupt=3e-4,drop=3e-4,dup=1e-4,stall=1e-4,stall_ms=5,reset=100"))
+                               faults="corrupt=3e-4,drop=3e-4,dup=1e-4,stall=1e-4,stall_ms=5,reset=200"))
     assert clean["retries"] == 0 and faulty["retries"] > 0 and faulty["resets"] > 0
     assert faulty["link"]["uploads"] > 1  # the model was sent again after a reset
     assert _outputs(tmp_path / "faulty.jsonl") == _outputs(tmp_path / "clean.jsonl")
@@ -239,7 +239,8 @@ def test_resume_after_a_kill_gives_the_same_report(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "k210.host.cli", "hil", *args, "--baud", "115200",
                              "--report", str(tmp_path / "rep")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not journal.exists() or len(_outputs(journal)) < 15):
+    while time.monotonic() < deadline and (not journal.exists() or len(_outputs(journal)) < 15
+                                           or '"segment"' not in journal.read_text()):  # its figures, too
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

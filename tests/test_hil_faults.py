@@ -87,7 +87,7 @@ def test_a_reset_with_a_three_second_boot(clean):
 
 def test_heavy_chunk_duplication_is_no_livelock(clean):
     """20 % of 32-byte chunks twice: ~850-byte frames almost never survive; small solo frames do."""
-    figures = _same_as_clean(clean, 30, "dupchunk=0.2,chunk=32")
+    figures = _same_as_clean(clean, 20, "dupchunk=0.2,chunk=32")
     assert figures["retries"] > 0
 
 
@@ -98,7 +98,7 @@ def test_an_upload_gets_through_heavy_duplication(clean):
 
 
 def test_three_per_mille_byte_faults(clean):
-    figures = _same_as_clean(clean, 25, "corrupt=3e-3,drop=3e-3")
+    figures = _same_as_clean(clean, 15, "corrupt=3e-3,drop=3e-3")
     assert figures["retries"] > 0 and 16 <= figures["chunk_bytes"] <= 200, figures  # tens of bytes, not 1002
 
 

@@ -26,7 +26,7 @@ from .ports import Port
 from .recovery import BoardRestarted, Resync, UploadRestart
 from .samples import ALL_MODES, SamplePlanner
 from .timing import ReplyTimer
-from .upload import send_model
+from .upload import MIN_UPLOAD_CHUNK, send_model
 
 log = logging.getLogger("k210.hil")
 
@@ -76,8 +76,8 @@ class BoardSession:
         self.may_upload = False
         self._kmodel: KModel | None = None
         self.timer = ReplyTimer()
-        self.upload_chunk = 0  # bytes per LOAD_CHUNK, smaller on a lossy line (0: the board's largest)
         self._sizer: FrameSizer | None = None
+        self._upload_sizer: FrameSizer | None = None
         self._req = 0
         self._live: tuple[float, int, int] | None = None
         self.sample_modes = ALL_MODES  # INFER modes the host may use where the board has them (samples.py)
@@ -90,6 +90,14 @@ class BoardSession:
         if self._sizer is None or self._sizer.largest != self.hello.chunk_size:
             self._sizer = FrameSizer(self.hello.chunk_size)
         return self._sizer
+
+    @property
+    def upload_sizer(self) -> FrameSizer:
+        """LOAD_CHUNK sizes, from the losses of earlier uploads on this line too."""
+        assert self.hello is not None
+        if self._upload_sizer is None or self._upload_sizer.largest != self.hello.chunk_size:
+            self._upload_sizer = FrameSizer(self.hello.chunk_size, smallest=MIN_UPLOAD_CHUNK)
+        return self._upload_sizer
 
     # -- timing ----------------------------------------------------------------------------------
 

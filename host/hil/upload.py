@@ -2,9 +2,9 @@
 
 Chunks carry their offset, so the board acknowledges how far it has the model (ACK next) or says
 where a gap starts (GAP detail); the host then goes back to that offset. Everything in flight
-behind a lost chunk is wasted, so on a lossy line both the chunks and the window shrink (halved on
-each loss; the window grows back by one chunk per window of ACKs, the chunks double after 16 clean
-ACKs), as TCP's congestion window does.
+behind a lost chunk is wasted, so on a lossy line the window halves on each loss and grows back by
+one chunk per window of ACKs, as TCP's congestion window does, and the chunks follow the error rate
+measured on the line (framesize.py: tens of bytes at a few errors per thousand bytes).
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ def send_model(session: BoardSession, kmodel: KModel) -> ModelInfo:
     begin = w.encode_payload(w.LOAD_BEGIN, {"size": len(data), "sha256": kmodel.sha256,
                                             "inputs": list(kmodel.inputs), "outputs": list(kmodel.outputs)})
     session.upload_call(w.LOAD_BEGIN, begin, (w.ACK,))
-    full = hello.chunk_size
-    chunk = session.upload_chunk = min(full, session.upload_chunk or full)
-    clean_acks = 0
+    sizer = session.upload_sizer
     window = session.window()
     cwnd = float(window)
     acked = 0
@@ -48,6 +46,7 @@ def send_model(session: BoardSession, kmodel: KModel) -> ModelInfo:
     generation = 0  # bumped on every rewind: replies to older chunks no longer steer
     while acked < len(data):
         while next_offset < len(data):
+            chunk = sizer.chunk()
             end = min(next_offset + chunk, len(data))
             payload = w.encode_payload(w.LOAD_CHUNK, {"offset": next_offset, "data": data[next_offset:end]})
             seq, frame = session.channel.frame(w.LOAD_CHUNK, payload)
@@ -66,28 +65,24 @@ def send_model(session: BoardSession, kmodel: KModel) -> ModelInfo:
                 session.stats.stale_replies += 1
                 continue
             for seq in list(in_flight):  # this one, and every older one: gone from the board's ring
-                in_flight_bytes -= in_flight.pop(seq)[1]
+                frame_bytes = in_flight.pop(seq)[1]
+                in_flight_bytes -= frame_bytes
+                sizer.note(frame_bytes, lost=seq != msg.seq)  # older ones unanswered: lost on the way
                 if seq == msg.seq:
                     break
             session.timer.sample(time.monotonic() - entry[3])
             if msg.type == w.ACK:
                 acked = max(acked, msg.fields["next"])
                 cwnd = min(window, cwnd + entry[1] * entry[1] / cwnd)
-                clean_acks += 1
-                if clean_acks >= 16 and chunk < full:  # the line got better: bigger chunks again
-                    chunk = session.upload_chunk = min(full, chunk * 2)
-                    clean_acks = 0
             elif msg.type == w.ERROR:
                 code, detail = msg.fields["code"], msg.fields["detail"]
                 if code == w.E_GAP:
                     if entry[2] == generation:  # the board is missing bytes from `detail` on
-                        session.stats.retries += max(0, next_offset - detail) // chunk + 1
+                        session.stats.retries += max(0, next_offset - detail) // sizer.chunk() + 1
                         acked = max(acked, min(detail, next_offset))
                         next_offset = detail
                         generation += 1
-                        chunk = session.upload_chunk = max(MIN_UPLOAD_CHUNK, chunk // 2)  # lossy: smaller
                         cwnd = max(float(entry[1]), cwnd / 2)
-                        clean_acks = 0
                 elif code == w.E_NOT_LOADING:
                     raise UploadRestart()
                 else:
@@ -95,13 +90,13 @@ def send_model(session: BoardSession, kmodel: KModel) -> ModelInfo:
         if in_flight and session.overdue(next(iter(in_flight.values()))[3], time.monotonic()):
             session.timer.timed_out()
             session.stats.retries += len(in_flight)
+            for _, frame_bytes, _, _ in in_flight.values():
+                sizer.note(frame_bytes, lost=True)
             in_flight.clear()
             in_flight_bytes = 0
             next_offset = acked
             generation += 1
-            chunk = session.upload_chunk = max(MIN_UPLOAD_CHUNK, chunk // 2)
             cwnd = max(float(MIN_UPLOAD_CHUNK), cwnd / 2)
-            clean_acks = 0
     msg = session.upload_call(w.LOAD_COMMIT, b"", (w.MODEL_INFO,), work=(len(data), COMMIT_SECONDS + len(data) / 1e5))
     info = ModelInfo.from_fields(msg.fields)
     if info.sha256 != kmodel.sha256 or info.size != len(data):
