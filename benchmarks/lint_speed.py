@@ -24,7 +24,7 @@ PROBE = (
 
 def make_tflite_files(out: Path) -> dict[str, Path]:
     from k210.converters.to_tflite import keras_to_tflite
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
     from k210.models.zoo import get_model_def
 
     preload_tensorflow()

@@ -59,7 +59,7 @@ def _from_keras_model(make, weight_only_int8: bool = False) -> Callable[[], tupl
     def build() -> tuple[bytes, list[int]]:
         import tensorflow as tf
 
-        from k210.host.quiet import captured_output
+        from k210.core.quiet import captured_output
 
         model = make()
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = json.loads((Path(args.out) / "rows.json").read_text())
         print(table(rows) + "\n\n" + json.dumps(summary(rows), indent=1))
         return 0
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
 
     preload_tensorflow()
     selected = [c for c in cases() if (not args.only or c.name in args.only) and (c.fast or not args.fast)]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from k210.core.errors import BadInputError
 from k210.host.cli import main as k210
 from k210.host.cliutil import format_table
-from k210.host.errors import BadInputError
 
 CNN_MODELS = {"lenet5", "lenet_kpu", "mobilenet_kpu"}
 # Float kmodels run on the simulator's CPU kernels: the 128x128 MobileNet takes seconds per image.
@@ -178,7 +178,7 @@ def render(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
     from k210.models.zoo import ZOO
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.zoo", description=__doc__)

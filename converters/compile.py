@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, ToolFailure
 
 QUANT_MODES = ("float", "uint8")
 INPUT_TYPES = ("float32", "uint8")

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
-from k210.host.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, ToolFailure
 
 _TFLITE_IDENTIFIER = b"TFL3"
 _FLOAT32, _FLOAT16 = 0, 1  # schema TensorType values
@@ -127,7 +127,7 @@ def dequantize_float16_bytes(data: bytes) -> Dequantized:
 
 def dequantize_float16_weights(src: Path, dst: Path) -> Path:
     """Write ``src`` with its float16 weights as float32 to ``dst`` (atomically); returns ``dst``."""
-    from k210.host.fsutil import write_bytes_atomic
+    from k210.core.fsutil import write_bytes_atomic
 
     try:
         data = Path(src).read_bytes()

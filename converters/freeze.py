@@ -3,7 +3,7 @@ variables folded into constants, Dropout gone (inference mode), batch dimension 
 
 from __future__ import annotations
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 INPUT_NODE = "input_node"
 OUTPUT_NODE = "output_node"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import asdict, dataclass, field
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 KMODEL_MAGIC = b"LDMK"  # 'KMDL' written as a little-endian u32
 

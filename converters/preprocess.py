@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 COLORS = ("rgb", "grayscale")
 LAYOUTS = ("NHWC", "NCHW")

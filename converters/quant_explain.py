@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, ToolFailure
 
 CALIBRATE_METHODS = ("no_clip", "l2", "kld_m0", "kld_m1", "kld_m2", "cdf")
 _LAYER_LINE = re.compile(r"^layer name: (.*)$")
@@ -149,7 +149,7 @@ def tflite_tensors(tflite: bytes, inputs: np.ndarray, tensors: list[int]) -> dic
     """TFLite's float value of each of `tensors` for each input: {tensor: [N, *shape]}."""
     import tensorflow as tf
 
-    from k210.host.quiet import captured_output
+    from k210.core.quiet import captured_output
 
     with captured_output():
         interpreter = tf.lite.Interpreter(model_content=tflite, experimental_preserve_all_tensors=True)

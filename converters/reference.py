@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from k210.host.errors import BadInputError, ToolFailure
-from k210.host.quiet import captured_output
+from k210.core.errors import BadInputError, ToolFailure
+from k210.core.quiet import captured_output
 
 from .sources import ModelFormat, ModelSource
 

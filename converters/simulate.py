@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from k210.host.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, ToolFailure
 
 from .kmodel import parse_kmodel
 

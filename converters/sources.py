@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at offset 4

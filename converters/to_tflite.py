@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k210.host.errors import BadInputError, ToolFailure
-from k210.host.quiet import captured_output
+from k210.core.errors import BadInputError, ToolFailure
+from k210.core.quiet import captured_output
 
 from .sources import ModelFormat, ModelSource
 

@@ -12,8 +12,9 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from k210.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
+
 from .commands import COMMANDS
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
 from .numeric_flags import bound_numeric_flags
 
 EPILOG = """exit codes (every command):
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "uses_tensorflow", False):
-            from .quiet import preload_tensorflow
+            from k210.core.quiet import preload_tensorflow
 
             preload_tensorflow()
         return int(args.func(args) or 0)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+from k210.core.errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+from k210.core.progress import PlainProgress, progress, progress_every  # noqa: F401  (commands use them from here)
+from k210.core.textfmt import TABLE_WIDTH, fit_width, format_table  # noqa: F401
 
-TABLE_WIDTH = 100  # every table fits a 100-column terminal or CI log
 FIRMWARES = ("canmv", "maixpy", "c")  # what runs on the board: one option name, --firmware, everywhere
 
 
@@ -106,8 +105,9 @@ def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | C
     """The end of every command: the envelope to stdout (--json) or the text, the envelope to `files`.
 
     Returns the exit code: 0, or 1 when `passed` is false (a check failed; `failure` says which, on stderr)."""
+    from k210.core.fsutil import write_text_atomic
+
     from .envelope import build_envelope, to_json
-    from .fsutil import write_text_atomic
 
     code = EXIT_OK if passed else EXIT_CHECK_FAILED
     envelope = build_envelope(args.command, dict(result), exit_code=code, inputs=inputs)
@@ -133,70 +133,6 @@ def json_output_path(given: str | None) -> Path | None:
     return path
 
 
-class PlainProgress:
-    """tqdm's interface for logs: a plain line every `every` seconds and one at the end, nothing redrawn."""
-
-    def __init__(self, total: int | None, desc: str, unit: str, every: float, stream=None) -> None:
-        self.total, self.desc, self.unit, self.every = total, desc, unit, every
-        self.stream = stream or sys.stderr
-        self.n = 0
-        self.started = self._last = time.monotonic()
-        self._closed = False
-        self.postfix = ""
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self._print()
-
-    def _print(self, final: bool = False) -> None:
-        elapsed = time.monotonic() - self.started
-        rate = self.n / elapsed if elapsed > 0 else 0.0
-        of = f"/{self.total}" if self.total else ""
-        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        done = " done" if final else ""
-        extra = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.1f} {self.unit}/s{extra}{done}",
-              file=self.stream, flush=True)
-
-    def set_postfix(self, **values: object) -> None:  # tqdm's interface
-        self.postfix = " ".join(f"{k} {v}" for k, v in values.items())
-
-    def set_postfix_str(self, text: str) -> None:
-        self.postfix = text
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self.n and time.monotonic() - self.started >= self.every:
-                self._print(final=True)
-
-    def __enter__(self) -> PlainProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def progress_every() -> float:
-    """Seconds between plain progress lines off a terminal ($K210_PROGRESS_EVERY, default 5)."""
-    try:
-        return max(0.0, float(os.environ.get("K210_PROGRESS_EVERY", "5")))
-    except ValueError:
-        return 5.0
-
-
-def progress(total: int, desc: str, unit: str = "img"):
-    """A bar on a terminal; off one (CI logs, pipes) a plain line every few seconds."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
-    return PlainProgress(total, desc, unit, progress_every())
-
-
 def output_path(given: str | None, default: Path, suffix: str) -> Path:
     path = Path(given) if given else default
     if given and path.suffix.lower() != suffix:
@@ -210,36 +146,6 @@ def parse_range(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as 0,1 (got '{text}')") from None
     return lo, hi
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]], width: int = TABLE_WIDTH) -> str:
-    """Columns padded to their widest cell; the widest column wraps so that the table fits `width`."""
-    rows = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    total = sum(widths) + 2 * (len(widths) - 1)
-    if total > width and widths:
-        wide = max(range(len(widths)), key=lambda i: widths[i])
-        widths[wide] = max(len(headers[wide]), 12, widths[wide] - (total - width))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    for row in rows:
-        cells = [textwrap.wrap(c, w) or [""] if len(c) > w else [c] for c, w in zip(row, widths)]
-        for k in range(max(len(c) for c in cells)):
-            lines.append("  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip())
-    return "\n".join(lines)
-
-
-def fit_width(text: str, width: int = TABLE_WIDTH) -> str:
-    """Lines longer than `width` wrapped at spaces (never inside a word or path), continuations indented."""
-    out: list[str] = []
-    for line in text.splitlines():
-        if len(line) <= width:
-            out.append(line)
-            continue
-        indent = " " * (len(line) - len(line.lstrip()) + 2)
-        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
-                             break_on_hyphens=False) or [line]
-    return "\n".join(out)
 
 
 def print_json(obj: object) -> None:

@@ -9,8 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError, CheckFailed
-from .fsutil import sha256_file, write_bytes_atomic, write_json_atomic
+from k210.core.errors import BadInputError, CheckFailed
+from k210.core.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
+
 from .sidecars import card_path, read_meta
 
 
@@ -158,10 +159,11 @@ def _hashable_file(path: Path) -> Path:
 def _lint_or_refuse(tflite: bytes, quant: str, source: str) -> dict | None:
     """Lint the model the way it will be compiled; refuse with lint's report, not nncase's message."""
     from k210.host.lint import lint_tflite
+    from k210.host.lint.render import render_report
 
     report = lint_tflite(tflite, compiler="nncase1.9", quant=quant, source=f"{source} (as converted)")
     if not report.ok and not report.only_estimates:
-        raise CheckFailed("lint found problems, not compiling:\n" + report.render_text())
+        raise CheckFailed("lint found problems, not compiling:\n" + render_report(report))
     data = report.to_dict()
     return {"ok": data["ok"], "placements": _count_placements(data.get("ops", [])),
             "estimate_only": report.only_estimates, "estimated_total_bytes": report.memory.get("total_bytes"),

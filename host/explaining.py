@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from k210.converters import quant_explain as qx
-
-from .errors import BadInputError
+from k210.core.errors import BadInputError
 
 Agreement = Callable[[list[np.ndarray], list[np.ndarray]], float]
 _JOINS = ("ADD", "SUB", "CONCATENATION", "MUL")  # ops that join branches (residuals, skips)
@@ -349,7 +348,7 @@ def _is_wide(row: dict) -> bool:
 
 
 def render(report: dict[str, Any]) -> str:
-    from .cliutil import format_table
+    from k210.core.textfmt import format_table
 
     base = report["baseline"]
     name = report["agreement_name"]
@@ -395,7 +394,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .fsutil import atomic_path
+    from k210.core.fsutil import atomic_path
 
     probed = [r for r in report["layers"] if r["probed"]]
     dumped = [r for r in report["layers"] if r["nncase_cosine"] is not None]

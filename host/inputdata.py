@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from k210.converters.preprocess import Preprocess
-
-from .errors import BadInputError
+from k210.core.errors import BadInputError
 
 ARRAY_SUFFIXES = (".npz", ".npy")
 PURPOSES = ("calibration", "check")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 def is_class_scores(per_image_shape: Sequence[int], classes: int | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 def meta_path(model_path: str | Path) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_path, write_json_atomic
+from k210.core.fsutil import atomic_path, write_json_atomic
+
 from .sidecars import meta_path
 
 
@@ -104,7 +105,7 @@ class _EpochBar:
     def __new__(cls, epochs: int):
         import keras
 
-        from .cliutil import progress
+        from k210.core.progress import progress
 
         class Bar(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):

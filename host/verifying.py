@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError, CheckFailed
+from k210.core.errors import BadInputError, CheckFailed
+
 from .metrics import compare, confusion, is_class_scores, passes
 
 
@@ -129,7 +130,7 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], la
 
 def save_io(path: str, inputs, outputs: dict[str, list[np.ndarray]]) -> None:
     """Inputs (as TF and as the kmodel take them), labels, and every output of every side, in one .npz."""
-    from .fsutil import atomic_path
+    from k210.core.fsutil import atomic_path
 
     if not str(path).endswith(".npz"):
         raise BadInputError(f"--save-io {path} should end in .npz")
@@ -150,8 +151,8 @@ def verify(req: VerifyRequest) -> dict[str, Any]:
     from k210.converters.reference import load_reference
     from k210.converters.simulate import check_runnable, simulate
     from k210.converters.sources import detect
+    from k210.core.fsutil import require_file
 
-    from .fsutil import require_file
     from .inputdata import DataRequest, load_inputs
     from .sidecars import read_card
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from k210.host.errors import BadInputError
-from k210.host.fsutil import read_input_bytes
+from k210.core.errors import BadInputError
+from k210.core.fsutil import read_input_bytes
 
 COURSE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 

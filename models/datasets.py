@@ -2,7 +2,7 @@
 
 Every loader returns the same :class:`Dataset` (the seeds' sets are 28x28 grayscale, 0 = background,
 255 = ink, as in MNIST; a registered set may hold any H x W (x C) images) and every failure is a
-one-line :class:`~k210.host.errors.BadInputError`. The user's own data (an image folder, arrays,
+one-line :class:`~k210.core.errors.BadInputError`. The user's own data (an image folder, arrays,
 ``random``) is read for a given model input by :mod:`k210.host.inputdata`.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 from . import xo_glyphs
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
-from k210.host.fsutil import atomic_path
+from k210.core.errors import BadInputError
+from k210.core.fsutil import atomic_path
 
 from .idx import parse_idx
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 INPUT_SIZE = 128
 INPUT_RANGE = (-1.0, 1.0)  # pixels / 127.5 - 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 from .idx import find_split_files, read_split_folder
 

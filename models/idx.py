@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
-from k210.host.fsutil import read_input_bytes
+from k210.core.errors import BadInputError
+from k210.core.fsutil import read_input_bytes
 
 # Type code -> big-endian dtype.
 _DTYPES: dict[int, np.dtype] = {

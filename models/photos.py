@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 # Photographs (not drawings, masks or synthetic images) in scikit-image 0.25's wheel, and which
 # of them show a human face.

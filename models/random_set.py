@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 DEFAULT_COUNT = 200
 

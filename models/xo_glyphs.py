@@ -240,7 +240,7 @@ def render_sheet(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from k210.host.fsutil import atomic_path
+    from k210.core.fsutil import atomic_path
 
     count = len(images)
     rows = max(1, -(-count // columns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_wrong_output_suffix(tmp_path, cli):
 def test_nncase_crash_becomes_a_clear_error(tmp_path):
     """A flatbuffer nncase cannot parse makes it SIGSEGV: the child dies, the CLI reports it."""
     from k210.converters.compile import CompileSpec, compile_tflite
-    from k210.host.errors import ToolFailure
+    from k210.core.errors import ToolFailure
 
     with pytest.raises(ToolFailure, match="nncase crashed"):
         compile_tflite(b"\x18\x00\x00\x00TFL3" + os.urandom(200), CompileSpec(input_shape=[1, 28, 28, 1]))

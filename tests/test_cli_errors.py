@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from k210.core.errors import BadInputError, CheckFailed, ToolFailure
 from k210.host.cliutil import PlainProgress, format_table, progress
-from k210.host.errors import BadInputError, CheckFailed, ToolFailure
 
 
 def _raising(exc: BaseException):

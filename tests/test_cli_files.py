@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from k210.host.fsutil import atomic_path, current_umask, write_bytes_atomic, write_json_atomic
+from k210.core.fsutil import atomic_path, current_umask, write_bytes_atomic, write_json_atomic
 
 
 @pytest.fixture

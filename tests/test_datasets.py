@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.models import emnist, idx
 from k210.models.datasets import (
     Dataset,

@@ -11,6 +11,7 @@ import pytest
 from fake_micropython import FakeBoardPort, FakeMicroPythonBoard, serve_over_tcp
 from flashdeploy_support import kmodel_v4, kmodel_v5, write
 
+from k210.core.errors import BadInputError
 from k210.host.cli import main
 from k210.host.deploy import board_files
 from k210.host.deploy.board_files import BoardFiles, piece_hashes
@@ -18,7 +19,6 @@ from k210.host.deploy.errors import DeployFailed
 from k210.host.deploy.plan import build_deploy_plan, packaged_runner_dir, runner_files
 from k210.host.deploy.rawrepl import RawRepl, RemoteError
 from k210.host.deploy.session import deploy, open_port
-from k210.host.errors import BadInputError
 
 MAIN_PY = (
     "import gc\ntry:\n    import k210runner\nexcept ImportError:\n    pass\nimport k210_config\nk210runner.serve()\n"

@@ -9,7 +9,7 @@ import pytest
 
 from k210.converters.dequantize import count_float16_weights, dequantize_float16_bytes, dequantize_float16_weights
 from k210.converters.tflite_reader import read_tflite
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 def _interpret(data: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flashdeploy_support import firmware_bin, kflash_isp_stub, kmodel_v4, kmodel_v5, write
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.host.flash.errors import FlashFailed
 from k210.host.flash.isp_emulator import (
     BAD_CHECKSUM,

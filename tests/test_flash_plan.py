@@ -13,7 +13,7 @@ from flashdeploy_support import firmware_bin, kmodel_v4, kmodel_v5, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.host.flash.kfpkg import FLASH_LIST, flash_list_json, write_kfpkg
 from k210.host.flash.layout import FLASH_SIZE, firmware_flash_image, read_firmware_image, sectors_spanned
 from k210.host.flash.plan import build_plan, parse_address

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from hil_support import FakePort, tiny_models
 
+from k210.core.errors import BadInputError, ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import BadInputError, ToolFailure
 from k210.host.hil.handlers import virtual_board
 from k210.host.hil.journal import BoardResult, Journal
 from k210.host.hil.messages import ModelInfo, TensorDesc
@@ -220,7 +220,7 @@ def test_faulty_line_and_resets_give_the_clean_outputs(tmp_path):
 
 def test_a_board_that_resets_faster_than_an_upload_is_a_clear_error():
     """Each reset wipes a partly sent model: the harness must give up and say what to do, not resend for ever."""
-    from k210.host.errors import ToolFailure
+    from k210.core.errors import ToolFailure
 
     m = tiny_models()
     config = HilConfig(kmodel=str(m["kmodel_a"]), virtual=True, dataset="xo", limit=4, no_reference=True,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from k210.converters.kmodel import parse_kmodel
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 def _compile_keras(model, quant: str) -> bytes:

@@ -13,13 +13,13 @@ from k210.converters.optables import (
     NNCASE19_ONNX_OPS,
     NNCASE19_TFLITE_OPS,
 )
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.host.lint import lint_tflite
 
 
 @pytest.fixture(scope="module")
 def tf():
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
 
     preload_tensorflow()
     import tensorflow

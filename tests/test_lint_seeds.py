@@ -17,7 +17,7 @@ from k210.host.lint import lint_model, lint_path
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> dict[str, Path]:
-    from k210.host.quiet import preload_tensorflow
+    from k210.core.quiet import preload_tensorflow
 
     preload_tensorflow()
     from keras import Input, Sequential, layers

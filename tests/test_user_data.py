@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from k210.converters.preprocess import Overrides, Preprocess, image_geometry, spec_for_model
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 from k210.host.inputdata import DataRequest, load_inputs
 from k210.host.metrics import compare, is_class_scores
 from k210.models.arrays import load_arrays

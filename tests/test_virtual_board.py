@@ -9,8 +9,8 @@ import types
 import pytest
 from hil_support import tiny_models
 
+from k210.core.errors import BadInputError
 from k210.firmware import k210wire as w
-from k210.host.errors import BadInputError
 from k210.host.hil.handlers import virtual_board
 from k210.host.hil.model import KModel
 from k210.host.hil.ports import open_port

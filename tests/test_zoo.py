@@ -43,7 +43,7 @@ def test_lenet_kpu_keeps_its_weights_small_enough_for_sram():
 
 
 def test_aliases_and_unknown_names():
-    from k210.host.errors import BadInputError
+    from k210.core.errors import BadInputError
 
     assert get_model_def("xo").name == "xo_mlp"
     with pytest.raises(BadInputError, match="unknown model"):

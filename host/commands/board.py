@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from ..errors import BadInputError
+    from k210.core.errors import BadInputError
+
     from ..virtualboard.board import BoardOptions, VirtualBoard, exit_with_parent
     from ..virtualboard.faults import FaultSpec
     from ..virtualboard.storage import StorageSpec
@@ -117,8 +118,7 @@ def _check_kmodel(path: Path) -> None:
     """Any kmodel may be 'flashed' (MaixPy-v1 then refuses a v5 at boot, as the real one does);
     a file that is no kmodel at all is a mistake on the command line."""
     from k210.converters.kmodel import parse_kmodel
-
-    from ..errors import BadInputError
+    from k210.core.errors import BadInputError
 
     if not path.is_file():
         raise BadInputError(f"--kmodel {path}: no such file")

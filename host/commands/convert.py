@@ -19,9 +19,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from k210.converters.sources import ModelFormat, detect
     from k210.converters.to_tflite import convert_to_tflite
-
-    from ..errors import BadInputError
-    from ..fsutil import write_bytes_atomic
+    from k210.core.errors import BadInputError
+    from k210.core.fsutil import write_bytes_atomic
 
     source = detect(args.model)
     if source.format in (ModelFormat.TFLITE, ModelFormat.KMODEL, ModelFormat.ONNX):

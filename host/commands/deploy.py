@@ -60,9 +60,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from k210.core.errors import BadInputError
     from k210.host.deploy.plan import build_deploy_plan
     from k210.host.deploy.session import deploy, open_port
-    from k210.host.errors import BadInputError
     from k210.host.flash.ports import choose_port
 
     plan = build_deploy_plan(

@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from k210.converters.quant_explain import CALIBRATE_METHODS, BuildSpec
     from k210.converters.sources import ModelFormat, detect
     from k210.converters.to_tflite import convert_to_tflite
+    from k210.core.errors import BadInputError
 
     from ..cliutil import json_output_path, progress_every
-    from ..errors import BadInputError
     from ..explaining import ExplainData, ExplainOptions, explain, plot, render
     from ..inputdata import DataRequest, load_inputs
 

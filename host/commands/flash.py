@@ -119,7 +119,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from k210.host.errors import BadInputError
+    from k210.core.errors import BadInputError
     from k210.host.flash.kflash_driver import DEFAULT_BAUD, SLOW_BAUD, run_kflash
     from k210.host.flash.kfpkg import write_kfpkg
     from k210.host.flash.layout import MAIXPY_KMODEL_ADDRESS

@@ -24,9 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from k210.converters.freeze import freeze_keras
     from k210.converters.sources import ModelFormat, detect
     from k210.converters.to_tflite import load_keras
+    from k210.core.errors import BadInputError
+    from k210.core.fsutil import write_bytes_atomic
 
-    from ..errors import BadInputError
-    from ..fsutil import write_bytes_atomic
     from ..sidecars import meta_path
 
     source = detect(args.model)

@@ -68,7 +68,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import BadInputError
+    from k210.core.errors import BadInputError
+
     from ..hil.report import failure_line, render
     from ..hil.run import HilConfig, run_hil
 

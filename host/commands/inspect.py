@@ -16,8 +16,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from k210.converters.kmodel import UnloadableKmodelError, parse_kmodel
+    from k210.core.fsutil import require_file
 
-    from ..fsutil import require_file
     from ..sidecars import read_card
 
     path = require_file(args.kmodel, "kmodel")

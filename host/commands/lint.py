@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from k210.host.lint import lint_path
+    from k210.host.lint.render import render_report
 
     firmware = args.firmware or _firmware_of_compiler(args.compiler) or firmware_for(None)
     compiler = args.compiler or COMPILER_FOR[firmware]
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     # `firmware` is one firmware name in every command's JSON; which ones load the result is `loaders`.
     data["loaders"] = data.pop("firmware", [])
     data.update(firmware=firmware, strict=args.strict, passed=passed)
-    return finish(args, data, text=lambda: report.render_text(strict=args.strict), passed=passed,
+    return finish(args, data, text=lambda: render_report(report, strict=args.strict), passed=passed,
                   inputs={"model": args.model})
 
 

@@ -25,9 +25,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from k210.core.errors import BadInputError
     from k210.models.zoo import get_model_def
 
-    from ..errors import BadInputError
     from ..training import train
 
     model_def = get_model_def(args.model)

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k210.host.errors import BadInputError
-from k210.host.fsutil import require_file
+from k210.core.errors import BadInputError
+from k210.core.fsutil import require_file
 
 RUNNER_ENTRY = "main.py"
 CONFIG_MODULE = "k210_config.py"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 from .board_files import BoardFiles, VerifiedFile
 from .errors import DeployFailed

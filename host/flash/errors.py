@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k210.host.errors import EXIT_FAILURE, K210Error
+from k210.core.errors import EXIT_FAILURE, K210Error
 
 
 class FlashFailed(K210Error):

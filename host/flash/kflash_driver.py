@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k210.host.errors import BadInputError, K210Error
+from k210.core.errors import BadInputError, K210Error
 
 from .errors import FlashFailed
 

@@ -12,7 +12,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from k210.host.fsutil import atomic_path
+from k210.core.fsutil import atomic_path
 
 from .plan import FlashPlan
 

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k210.host.errors import BadInputError
-from k210.host.fsutil import require_file, sha256_file
+from k210.core.errors import BadInputError
+from k210.core.fsutil import require_file, sha256_file
 
 from .layout import (
     FIRMWARE_OVERHEAD,

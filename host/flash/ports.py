@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 # USB-serial bridges on K210 boards. Sipeed's CH552 firmware enumerates as an FT2232 (0403:6010).
 K210_BRIDGES: dict[tuple[int, int], str] = {

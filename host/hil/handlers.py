@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from k210.host.errors import ToolFailure
+from k210.core.errors import ToolFailure
 
 STOP_WAIT_S = 5.0  # a board told to leave (stdin closed) removes its work directory first; a busy host is slow
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 from .messages import Tensor
 

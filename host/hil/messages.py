@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import ToolFailure
 
 HOST_MAX_FRAME = 1 << 16  # largest frame the host accepts; boards announce max_frame <= this
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import ToolFailure
 
 from .messages import Message, Tensor
 from .recovery import Resync
@@ -145,6 +145,8 @@ class Pipeline:
         while True:
             if self.held is None:
                 if self.current is None or self.current.dead:
+                    if self.samples is not None and self.samples.waiting() and not self.retry:
+                        return  # a CACHED probe is out: its answer says how to send the next images
                     index = self._next_index()
                     if index is None:
                         self.current = None

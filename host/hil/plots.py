@@ -41,7 +41,7 @@ def write_plots(out: Path, report: dict[str, Any], board: np.ndarray, simulator:
 
 
 def _save(fig, path: Path) -> Path:
-    from k210.host.fsutil import atomic_path
+    from k210.core.fsutil import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from k210.host.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, ToolFailure
 
 POLL_S = 0.005  # read timeout for ports select() cannot watch (loop://, rfc2217://)
 PATIENCE_S = 15.0  # how long a vanished port may stay away

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from k210.core.textfmt import format_table
 from k210.firmware import k210wire as w
-from k210.host.cliutil import format_table
 from k210.host.metrics import compare, confusion, is_class_scores, passes
 
 from .journal import BoardResult

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from k210.core.errors import BadInputError, K210Error, ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import BadInputError, K210Error, ToolFailure
 
 from .handlers import BoardHandler, SerialDevice, board_command, virtual_board
 from .journal import BoardResult, Journal
@@ -84,7 +84,7 @@ class _Prepared:
 
 def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
     """The kmodel under test and its model card (empty if there is none)."""
-    from k210.host.fsutil import require_file
+    from k210.core.fsutil import require_file
     from k210.host.sidecars import read_card
 
     path = require_file(cfg.kmodel, "kmodel")
@@ -288,7 +288,7 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
 def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Every output of the simulator and (if there is one) of TF, paired in the kmodel's order."""
     from k210.converters.simulate import simulate
-    from k210.host.cliutil import progress
+    from k210.core.progress import progress
 
     with progress(len(prep.kmodel_inputs), "simulator", unit="img") as bar:
         outs = simulate(prep.kmodel.data, prep.kmodel_inputs, workers=cfg.workers, progress=bar.update)
@@ -297,7 +297,7 @@ def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[list[np.ndarray]
     if prep.reference_path:
         from k210.converters.reference import load_reference
         from k210.converters.sources import detect
-        from k210.host.quiet import preload_tensorflow
+        from k210.core.quiet import preload_tensorflow
         from k210.host.verifying import pair_outputs
 
         preload_tensorflow()
@@ -325,7 +325,7 @@ def _save_io(path: str, prep: _Prepared, results: dict[int, BoardResult], simula
 def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remaining: list[int],
             results: dict[int, BoardResult], journal: Journal | None, segment_id: int,
             stop: threading.Event) -> dict[str, Any]:
-    from k210.host.cliutil import progress
+    from k210.core.progress import progress
 
     work = WorkQueue(remaining)
     payloads = prep.kmodel_inputs
@@ -385,8 +385,8 @@ def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remai
 
 def _write_outputs(cfg: HilConfig, report: dict[str, Any], results: dict[int, BoardResult], simulator: np.ndarray,
                    reference: np.ndarray | None) -> None:
+    from k210.core.fsutil import write_text_atomic
     from k210.host.envelope import build_envelope, to_json
-    from k210.host.fsutil import write_text_atomic
 
     from .report import board_outputs
 

@@ -7,10 +7,10 @@ tensor it kept (PROTOCOL.md 3.5). Per image the planner sends whichever is small
 * CACHED, when the image is one the board may hold: a board keeps samples across runs (SD card), so a
   team re-running its test set sends each image once. A board that does not hold it answers
   NOT_CACHED (also when the entry failed its hash check: it is then dropped), and the image goes again
-  with its bytes. Whether to ask first is learnt: the first image is a probe (the images behind it go
-  with their bytes until it is answered); a hit makes the cache "warm" (every image asked by hash), a
-  miss "cold" (bytes, and one probe every PROBE_EVERY images), so a cold cache costs a few round trips,
-  not one per image. A warm cache turns cold after two misses with no hit between them (one image the
+  with its bytes. Whether to ask first is learnt: the first image is a probe, and no new image starts
+  until it is answered (`waiting()`: one round trip); a hit makes the cache "warm" (every image asked by
+  hash), a miss "cold" (bytes, and one probe every PROBE_EVERY images), so a cold cache costs a few
+  round trips, not one per image. A warm cache turns cold after two misses with no hit between them (one image the
   board lost, e.g. to a power cut, says little about the rest); a damaged entry changes no state.
 * else the zlib stream of the tensor if it is smaller (per image), else the tensor itself, with KEEP and
   the hash in front when the image is one the board should keep.
@@ -73,6 +73,7 @@ class SamplePlanner:
         self.since_probe = 0
         self._sizes: dict[int, int] = {}
         self._misses_in_row = 0
+        self.probe = -1  # the image whose CACHED request is the probe in flight
         self._packed: dict[int, tuple[bytes, bytes | None]] = {}  # index -> (sha256, zlib stream if smaller)
         self.figures = SampleFigures()
 
@@ -100,7 +101,12 @@ class SamplePlanner:
             self.since_probe = 0
         if self.state != "warm":
             self.state = "probing"
+            self.probe = index
         return True
+
+    def waiting(self) -> bool:
+        """True while a probe is out: new images wait for its answer rather than guess."""
+        return self.state == "probing"
 
     def request(self, index: int) -> tuple[int, bytes]:
         """(mode, stream) of the next request for image `index`."""
@@ -133,6 +139,8 @@ class SamplePlanner:
     def answered(self, index: int, mode: int) -> None:
         """A RESULT came for this request."""
         self.figures.tensor_bytes += self._sizes.get(index, 0)
+        if index == self.probe and mode != w.MODE_CACHED and self.state == "probing":
+            self.state = "unknown"  # the probe was lost and went again with its bytes: probe anew
         if mode == w.MODE_CACHED:
             self.figures.hits += 1
             self.state = "warm"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k210.core.errors import BadInputError, ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import BadInputError, ToolFailure
 
 from .channel import Channel
 from .framesize import FrameSizer

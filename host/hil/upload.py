@@ -13,8 +13,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
-from k210.host.errors import ToolFailure
 
 from .messages import ModelInfo
 from .model import KModel

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from k210.converters.kpu_rules import Placement
 from k210.converters.nncase_figures import NncaseFigures, kpu_memory_error
+from k210.core.errors import CheckFailed
 
-from ..errors import CheckFailed
 from .memory import SRAM_BYTES
 from .report import LintReport
 

@@ -19,8 +19,8 @@ from k210.converters.kpu_rules import (
     kpu_feature_map_bytes,
     shape_limit,
 )
+from k210.core.errors import BadInputError
 
-from ..errors import BadInputError
 from .firmware import firmware_for
 from .memory import memory_problems, memory_summary
 from .report import LintReport

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from k210.converters.optables import COMPILERS
+from k210.core.textfmt import format_table
 
-from ..cliutil import format_table
 from .report import LintReport
 
 KIB = 1024

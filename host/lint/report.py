@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from k210.converters.kpu_rules import OpPlacement, Placement
-
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK
+from k210.core.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 
 @dataclass
@@ -89,8 +88,3 @@ class LintReport:
         if self.confirmation is not None:
             data["confirmation"] = self.confirmation
         return data
-
-    def render_text(self, strict: bool = False) -> str:
-        from .render import render_report
-
-        return render_report(self, strict=strict)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from k210.converters.optables import DEFAULT_COMPILER
+from k210.core.errors import BadInputError, ToolFailure
 
-from ..errors import BadInputError, ToolFailure
 from .report import Finding, LintReport
 from .tflite_lint import check_quant, compiler_table, lint_tflite
 
@@ -21,7 +21,7 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
     source = detect(path)
     shown = str(source.path)
     if source.format in (ModelFormat.KERAS, ModelFormat.FROZEN_PB, ModelFormat.SAVED_MODEL):
-        from ..quiet import preload_tensorflow
+        from k210.core.quiet import preload_tensorflow
 
         preload_tensorflow()  # keep TF's start-up banner off the lint report
     if source.format is ModelFormat.TFLITE:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from k210.converters.kpu_rules import Placement, place_ops
 from k210.converters.optables import COMPILERS, DEFAULT_COMPILER, CompilerTable
 from k210.converters.tflite_reader import TFLiteInfo, read_tflite
+from k210.core.errors import BadInputError
 
-from ..errors import BadInputError
 from .firmware import firmware_for
 from .memory import estimate_memory, memory_problems
 from .model_checks import check_model

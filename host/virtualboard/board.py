@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 from .clock import make_utime
 from .entropy import make_urandom

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 _DIRECTIONS = ("both", "rx", "tx")
 _PROBABILITIES = ("corrupt", "drop", "dup", "stall", "dupchunk")

@@ -15,7 +15,7 @@ import time
 import tty
 from abc import ABC, abstractmethod
 
-from k210.host.errors import BadInputError
+from k210.core.errors import BadInputError
 
 
 class Transport(ABC):
