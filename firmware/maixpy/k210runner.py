@@ -380,10 +380,10 @@ class Runner:
             raise RunnerError(w.E_INFER_FAILED, "%s: %s" % (type(e).__name__, e)) from None
         self.infer_micros = micros
         self.infer_records = records
+        if mode & w.MODE_KEEP:  # before the RESULT: the host counts the card's write as the request's work
+            self.cache.store(self._sha, self._input_mv[:nbytes])
         self.infer_state = DONE
         self._send_result(seq)
-        if mode & w.MODE_KEEP:  # after the RESULT: the card's write time does not delay the answer
-            self.cache.store(self._sha, self._input_mv[:nbytes])
 
     # -- INFER modes: compressed and cached samples (PROTOCOL.md 3.5) ---------------------------------
 
