@@ -211,7 +211,7 @@ def test_faulty_line_and_resets_give_the_clean_outputs(tmp_path):
               "workers": 1}
     clean = run_hil(HilConfig(**common, journal=str(tmp_path / "clean.jsonl")))
     faulty = run_hil(HilConfig(**common, upload=True, journal=str(tmp_path / "faulty.jsonl"), fault_seed=5,
-                               faults="corrupt=3e-4,drop=3e-4,dup=1e-4,stall=1e-4,stall_ms=5,reset=200"))
+                               faults="corrupt=3e-4,drop=3e-4,dup=1e-4,stall=1e-4,stall_ms=5,reset=200,reset_at=90"))
     assert clean["retries"] == 0 and faulty["retries"] > 0 and faulty["resets"] > 0
     assert faulty["link"]["uploads"] > 1  # the model was sent again after a reset
     assert _outputs(tmp_path / "faulty.jsonl") == _outputs(tmp_path / "clean.jsonl")
