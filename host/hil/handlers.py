@@ -18,10 +18,10 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 from k210.core.errors import ToolFailure
 
+LOG_TAIL_BYTES = 8192
 STOP_WAIT_S = 5.0  # a board told to leave (stdin closed) removes its work directory first; a busy host is slow
 
 
@@ -56,7 +56,8 @@ class RunnerProcess(BoardHandler):
         self.name = name
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="k210-board-", suffix=".log", delete=False)  # noqa: SIM115
+        # The board's stderr, in a file with no name: nothing is left behind even if we are killed.
+        self._log = tempfile.TemporaryFile(prefix="k210-board-", suffix=".log")  # noqa: SIM115
         self.url = ""
 
     def start(self) -> str:
@@ -79,17 +80,23 @@ class RunnerProcess(BoardHandler):
             ready, _, _ = select.select([fd], [], [], max(0.0, left))
             chunk = os.read(fd, 4096) if ready else b""
             if not chunk:
-                code = self.proc.poll()
+                try:  # stdout closed: the process is on its way out, let it finish saying why
+                    code = self.proc.wait(timeout=1) if ready else self.proc.poll()
+                except subprocess.TimeoutExpired:
+                    code = None
+                tail = self.log_tail()  # before stop() closes the log
                 self.stop()
                 why = f"exited with {code}" if code is not None else f"printed no port in {self.startup_timeout:g} s"
-                raise ToolFailure(f"{self.name} {why}: {self.log_tail() or shlex.join(self.command)}")
+                raise ToolFailure(f"{self.name} {why}: {tail or shlex.join(self.command)}")
             data += chunk
         return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
     def log_tail(self, lines: int = 3) -> str:
-        try:
-            text = Path(self._log.name).read_text(errors="replace")
-        except OSError:
+        try:  # pread: the board writes at the shared file offset, which a seek here would move
+            fd = self._log.fileno()
+            size = os.fstat(fd).st_size
+            text = os.pread(fd, LOG_TAIL_BYTES, max(0, size - LOG_TAIL_BYTES)).decode("utf-8", "replace")
+        except (OSError, ValueError):
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
 
@@ -115,7 +122,6 @@ class RunnerProcess(BoardHandler):
             proc.stdout.close()
         self.proc = None
         self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
 
     def describe(self) -> str:
         return f"{self.name} on {self.url}" if self.url else self.name

@@ -208,8 +208,14 @@ class VirtualBoard:
         self.remove_workdir()
 
     def remove_workdir(self) -> None:
-        if self._own_workdir:
+        """Also from another thread while the firmware may still write a file there: try again until gone."""
+        if not self._own_workdir:
+            return
+        for _ in range(20):
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if not self.workdir.exists():
+                return
+            time.sleep(0.01)
 
 
 def exit_with_parent(cleanup: Callable[[], None] | None = None) -> None:
