@@ -70,8 +70,8 @@ def face_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> 
 
 
 def found(outputs: list[np.ndarray]) -> np.ndarray:
-    scores = outputs[1].reshape(len(outputs[1]), -1)
-    return 1.0 / (1.0 + np.exp(-np.clip(scores, -80, 80))).max(axis=1) >= SCORE
+    scores = outputs[1].reshape(len(outputs[1]), -1).max(axis=1)  # the best anchor (sigmoid is monotonic)
+    return 1.0 / (1.0 + np.exp(-np.clip(scores, -80, 80))) >= SCORE
 
 
 def main(argv: list[str] | None = None) -> int:
