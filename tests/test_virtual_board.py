@@ -131,7 +131,7 @@ def test_uart_write_is_paced_and_reset_faults_reboot_the_board():
 
 
 def _fake_board(tmp_path, kmodel: bytes):
-    from k210.host.virtualboard.board import Flash
+    from k210.host.virtualboard.flash import Flash
     from k210.host.virtualboard.kpu import ModelCache
 
     flash = Flash()

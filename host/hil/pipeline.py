@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
 
+from .link import SessionLink
 from .messages import Message, Tensor
 from .recovery import Resync
 
 if TYPE_CHECKING:
     from .samples import SamplePlanner
-    from .session import BoardSession
 
 REWINDS_BEFORE_PROBE = 3  # timeouts of a solo request, resent from its last ACK, before probing with HELLO
 FATAL_INFER_ERRORS = {w.E_INFER_FAILED, w.E_TOO_BIG, w.E_UNSUPPORTED, w.E_UNKNOWN_TYPE, w.E_BAD_VERSION}
@@ -65,9 +65,9 @@ class _Sent:
 
 
 class Pipeline:
-    """The in-flight bookkeeping of BoardSession.stream (one board, one thread)."""
+    """The in-flight bookkeeping of the session's stream (one board, one thread)."""
 
-    def __init__(self, session: BoardSession, take: Callable[[], int | None], payload_of: Callable[[int], bytes],
+    def __init__(self, session: SessionLink, take: Callable[[], int | None], payload_of: Callable[[int], bytes],
                  on_result: ResultSink, samples: SamplePlanner | None = None) -> None:
         self.s = session
         self.take = take

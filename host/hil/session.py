@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from k210.core.errors import BadInputError, ToolFailure
@@ -19,6 +18,7 @@ from k210.firmware import k210wire as w
 
 from .channel import Channel
 from .framesize import FrameSizer
+from .link import SessionStats
 from .messages import BoardError, BoardTimeout, Hello, Message, ModelInfo
 from .model import KModel, identify, wrong_model_message
 from .pipeline import Pipeline, ResultSink
@@ -38,23 +38,6 @@ MAX_RESETS_PER_UPLOAD = 12  # resets that each wiped a partly sent model, before
 PATIENCE_S = 15.0  # how long a board may stay silent (a USB-serial hiccup, a MaixPy boot) before we give up
 MAX_RESEND_INTERVAL_S = 1.0  # control requests are resent at most this far apart while we wait
 REPL_MARKERS = (b">>>", b"MicroPython", b"MaixPy", b"Traceback")
-
-
-@dataclass
-class SessionStats:
-    retries: int = 0  # frames sent again: images, upload chunks, control requests
-    resets: int = 0
-    resyncs: int = 0
-    uploads: int = 0
-    stale_replies: int = 0
-    max_in_flight: int = 0  # most frames unanswered at once while streaming
-    images: int = 0
-    stream_seconds: float = 0.0
-    bytes_to_board: int = 0  # while streaming (uploads after resets included)
-    bytes_from_board: int = 0
-    waits: int = 0  # times the board went quiet and the host kept asking until it answered
-    waited_s: float = 0.0  # seconds spent in those waits, all together
-    longest_wait_s: float = 0.0
 
 
 class BoardSession:

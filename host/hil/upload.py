@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
 
+from .link import SessionLink
 from .messages import ModelInfo
 from .model import KModel
 from .recovery import UploadRestart
-
-if TYPE_CHECKING:
-    from .session import BoardSession
 
 MIN_UPLOAD_CHUNK = 32  # tens of bytes: what still gets through at a few errors per thousand bytes
 COMMIT_SECONDS = 30.0  # the board hashes and loads the model: long on a real K210 with a big model
 
 
-def send_model(session: BoardSession, kmodel: KModel) -> ModelInfo:
+def send_model(session: SessionLink, kmodel: KModel) -> ModelInfo:
     """One attempt at LOAD_BEGIN, the chunks, LOAD_COMMIT. Raises UploadRestart or BoardRestarted to start over."""
     hello = session.hello
     assert hello is not None

@@ -27,6 +27,7 @@ from k210.core.errors import BadInputError
 from .clock import make_utime
 from .entropy import make_urandom
 from .faults import FaultSpec
+from .flash import Flash
 from .fpioa import FpioaManager, make_fpioa_manager
 from .heap import make_gc
 from .kpu import ModelCache, make_canmv_maix, make_maixpy_kpu
@@ -38,22 +39,6 @@ from .wire import Line
 FIRMWARES = ("canmv", "maixpy", "mlperf-tiny")
 FLASH_MODEL_OFFSET = 0x300000  # where `k210 flash` and MaixPy put a model
 CANMV_VERSIONS = (5,)  # what the simulator can run; real CanMV feat/kpu also loads v3/v4
-
-
-class Flash:
-    """The board's SPI flash, as images written at offsets."""
-
-    def __init__(self) -> None:
-        self._images: dict[int, bytes] = {}
-
-    def write(self, offset: int, data: bytes) -> None:
-        self._images[offset] = data
-
-    def read(self, offset: int, size: int = 0) -> bytes:
-        if offset not in self._images:
-            raise OSError(f"nothing flashed at 0x{offset:x}")
-        data = self._images[offset]
-        return data[:size] if size else data
 
 
 @dataclass

@@ -12,12 +12,11 @@ They load what the real firmware loads and refuse what it refuses:
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .board import VirtualBoard
+from .flash import Flash
 
 _NUMPY = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32, "int32": np.int32}
 
@@ -28,7 +27,14 @@ def kmodel_version(head: bytes) -> int:
     return k210wire.kmodel_version(head[:8])
 
 
-def read_model(board: VirtualBoard, source: Any, size: int = 0) -> bytes:
+class KpuBoard(Protocol):
+    """What the KPU modules use of the virtual board (VirtualBoard is one)."""
+
+    flash: Flash
+    models: ModelCache
+
+
+def read_model(board: KpuBoard, source: Any, size: int = 0) -> bytes:
     """A kmodel from a file path or a flash offset, as the firmware's loaders take it."""
     if isinstance(source, int):
         return board.flash.read(source, size)
@@ -55,7 +61,7 @@ class SimulatedModel:
         return self._sim.run(x)
 
 
-def make_maixpy_kpu(board: VirtualBoard) -> types.ModuleType:
+def make_maixpy_kpu(board: KpuBoard) -> types.ModuleType:
     """Sipeed MaixPy-v1's `KPU` module."""
 
     def load(source: Any) -> Any:
@@ -77,7 +83,7 @@ def make_maixpy_kpu(board: VirtualBoard) -> types.ModuleType:
     return module
 
 
-def make_canmv_maix(board: VirtualBoard, versions: tuple[int, ...] = (5,)) -> types.ModuleType:
+def make_canmv_maix(board: KpuBoard, versions: tuple[int, ...] = (5,)) -> types.ModuleType:
     """CanMV's `maix` module with its nncase-1.x `KPU` class."""
 
     class KPU:

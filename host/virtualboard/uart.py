@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 import time
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .board import VirtualBoard
+from .fpioa import FpioaManager
+from .wire import Line
 
 MAX_BAUD = 0x500000  # MaixPy refuses faster rates
 READ_BATCH_S = 0.0005  # after the first byte is due, let a few more arrive before returning
@@ -53,7 +53,16 @@ class RxRing:
         return out
 
 
-def make_machine(board: VirtualBoard) -> types.ModuleType:
+class UartBoard(Protocol):
+    """What machine.UART uses of the virtual board (VirtualBoard is one)."""
+
+    line: Line
+    fpioa: FpioaManager
+    uart: Any  # the UART the firmware opened, once it has
+    board_id: int
+
+
+def make_machine(board: UartBoard) -> types.ModuleType:
     """A fresh `machine` module for one boot of `board`."""
 
     class UART:
