@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hil_support import tiny_models
 
-from k210.host.errors import ToolFailure
+from k210.core.errors import ToolFailure
 from k210.host.hil.handlers import virtual_board
 from k210.host.hil.model import KModel
 from k210.host.hil.ports import open_port
