@@ -28,7 +28,7 @@ from k210.host.hil.run import HilConfig, run_hil
 from k210.host.virtualboard.storage import INFLATE_BPS, SD_READ_BPS, SD_WRITE_BPS, damage_file
 
 BAUD = 1_500_000
-RX_RING = 32768  # MaixPy read_buf_len of these boards: the line keeps filling it while the board computes
+RX_RING = 65536  # MaixPy read_buf_len of these boards: the line fills it while the board inflates and writes
 CACHE_FAULTS = "corrupt=1e-4,drop=1e-4,dup=1e-5,reset=400"
 
 
