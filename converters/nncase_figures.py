@@ -137,29 +137,15 @@ def schedule_figures(dump_dir: Path) -> NncaseFigures:
 
 
 def main() -> int:
-    from .nncase_worker import build_options, compile_request
+    from .nncase_worker import run
 
     request = json.loads(Path(sys.argv[1]).read_text())
 
-    def with_dump(req: dict):
-        options = build_options(req)
+    def with_dump(options) -> None:  # the project's options, plus the schedule dump
         options.dump_asm = True
-        options.dump_dir = str(Path(req["dump_dir"]).resolve())
-        return options
+        options.dump_dir = str(Path(request["dump_dir"]).resolve())
 
-    import k210.converters.nncase_worker as worker
-
-    worker.build_options = with_dump  # the project's options, plus the schedule dump
-    try:
-        kmodel = compile_request(request)
-    except Exception as exc:  # nncase raises RuntimeError/ValueError with its own message
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        Path("result.json").write_text(json.dumps({"ok": False, "error": message}))
-        return 1
-    Path(request["kmodel"]).write_bytes(kmodel)
-    Path("result.json").write_text(json.dumps({"ok": True}))
-    return 0
-
+    return run(request, with_dump)
 
 if __name__ == "__main__":
     sys.exit(main())

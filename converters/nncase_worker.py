@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,10 +38,13 @@ def build_options(request: dict):
     return options
 
 
-def compile_request(request: dict) -> bytes:
+def compile_request(request: dict, adjust: Callable[[Any], None] | None = None) -> bytes:
+    """The kmodel for `request`; `adjust` may add to the options (a dump directory, say) before compiling."""
     import nncase
 
     options = build_options(request)
+    if adjust is not None:
+        adjust(options)
     compiler = nncase.Compiler(options)
     compiler.import_tflite(Path(request["tflite"]).read_bytes(), nncase.ImportOptions())
     if request["quant"] == "uint8":
@@ -53,10 +58,10 @@ def compile_request(request: dict) -> bytes:
     return bytes(compiler.gencode_tobytes())
 
 
-def main() -> int:
-    request = json.loads(Path(sys.argv[1]).read_text())
+def run(request: dict, adjust: Callable[[Any], None] | None = None) -> int:
+    """Compile, then leave the kmodel and result.json (ok, or nncase's first error line) for the parent."""
     try:
-        kmodel = compile_request(request)
+        kmodel = compile_request(request, adjust)
     except Exception as exc:  # nncase raises RuntimeError/ValueError with its own message
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         Path("result.json").write_text(json.dumps({"ok": False, "error": message}))
@@ -65,6 +70,9 @@ def main() -> int:
     Path("result.json").write_text(json.dumps({"ok": True}))
     return 0
 
+
+def main() -> int:
+    return run(json.loads(Path(sys.argv[1]).read_text()))
 
 if __name__ == "__main__":
     sys.exit(main())
