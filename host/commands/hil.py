@@ -41,6 +41,11 @@ def add_parser(sub) -> None:
                    help="send the kmodel to the board (and again after a reset) instead of requiring it there")
     p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
     p.add_argument("--no-reference", action="store_true", help="compare with the simulator only, without TF")
+    p.add_argument("--golden-port", action="append", default=[], metavar="URL",
+                   help="expected outputs from this trusted board instead of TF and the simulator: every image "
+                        "runs on it too, and each output must be bit-identical (else reach --min-cosine)")
+    p.add_argument("--golden-board-cmd", action="append", default=[], metavar="CMD",
+                   help="as --golden-port, a golden board started with this command (as --board-cmd)")
     add_dataset_args(p)
     p.add_argument("--split", default="test", choices=("test", "train"), help="which images (default test)")
     p.add_argument("--limit", type=int, help="the first N images only")
@@ -70,6 +75,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from k210.core.errors import BadInputError
 
+    from ..hil.golden import golden_failure_line, render_golden
     from ..hil.report import failure_line, render
     from ..hil.run import HilConfig, run_hil
 
@@ -93,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         patience=args.patience,
         workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io,
-        no_cache=args.no_cache, no_zlib=args.no_zlib)
+        no_cache=args.no_cache, no_zlib=args.no_zlib, golden_ports=args.golden_port, golden_cmds=args.golden_board_cmd)
     report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
+    if "golden" in report:
+        render, failure_line = render_golden, golden_failure_line
     return finish(args, report, text=lambda: _verdict_first(render(report)), passed=report["passed"],
                   failure=None if report["passed"] else failure_line(report),
                   inputs={"kmodel": args.kmodel, "reference": report.get("reference")})

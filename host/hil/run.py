@@ -68,6 +68,12 @@ class HilConfig:
     no_cache: bool = False  # never ask a board to keep or reuse samples (PROTOCOL.md 3.5)
     no_zlib: bool = False  # never send zlib streams
     board_args: list[str] = field(default_factory=list)  # extra `k210 board` options for virtual boards
+    golden_ports: list[str] = field(default_factory=list)  # a trusted board's port: expected outputs from it
+    golden_cmds: list[str] = field(default_factory=list)  # ... or the command that starts one
+
+    @property
+    def golden(self) -> bool:
+        return bool(self.golden_ports or self.golden_cmds)
 
 
 @dataclass
@@ -90,9 +96,13 @@ def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
     path = require_file(cfg.kmodel, "kmodel")
     try:
         kmodel = KModel.from_bytes(str(path), path.read_bytes())
-    except (ValueError, KeyError) as exc:
-        raise BadInputError(f"{path} is not a kmodel: {exc}") from None
-    if not kmodel.inputs:
+    except (ValueError, KeyError, BadInputError) as exc:
+        if not cfg.golden:
+            raise BadInputError(f"{path} is not a kmodel: {exc}") from None
+        from .golden import unparsed_kmodel  # the golden board says what its tensors are
+
+        kmodel = unparsed_kmodel(str(path), path.read_bytes())
+    if not kmodel.inputs and not cfg.golden:
         raise BadInputError(f"{path}: cannot read its input tensor (kmodel v{kmodel.version})")
     return kmodel, read_card(path) or {}
 
@@ -115,8 +125,13 @@ def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
     from k210.host.inputdata import DataRequest, load_inputs
     from k210.host.verifying import carded_data, preprocess_spec, resolve_reference
 
-    reference = resolve_reference(cfg.reference, card, Path(cfg.kmodel), no_reference=cfg.no_reference)
-    kmodel_input = parse_kmodel(kmodel.data).inputs[0]
+    reference = resolve_reference(cfg.reference, card, Path(cfg.kmodel), no_reference=cfg.no_reference or cfg.golden)
+    if cfg.golden:
+        from .golden import input_desc
+
+        kmodel_input = input_desc(kmodel)
+    else:
+        kmodel_input = parse_kmodel(kmodel.data).inputs[0]
     spec = preprocess_spec(card, kmodel_input, cfg.overrides)
     dataset, data = (cfg.dataset, cfg.data) if (cfg.dataset or cfg.data) else carded_data(card)
     inputs = load_inputs(DataRequest(dataset, data, cfg.seed, cfg.split, cfg.limit), spec, kmodel_input.shape,
@@ -213,6 +228,8 @@ def _check(cfg: HilConfig) -> None:
         raise BadInputError(f"--save-io {cfg.save_io} should end in .npz")
     if not 0 <= cfg.min_cosine <= 1:
         raise BadInputError("--min-cosine must be between 0 and 1")
+    if cfg.golden and cfg.reference:
+        raise BadInputError("--reference and a golden board exclude each other: the golden board is the reference")
 
 
 def _connect_all(handlers: list[BoardHandler], cfg: HilConfig, kmodel: KModel,
@@ -241,7 +258,17 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
     handlers: list[BoardHandler] = []
     sessions: list[BoardSession] = []
     journal: Journal | None = None
+    golden_handlers: list[BoardHandler] = []
+    golden_sessions: list[BoardSession] = []
     try:
+        if cfg.golden:  # first: its MODEL_INFO gives the tensors of a kmodel this host cannot parse
+            golden_handlers = ([SerialDevice(url) for url in cfg.golden_ports]
+                               + [board_command(cmd) for cmd in cfg.golden_cmds])
+            golden_sessions = _connect_all(golden_handlers, cfg, kmodel, stop)
+            if not kmodel.inputs:
+                from .golden import with_board_tensors
+
+                kmodel = with_board_tensors(kmodel, golden_sessions[0].model_info())
         if not cfg.resume:  # boards first: a wrong port or model fails in seconds
             handlers = _handlers(cfg, kmodel)
             sessions = _connect_all(handlers, cfg, kmodel, stop)
@@ -260,19 +287,26 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
         if remaining and not handlers:
             handlers = _handlers(cfg, kmodel)
             sessions = _connect_all(handlers, cfg, kmodel, stop)
-        simulator, reference = _expected_outputs(cfg, prep)
+        golden: dict[int, BoardResult] = {}
+        if cfg.golden:  # every image on the golden board too (not journaled: a resumed run runs them again)
+            golden_segment = _stream(cfg, prep, golden_sessions, list(range(count)), golden, None, 0, stop)
+            simulator, reference = [], None
+        else:
+            simulator, reference = _expected_outputs(cfg, prep)
         if remaining:
             segments.append(_stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop))
         missing = [i for i in range(count) if i not in results]
         if missing:
             raise ToolFailure(f"{len(missing)} images have no board result (first: {missing[0]})")
     finally:
-        for session in sessions:
+        for session in sessions + golden_sessions:
             session.port.close()
-        for handler in handlers:
+        for handler in handlers + golden_handlers:
             handler.stop()
         if journal is not None:
             journal.close()
+    if cfg.golden:
+        return _golden_report(cfg, kmodel, prep, results, golden, segments, golden_segment["boards"])
     report = build_report(
         kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, reference_path=prep.reference_path,
         dataset=prep.dataset, split=cfg.split, class_names=prep.class_names, labels=prep.labels,
@@ -282,6 +316,23 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
     _write_outputs(cfg, report, results, simulator[0], None if reference is None else reference[0])
     if cfg.save_io:
         _save_io(cfg.save_io, prep, results, simulator, reference)
+    return report
+
+
+def _golden_report(cfg: HilConfig, kmodel: KModel, prep: _Prepared, results: dict[int, BoardResult],
+                   golden: dict[int, BoardResult], segments: list[dict[str, Any]],
+                   golden_boards: list[dict[str, Any]]) -> dict[str, Any]:
+    from k210.host.verifying import save_io
+
+    from .golden import build_golden_report, outputs_of
+
+    count = len(prep.kmodel_inputs)
+    report = build_golden_report(kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, dataset=prep.dataset,
+                                 split=cfg.split, results=results, golden=golden, count=count, segments=segments,
+                                 golden_boards=golden_boards, min_cosine=cfg.min_cosine)
+    _write_outputs(cfg, report, results, np.zeros(count), None)  # no plots: they are of TF/simulator figures
+    if cfg.save_io:
+        save_io(cfg.save_io, prep.inputs, {"golden": outputs_of(golden, count), "board": outputs_of(results, count)})
     return report
 
 
