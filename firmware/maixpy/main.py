@@ -253,7 +253,27 @@ def output0_record(outputs, raw):
     return w.DT_FLOAT32, (len(raw) // 4,), raw
 
 
-class CanMVBackend:
+class _CanMVBase:
+    """What both CanMV APIs share: the versions their runtime loads, no heap-sized input, deinit to unload."""
+
+    kmodel_versions = ()
+    kpu = None
+
+    def why_not(self, version):
+        return "this CanMV build loads kmodel %s; this file is %s" % (
+            "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
+
+    def input_limit(self, wanted, reserve, copies=1):
+        return wanted
+
+    def unload(self):
+        if self.kpu is not None:
+            self.kpu.deinit()
+            self.kpu = None
+            gc.collect()
+
+
+class CanMVBackend(_CanMVBase):
     """Canaan CanMV v1.0.x `from maix import KPU` with load_kmodel/run_with_output: input through a raw
     file, output 0 as a float list. Its runtime loads kmodel v3/v4."""
 
@@ -267,13 +287,6 @@ class CanMVBackend:
         self.outputs = []
         self.out_buf = [bytearray(0)]
 
-    def why_not(self, version):
-        return "this CanMV build loads kmodel %s; this file is %s" % (
-            "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
-
-    def input_limit(self, wanted, reserve, copies=1):
-        return wanted
-
     def load(self, source, size, version, inputs, outputs):
         self.unload()
         self.kpu = self.kpu_class()
@@ -284,12 +297,6 @@ class CanMVBackend:
         self.outputs = outputs
         # run_with_output returns output 0 only, as float32.
         return inputs, [(w.DT_FLOAT32, shape) for _, shape in outputs[:1]]
-
-    def unload(self):
-        if self.kpu is not None:
-            self.kpu.deinit()
-            self.kpu = None
-            gc.collect()
 
     def infer(self, data, n):
         gc.collect()
@@ -314,7 +321,7 @@ def gray_size(shape, n):
     return None
 
 
-class CanMVKPUBackend:
+class CanMVKPUBackend(_CanMVBase):
     """CanMV branch feat/kpu (nncase 1.x runtime): `maix.KPU()` with load(path | offset), run(image) and
     get_outputs() (output 0 as float32 values). The input reaches the KPU only as an image's `pix_ai`:
     a grayscale PGM file loaded by the `image` module keeps its bytes exactly, so models whose input is
@@ -332,13 +339,6 @@ class CanMVKPUBackend:
         self.outputs = []
         self.out_buf = [bytearray(0)]
 
-    def why_not(self, version):
-        return "this CanMV build loads kmodel %s; this file is %s" % (
-            "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
-
-    def input_limit(self, wanted, reserve, copies=1):
-        return wanted
-
     def load(self, source, size, version, inputs, outputs):
         self.unload()
         kpu = self.kpu_class()
@@ -347,12 +347,6 @@ class CanMVKPUBackend:
         self.inputs = inputs
         self.outputs = outputs
         return inputs, list(outputs[:1])  # get_outputs() hands back output 0 only
-
-    def unload(self):
-        if self.kpu is not None:
-            self.kpu.deinit()
-            self.kpu = None
-            gc.collect()
 
     def infer(self, data, n):
         size = (n, 1)
