@@ -62,7 +62,6 @@ class _Sent:
     timed: bool = False
     generation: int = 0
     wire: int = 0  # its size on the wire (nbytes becomes 0 once the board has taken it)
-    working: float = 0.0  # when the board said "got it all, running" (0: not yet)
 
 
 class Pipeline:
@@ -86,7 +85,6 @@ class Pipeline:
         self.window = session.window()
         self.sizer = session.sizer
         self.rewinds = 0  # timeouts in a row answered by resending a solo request
-        self.job_s = 0.0  # the board's work on a whole request (inflate, model, card write): a decaying maximum
 
     def _chunk_size(self) -> int:
         return self.sizer.chunk()
@@ -198,9 +196,6 @@ class Pipeline:
                 break
             self._forget(seq, lost=True)
         now = time.monotonic()
-        if sent.working and msg.type in (w.RESULT, w.ERROR):
-            self.job_s = max(0.98 * self.job_s, now - sent.working)
-            sent.working = 0.0
         if not sent.timed:
             self.s.timer.sample(now - sent.due)
             sent.timed = True
@@ -214,8 +209,7 @@ class Pipeline:
                 # "Got it all, running": the frame has left the board's ring; its RESULT follows.
                 self.in_flight_bytes -= sent.nbytes
                 sent.nbytes = 0
-                sent.due = now + self.job_s  # the reply timer learns the line, not the job's length
-                sent.working = now
+                sent.due = now
                 sent.timed = False
             else:
                 self._forget(msg.seq)
