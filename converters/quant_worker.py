@@ -10,52 +10,30 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .nncase_worker import compile_request
 
-def build_options(request: dict):
-    import nncase
 
-    options = nncase.CompileOptions()
-    options.target = "k210"
-    options.input_layout = "NHWC"  # the TFLite model's own layout at both ends (see nncase_worker.py)
-    options.output_layout = "NHWC"
-    options.input_shape = request["input_shape"]
-    if request["input_type"] == "uint8":
-        options.preprocess = True
-        options.input_type = "uint8"
-        options.input_range = request["input_range"]
-        if request.get("mean") is not None:  # nncase normalises after input_range: (x - mean) / std
-            options.mean = request["mean"]
-            options.std = request["std"]
-    elif request["quant"] == "uint8":
-        options.input_type = "float32"
-    options.quant_type = "uint8"
-    options.w_quant_type = "uint8"
-    options.use_mse_quant_w = bool(request.get("use_mse_quant_w", False))
-    if request.get("dump_quant_error") and request["quant"] == "uint8":
-        options.dump_quant_error = True
-        options.dump_dir = "dump"
-        options.dump_ir = bool(request.get("dump_ir", False))  # module regions: which node runs on the KPU
-    return options
+def explain_options(request: dict) -> Callable[[Any], None]:
+    """The project's compile options (nncase_worker) plus what an explanation asks for."""
+
+    def adjust(options) -> None:
+        options.use_mse_quant_w = bool(request.get("use_mse_quant_w", False))
+        if request.get("dump_quant_error") and request["quant"] == "uint8":
+            options.dump_quant_error = True
+            options.dump_dir = "dump"
+            options.dump_ir = bool(request.get("dump_ir", False))  # module regions: which node runs on the KPU
+
+    return adjust
 
 
 def compile_kmodel(request: dict) -> bytes:
-    import nncase
-
-    compiler = nncase.Compiler(build_options(request))
-    compiler.import_tflite(Path(request["tflite"]).read_bytes(), nncase.ImportOptions())
-    if request["quant"] == "uint8":
-        samples = np.load(request["calibration"])
-        ptq = nncase.PTQTensorOptions()
-        ptq.calibrate_method = request["calibrate_method"]
-        ptq.samples_count = int(samples.shape[0])
-        ptq.set_tensor_data(np.ascontiguousarray(samples).tobytes())
-        compiler.use_ptq(ptq)
-    compiler.compile()
-    return bytes(compiler.gencode_tobytes())
+    return compile_request(request, explain_options(request))
 
 
 def simulate(kmodel: bytes, inputs: np.ndarray, shape: list[int]) -> list[np.ndarray]:
