@@ -1,7 +1,8 @@
 """firmware/maixpy/*.py in real MicroPython: npm's WebAssembly builds of MicroPython 1.10 (one release
 older than the 1.11 core MaixPy-v1 and CanMV pin: whatever runs there uses nothing newer) and 1.27,
 under node, with only the hardware stubbed (tests/boardfakes/mp_stubs.py). The same byte streams go to
-CPython; every reply must be identical byte for byte, refusals, reboots and damaged frames included."""
+CPython; every reply must be identical byte for byte, refusals, reboots and damaged frames included.
+The sample cache and zlib inputs (k210cache.py, issue 15): tests/test_micropython_cache.py."""
 
 from __future__ import annotations
 

@@ -46,20 +46,34 @@ def entry_name(sha):
 
 
 class Volume:
-    """A directory on the board's filesystem (/sd/k210cache or /flash/k210cache)."""
+    """A directory on the board's filesystem (/sd/k210cache or /flash/k210cache).
+
+    MaixPy's (and CanMV's) /flash is SPIFFS, which has no directories: mkdir raises NotImplementedError,
+    "/flash/k210cache/x.smp" is a file named "/k210cache/x.smp", and listing any path lists every file
+    on the flash as "k210cache/x.smp", "main.py", ... (vfs_spiffs.c). names() keeps this directory's."""
 
     def __init__(self, root):
         self.root = root
+        self._listed_as = root[root.rfind("/") + 1:] + "/"  # how SPIFFS lists a file of this "directory"
         try:
             os.mkdir(root)
         except OSError:
             pass  # already there (or a read-only card: the first write says so)
+        except NotImplementedError:
+            pass  # SPIFFS: no directories, the names carry the prefix
 
     def path(self, name):
         return self.root + "/" + name
 
     def names(self):
-        return os.listdir(self.root)
+        names = []
+        for name in os.listdir(self.root):
+            if "/" in name:  # SPIFFS: a file of some "directory" on the flash
+                if not name.startswith(self._listed_as):
+                    continue
+                name = name[len(self._listed_as):]
+            names.append(name)
+        return names
 
     def size(self, name):
         return os.stat(self.path(name))[6]

@@ -413,8 +413,13 @@ class Runner:
             head = w.SHA_LEN if mode & w.MODE_KEEP else 0
             try:
                 raw = self.inflate(memoryview(self._packed)[:total - head])
-            except Exception as e:  # a bad stream (zlib's own check) or no memory to inflate into
-                raise RunnerError(w.E_BAD_PAYLOAD, "inflate failed: %s" % e) from None
+            except MemoryError:
+                raise RunnerError(w.E_BAD_PAYLOAD, "inflate failed: the GC heap cannot hold the inflated input") \
+                    from None
+            except Exception:  # zlib's own checks (header, Adler-32, truncation)
+                # Not the exception's text: uzlib says "-3", 1.2x's zlib "[Errno 22] EINVAL" or nothing (a
+                # truncated stream is an EOFError), CPython "Error -3 while decompressing data: ...".
+                raise RunnerError(w.E_BAD_PAYLOAD, "inflate failed: not a valid zlib stream") from None
             n = len(raw)
             if n > self.max_input:
                 raise RunnerError(w.E_TOO_BIG, "inflated input of %d bytes" % n, self.max_input)

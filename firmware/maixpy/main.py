@@ -1,6 +1,6 @@
 # main.py: the k210-deploy runner for MaixPy-v1 and CanMV boards (protocol: firmware/PROTOCOL.md).
 #
-# Copy main.py, k210wire.py and k210runner.py (and k210_config.py) to the SD card's root: with a card in,
+# Copy main.py, k210wire.py, k210runner.py and k210cache.py (and k210_config.py) to the SD card's root: with a card in,
 # MaixPy and CanMV boot /sd/main.py (without one, /flash/main.py). On boot it opens UART1 on the pins in
 # CONFIG, loads the configured model (if any), sends an unsolicited HELLO and serves requests forever.
 #
@@ -20,8 +20,10 @@
 #   uhashlib:       sha256() with update()/digest()   (also used by k210runner)
 #   gc:             collect(), mem_free() (optional: sizes MaixPy-v1's float inputs)
 #   urandom:        getrandbits(32)   (optional)
+#   uzlib / zlib:   decompress(buf) -> bytes or bytearray (optional: ZLIB inputs; MicroPython 1.2x has zlib)
+#   uos (k210cache): mkdir, listdir, stat(path)[6], remove, rename; files: readinto, write
 #   k210_config:    CONFIG dict overriding the defaults below (optional module)
-# plus k210wire / k210runner (this folder) and built-in open() for the upload and input files.
+# plus k210wire / k210runner / k210cache (this folder) and built-in open() for the upload, input and cache files.
 # ruff: noqa: UP031
 
 import gc

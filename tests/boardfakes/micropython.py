@@ -4,8 +4,10 @@ CPython, on the mp_stubs hardware, for one host byte stream; return what the boa
 Interpreters:
     "cpython"   this Python, in a subprocess (the reference the others must match byte for byte)
     "mp-1.10"   npm `micropython` 1.1.8: MicroPython 1.10 (emscripten), a fixed GC heap of `heap` bytes;
-                one release older than the 1.11 core MaixPy-v1 and CanMV pin, no file system
-    "mp-1.27"   npm `@micropython/micropython-webassembly-pyscript` 1.27 (its GC heap grows on demand)
+                one release older than the 1.11 core MaixPy-v1 and CanMV pin; no file system, no `uos`
+                (and no VFS to mount): files and k210cache's `uos` are mp_stubs' RamDisk, as in CPython
+    "mp-1.27"   npm `@micropython/micropython-webassembly-pyscript` 1.27 (its GC heap grows on demand);
+                its own `os` (VfsPosix over emscripten's in-memory file system; no VfsFat or VfsLfs2)
 scripts/bootstrap.sh installs both packages into .cache/npm.
 """
 
@@ -35,6 +37,7 @@ class Session:
     heap_low: int | None  # the least free heap seen at a UART read during the session
     heap_after: int | None  # after the session, everything collected
     stdout: str
+    files: dict[str, str]  # boot number ("1", "2", ...; "end") -> "name:size ..." of list_dir's files
 
 
 def node_missing() -> str | None:
@@ -47,9 +50,22 @@ def node_missing() -> str | None:
     return None
 
 
+@dataclass
+class Card:
+    """The SD card's faults in a session: `cut` = (path prefix, n): the power goes halfway through the nth
+    write to files whose path starts so; `damage` = {boot: [paths]}: a bit of each flips before that boot.
+    `list_dir`: the directory whose files the session reports at every boot and at its end."""
+
+    cut: tuple[str, int] | None = None
+    damage: dict[int, list[str]] | None = None
+    list_dir: str = ""
+
+
 def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes], *, chunk: int, real_fs: bool,
-            seed: int = 1) -> str:
-    sources = {name: (BOARD_DIR / f"{name}.py").read_text() for name in ("k210wire", "k210runner", "main")}
+            seed: int = 1, card: Card | None = None) -> str:
+    card = card or Card()
+    sources = {name: (BOARD_DIR / f"{name}.py").read_text() for name in ("k210wire", "k210runner", "k210cache",
+                                                                       "main")}
     prelude = "\n".join([
         f"SESSION = {bytes(session)!r}",
         f"PROFILE = {profile!r}",
@@ -59,26 +75,29 @@ def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes],
         f"CHUNK = {chunk}",
         f"REAL_FS = {real_fs}",
         f"SEED = {seed}",
+        f"CUT = {card.cut!r}",
+        f"DAMAGE = {dict(card.damage or {})!r}",
+        f"LIST_DIR = {card.list_dir!r}",
     ])
     return "\n".join([prelude, (HERE / "mp_stubs.py").read_text(), (HERE / "mp_session.py").read_text()])
 
 
 def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu", config: dict | None = None,
                 flash: dict[int, bytes] | None = None, chunk: int = 61, heap: int = 2 << 20,
-                timeout: float = 240.0) -> Session:
-    """Boot main.py under `interpreter`, feed it `session`, return what it sent."""
+                timeout: float = 240.0, card: Card | None = None, ram_fs: bool = False) -> Session:
+    """Boot main.py under `interpreter`, feed it `session`, return what it sent. ram_fs: 1.27 too gets
+    mp_stubs' RamDisk (FatFs /sd, SPIFFS /flash, as MaixPy mounts them) instead of its own files."""
     cfg = {"upload_path": "/sd/k210_upload.kmodel", "input_path": "/sd/k210_input.bin",
            "image_path": "/sd/k210_input.pgm", "boot_counter_path": "/flash/k210_boots",
            "max_frame": 256, "max_input": 4096, "max_model": 1 << 16, "read_buf_len": 4096}
     cfg.update(config or {})
-    real_fs = interpreter in ("cpython", "mp-1.27")
-    text = program(session, profile, cfg, flash or {}, chunk=chunk, real_fs=interpreter == "mp-1.27")
+    # Only 1.27 has a file system of its own; CPython has no /sd: it gets the RAM one, as 1.10 does.
+    real_fs = interpreter == "mp-1.27" and not ram_fs
+    text = program(session, profile, cfg, flash or {}, chunk=chunk, real_fs=real_fs, card=card)
     with tempfile.TemporaryDirectory(prefix="k210-mp-") as tmp:
         prog = Path(tmp) / "session.py"
         prog.write_text(text)
         if interpreter == "cpython":
-            # CPython has real files but no /sd: it gets the RAM file system, as 1.10 does.
-            prog.write_text(text.replace(f"REAL_FS = {real_fs}", "REAL_FS = False"))
             argv = [sys.executable, str(prog)]
         elif interpreter in ("mp-1.10", "mp-1.27"):
             argv = ["node", str(DRIVER), str(NPM_DIR), interpreter, str(heap), str(prog)]
@@ -88,14 +107,18 @@ def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu",
     stdout = result.stdout.decode("utf-8", "replace")
     fields: dict[str, str] = {}
     out = bytearray()
+    files: dict[str, str] = {}
     for line in stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "W":
             out += bytes.fromhex(value)
+        elif key == "FS":
+            boot, _, names = value.partition(" ")
+            files[boot] = names
         elif key in ("HEAP", "BOOTS"):
             fields[key] = value
     if "HEAP" not in fields or "END" not in stdout.splitlines():
         raise RuntimeError(f"{interpreter} session did not finish (exit {result.returncode}):\n"
                            f"{stdout[-3000:]}\n{result.stderr.decode('utf-8', 'replace')[-2000:]}")
     heap_figures = [None if v == "None" else int(v) for v in fields["HEAP"].split()]
-    return Session(bytes(out), int(fields["BOOTS"]), *heap_figures, stdout)
+    return Session(bytes(out), int(fields["BOOTS"]), *heap_figures, stdout, files)

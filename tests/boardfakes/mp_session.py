@@ -1,9 +1,13 @@
 # mp_session: boots firmware/maixpy/main.py on the mp_stubs hardware and feeds it one host byte stream,
 # in real MicroPython or in CPython alike. The program that runs is: a prelude written by
-# tests/boardfakes/micropython.py (SESSION, PROFILE, CONFIG, FLASH, SOURCES, CHUNK, REAL_FS, SEED),
-# then mp_stubs.py, then this file. It prints each UART write as hex (a `W` line), and the GC heap figures.
-# main.py, k210runner.py and k210wire.py run from their unmodified source text: exec'd as modules, as
-# a board's import would; where the interpreter has no file system (the 1.10 build) `open` is a RAM one.
+# tests/boardfakes/micropython.py (SESSION, PROFILE, CONFIG, FLASH, SOURCES, CHUNK, REAL_FS, SEED, CUT,
+# DAMAGE, LIST_DIR), then mp_stubs.py, then this file. It prints each UART write as hex (a `W` line), the
+# files in LIST_DIR at every boot and at the end (`FS` lines), and the GC heap figures.
+# main.py, k210runner.py, k210wire.py and k210cache.py run from their unmodified source text: exec'd as
+# modules, as a board's import would. Where the interpreter has no file system (the 1.10 build; CPython
+# has no /sd) `open` and k210cache's `uos` are mp_stubs' RamDisk; 1.27 writes its own (VfsPosix) files.
+# The card's hardware faults: CUT = (path prefix, n) cuts the power in the nth write to such files;
+# DAMAGE = {boot: [paths]} flips a bit in those files before that boot.
 # No f-strings or syntax MicroPython 1.10 lacks.
 
 # ruff: noqa: F821, UP031 - the names come from the prelude and mp_stubs.py, concatenated before this file
@@ -50,51 +54,6 @@ def heap_free():
     return mem_free() if mem_free is not None else None
 
 
-class RamFile:
-    def __init__(self, files, path, mode):
-        self.files = files
-        self.path = path
-        self.text = "b" not in mode
-        self.writing = "w" in mode or "a" in mode
-        if self.writing:
-            if "a" not in mode or path not in files:
-                files[path] = bytearray()
-        elif path not in files:
-            raise OSError(2)
-        self.pos = 0
-
-    def read(self, n=-1):
-        data = self.files[self.path]
-        end = len(data) if n is None or n < 0 else min(len(data), self.pos + n)
-        piece = bytes(data[self.pos:end])
-        self.pos = end
-        return piece.decode() if self.text else piece
-
-    def write(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.files[self.path].extend(data)
-        return len(data)
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def ram_open(files):
-    def open_(path, mode="r"):
-        if not (path.startswith("/sd/") or path.startswith("/flash/")):
-            raise OSError(2)
-        return RamFile(files, path, mode)
-
-    return open_
-
-
 def real_fs_open():
     import os
 
@@ -103,7 +62,30 @@ def real_fs_open():
             os.mkdir(d)
         except OSError:
             pass
-    return open
+    return open, os
+
+
+def ram_fs_open():
+    disk = RamDisk()
+    return disk.open, disk.uos()
+
+
+def damage(fs_open, path):
+    """Flip one bit in the middle of a file: a card gone bad while the board was off."""
+    with fs_open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x10
+    with fs_open(path, "wb") as f:
+        f.write(data)
+
+
+def listing(fs_os, path):
+    """'name:size' of every file in `path`, sorted (the order a directory lists in is the file system's)."""
+    try:
+        names = fs_os.listdir(path)
+    except OSError:
+        return "-"
+    return " ".join(sorted(["%s:%d" % (n, fs_os.stat(path + "/" + n)[6]) for n in names])) or "empty"
 
 
 def load_module(name, fs_open):
@@ -119,8 +101,11 @@ def load_module(name, fs_open):
 
 
 def run():
-    fs_open = real_fs_open() if REAL_FS else ram_open({})
+    fs_open, fs_os = real_fs_open() if REAL_FS else ram_fs_open()
     inject = None if REAL_FS else fs_open
+    if not REAL_FS:
+        sys.modules["uos"] = fs_os  # k210cache's file system calls (CPython's os has no /sd)
+    power = Power(CUT[0], CUT[1]) if CUT else Power("", 0)
     link = Link(SESSION, CHUNK)
     gc.collect()
     before = heap_free()
@@ -128,9 +113,14 @@ def run():
     sys.modules["k210_config"] = module(CONFIG=CONFIG)
     load_module("k210wire", inject)
     load_module("k210runner", inject)
+    load_module("k210cache", power.open(fs_open))
     boots = 0
     while True:
         boots += 1
+        for path in DAMAGE.get(boots, ()):
+            damage(fs_open, path)
+        if LIST_DIR:
+            print("FS %d %s" % (boots, listing(fs_os, LIST_DIR)))
         g = {"__name__": "__main__"}
         if inject is not None:
             g["open"] = inject
@@ -144,6 +134,8 @@ def run():
     gc.collect()
     after = heap_free()
     print("BOOTS %d" % boots)
+    if LIST_DIR:
+        print("FS end %s" % listing(fs_os, LIST_DIR))
     print("HEAP %s %s %s" % (before, link.low, after))
     print("END")
 

@@ -9,6 +9,10 @@
 #   maix.KPU       CanMV v1.0.x: load_kmodel/run_with_output (kmodel v3/v4), or CanMV feat/kpu:
 #                  load/run(image)/get_outputs/deinit (v3/v4/v5) as its maix_kpu.c defines them
 #   image          Image(path of a grayscale PGM), pix_to_ai() (feat/kpu's KPU.run takes only such images)
+#   the SD card    RamDisk: open() and a `uos` (mkdir, listdir, stat, remove, rename) over files kept in a
+#   and /flash     dict, for an interpreter without a file system (MicroPython 1.10's build, and CPython,
+#                  which has no /sd): FatFs on /sd, SPIFFS on /flash, as MaixPy-v1 mounts them;
+#                  Power: the card loses power halfway through a write
 # The KPUs run the arithmetic fake kmodel (tests/boardfakes/arith_model.py, the C runner's host backend):
 # output 0 uint8 [n] = (x * mul + add) mod 256, output 1 float32 [1] = sum of the input bytes.
 # No f-strings, annotations or other syntax MicroPython 1.10 lacks.
@@ -291,6 +295,176 @@ def make_canmv_feat_kpu(fs_open, flash):
             self.ran = False
 
     return module(KPU=KPU)
+
+
+class RamFile:
+    def __init__(self, disk, path, mode):
+        self.disk = disk
+        self.path = path
+        self.text = "b" not in mode
+        self.writing = "w" in mode or "a" in mode
+        if self.writing:
+            if "a" not in mode or path not in disk.files:
+                disk.create(path)
+        elif path not in disk.files:
+            raise OSError(ENOENT)
+        self.pos = 0
+
+    def read(self, n=-1):
+        data = self.disk.files[self.path]
+        end = len(data) if n is None or n < 0 else min(len(data), self.pos + n)
+        piece = bytes(data[self.pos:end])
+        self.pos = end
+        return piece.decode() if self.text else piece
+
+    def readinto(self, buf):
+        data = self.disk.files[self.path]
+        n = min(len(buf), len(data) - self.pos)
+        buf[:n] = data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+    def write(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.disk.files[self.path].extend(data)
+        return len(data)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+ENOENT = 2
+EEXIST = 17
+
+
+class RamDisk:
+    """/sd and /flash as files in a dict, with the semantics of MaixPy-v1's file systems (CanMV's are the
+    same code): /sd is FatFs (directories; rename onto an existing name fails with EEXIST), /flash is
+    SPIFFS, which has no directories (vfs_spiffs.c: mkdir raises NotImplementedError; a file
+    "/flash/d/x" is the object "/d/x"; listing any path lists every object, its leading '/' cut off).
+    Listings come in creation order (a rename moves the name to the end), as a fresh FatFs card and
+    emscripten's file system list them: MicroPython's dict has no order of its own."""
+
+    def __init__(self):
+        self.files = {}  # path -> bytearray
+        self.dirs = ["/sd", "/flash"]
+        self.order = []  # file paths, oldest first
+
+    def create(self, path):
+        self._parent(path)
+        if path not in self.files:
+            self.order.append(path)
+        self.files[path] = bytearray()
+
+    def _parent(self, path):
+        parent = path[:path.rfind("/")]
+        if parent not in self.dirs and not path.startswith("/flash/"):
+            raise OSError(ENOENT)
+
+    def open(self, path, mode="r"):
+        return RamFile(self, path, mode)
+
+    def mkdir(self, path):
+        if path.startswith("/flash/"):
+            raise NotImplementedError("SPIFFS not support")
+        if path in self.dirs or path in self.files:
+            raise OSError(EEXIST)
+        self._parent(path)
+        self.dirs.append(path)
+
+    def listdir(self, path):
+        if path == "/flash" or path.startswith("/flash/"):
+            return [p[len("/flash/"):] for p in self.order if p.startswith("/flash/")]
+        if path not in self.dirs:
+            raise OSError(ENOENT)
+        names = []
+        for p in self.order + self.dirs:
+            if p[:p.rfind("/")] == path:
+                names.append(p[p.rfind("/") + 1:])
+        return names
+
+    def stat(self, path):
+        if path in self.dirs:
+            return (0x4000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        if path not in self.files:
+            raise OSError(ENOENT)
+        return (0x8000, 0, 0, 0, 0, 0, len(self.files[path]), 0, 0, 0)
+
+    def remove(self, path):
+        if path not in self.files:
+            raise OSError(ENOENT)
+        del self.files[path]
+        self.order.remove(path)
+
+    def rename(self, old, new):
+        if old not in self.files:
+            raise OSError(ENOENT)
+        self._parent(new)
+        if new in self.files:
+            if not new.startswith("/flash/"):
+                raise OSError(EEXIST)  # FatFs's f_rename: FR_EXIST
+            self.remove(new)  # vfs_spiffs.c removes the old file and renames again
+        data = self.files[old]
+        self.remove(old)
+        self.order.append(new)
+        self.files[new] = data
+
+    def uos(self):
+        return module(mkdir=self.mkdir, listdir=self.listdir, stat=self.stat, remove=self.remove,
+                      rename=self.rename)
+
+
+class CutFile:
+    """A file being written when the power goes: half of the write reaches the card, then the board
+    is off (Reboot), so the file is never closed or renamed."""
+
+    def __init__(self, f, power):
+        self.f = f
+        self.power = power
+
+    def write(self, data):
+        if self.power.cut_now():
+            self.f.write(bytes(data[:len(data) // 2]))
+            raise Reboot()
+        return self.f.write(data)
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Power:
+    """Counts writes to files whose path starts with `prefix`; the `cut_at`th one loses power (0: never)."""
+
+    def __init__(self, prefix, cut_at):
+        self.prefix = prefix
+        self.cut_at = cut_at
+        self.writes = 0
+
+    def cut_now(self):
+        self.writes += 1
+        return self.writes == self.cut_at
+
+    def open(self, fs_open):
+        def open_(path, mode="r"):
+            f = fs_open(path, mode)
+            if self.cut_at and ("w" in mode or "a" in mode) and path.startswith(self.prefix):
+                return CutFile(f, self)
+            return f
+
+        return open_
 
 
 def install(modules, profile, link, fs_open, flash, seed=1):
