@@ -28,6 +28,7 @@ from k210.firmware import k210wire as w
 from .link import SessionLink
 from .messages import Message, Tensor
 from .recovery import Resync
+from .timing import ReplyTimer
 
 if TYPE_CHECKING:
     from .samples import SamplePlanner
@@ -62,6 +63,7 @@ class _Sent:
     timed: bool = False
     generation: int = 0
     wire: int = 0  # its size on the wire (nbytes becomes 0 once the board has taken it)
+    working: bool = False  # the board said "got it all, running": its RESULT waits on the job timer
 
 
 class Pipeline:
@@ -85,6 +87,13 @@ class Pipeline:
         self.window = session.window()
         self.sizer = session.sizer
         self.rewinds = 0  # timeouts in a row answered by resending a solo request
+        # The board serves frames in order: no reply can come before the one to the frame sent before it,
+        # so a frame's wait starts at its last byte's arrival or at the previous reply, whichever is later.
+        self.last_reply = 0.0
+        # A job (inflate, card write, the model) is not a reply on the line: learnt apart per INFER mode, so
+        # that a KEEP request's card write is neither a loss nor a reason to wait longer for every chunk's
+        # ACK, and a quick CACHED miss does not teach the host to give up on the next card write.
+        self.job_timers: dict[int, ReplyTimer] = {}
 
     def _chunk_size(self) -> int:
         return self.sizer.chunk()
@@ -105,8 +114,9 @@ class Pipeline:
         a = self.current
         if a is not None and a.solo and not a.dead and not self.in_flight and a.sent_to >= len(a.payload):
             self._rewind(a, min(a.acked, len(a.payload) - 1))  # all answered, yet no RESULT: ask again
-        if self.in_flight and self.s.overdue(next(iter(self.in_flight.values())).due, time.monotonic()):
-            self.s.timer.timed_out()
+        if self.in_flight and self._overdue(next(iter(self.in_flight.values())), time.monotonic()):
+            oldest = next(iter(self.in_flight.values()))
+            (self._job_timer(oldest) if oldest.working else self.s.timer).timed_out()
             a = self.current
             if a is not None and a.solo and not a.dead and self.rewinds < REWINDS_BEFORE_PROBE:
                 self.rewinds += 1
@@ -116,6 +126,13 @@ class Pipeline:
                 return True
             raise Resync()
         return True
+
+    def _overdue(self, sent: _Sent, now: float) -> bool:
+        return self.s.overdue(max(sent.due, self.last_reply), now, self._job_timer(sent) if sent.working else None)
+
+    def _job_timer(self, sent: _Sent) -> ReplyTimer:
+        mode = sent.attempt.mode if sent.attempt is not None else 0
+        return self.job_timers.setdefault(mode, ReplyTimer())
 
     def _rewind(self, a: _Attempt, offset: int) -> None:
         """Send a solo request again from `offset`, where the board says it is."""
@@ -197,9 +214,14 @@ class Pipeline:
             self._forget(seq, lost=True)
         now = time.monotonic()
         if not sent.timed:
-            self.s.timer.sample(now - sent.due)
+            delay = now - max(sent.due, self.last_reply)
+            if sent.working:
+                self._job_timer(sent).sample(delay)
+            else:
+                self.s.timer.sample(delay)
+                self._note_frame(sent, lost=False)
             sent.timed = True
-            self._note_frame(sent, lost=False)
+        self.last_reply = now
         if sent.attempt is not None and msg.type in (w.ACK, w.RESULT):
             self.rewinds = 0
             if msg.type == w.ACK and msg.fields["req"] == sent.attempt.req:
@@ -211,6 +233,7 @@ class Pipeline:
                 sent.nbytes = 0
                 sent.due = now
                 sent.timed = False
+                sent.working = True
             else:
                 self._forget(msg.seq)
         elif msg.type == w.RESULT:
@@ -230,6 +253,7 @@ class Pipeline:
         a.parts[f["offset"]] = f["data"]
         if covered_bytes(a.parts) < f["total"]:
             sent.due = time.monotonic()
+            sent.working = False  # the job is done: the rest of the RESULT is line time
             return  # more parts of this RESULT to come, with the same seq
         self._forget(msg.seq)
         blob = bytearray(f["total"])
@@ -303,7 +327,7 @@ class Pipeline:
         """Every request in flight is given up (resent later); their frames stay counted until forgotten.
         line_fault=False: the board reset, which says nothing about the line's error rate."""
         for sent in self.in_flight.values():
-            if not sent.timed and line_fault:
+            if not sent.timed and line_fault and not sent.working:
                 self._note_frame(sent, lost=True)
             if sent.attempt is not None:
                 self._kill(sent.attempt, "board reset or stopped answering")

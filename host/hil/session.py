@@ -94,8 +94,10 @@ class BoardSession:
         """A probe waits for everything queued before it, then for its own reply."""
         return self.timer.rto + self.port.wire_seconds(queued_bytes + 16 + self._max_reply_bytes())
 
-    def overdue(self, due: float, now: float) -> bool:
-        return now > due + self.timer.rto + self.port.wire_seconds(self._max_reply_bytes())
+    def overdue(self, due: float, now: float, timer: ReplyTimer | None = None) -> bool:
+        """No reply by now to what reached the board at `due`; `timer` (default: the line's) says how long
+        the board may take."""
+        return now > due + (timer or self.timer).rto + self.port.wire_seconds(self._max_reply_bytes())
 
     # -- control requests ---------------------------------------------------------------------------
 
