@@ -50,6 +50,15 @@ def test_clean_model_exits_0_with_a_table_and_a_verdict(tmp_path, capsys):
     assert "assuming uint8 PTQ" in out and out.rstrip().splitlines()[-1].startswith("verdict: OK")
 
 
+def test_text_fits_100_columns_whatever_the_path(tmp_path, capsys):
+    deep = tmp_path / ("a_folder_with_a_rather_long_name_" * 3) / "and_another_one_below_it"
+    deep.mkdir(parents=True)
+    path = str(write(deep, "my_favourite_model_with_a_long_name.tflite", one_op_tflite(ABS)))
+    code, out, _ = lint(capsys, path)
+    assert code == 0 and len(path) > 100 and path in out.splitlines()  # the path alone on its line, whole
+    assert all(len(line) <= 100 for line in out.splitlines() if line != path)
+
+
 def test_unsupported_op_exits_1_and_quotes_nncase(tmp_path, capsys):
     code, out, _ = lint(capsys, str(write(tmp_path, "elu.tflite", one_op_tflite(ELU))))
     assert code == 1

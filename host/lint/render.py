@@ -74,7 +74,10 @@ def _headline(report: LintReport) -> str:
             if report.quant == "uint8" else "float kmodel (--quant float): no KPU code, everything on the CPU")
     table = COMPILERS.get(report.compiler)
     target = f"{table.title} -> kmodel v{table.kmodel_version}" if table else report.compiler
-    return f"{report.source} ({report.format}) -> {target},\n  {mode}"  # two lines: fits 100 columns
+    line = f"{report.source} ({report.format}) -> {target},"
+    if len(line) > 100:  # a long path gets a line of its own: the rest still fits 100 columns
+        line = f"{report.source}\n  ({report.format}) -> {target},"
+    return f"{line}\n  {mode}"
 
 
 def _compiler_title(report: LintReport) -> str:
