@@ -211,6 +211,9 @@ def render(r: dict[str, Any]) -> str:
     for b in r["boards"]:
         lines.append(f"  {b['port']}: {b['firmware']} {b['fw_version']} ({b['backend']}), {b['images']} images, "
                      f"model checked by {b['identified_by']}")
+        troubles = board_troubles(b)
+        if troubles:
+            lines.append(f"    {troubles}")
     checked = "board vs TF" if "board_vs_reference" in r else "board vs simulator"
     head = r.get("board_vs_reference") or r["board_vs_simulator"]
     figure = (f"agreement {head['agreement']:.4f} (minimum {r['min_agreement']})" if "agreement" in head
@@ -218,6 +221,25 @@ def render(r: dict[str, Any]) -> str:
     lines.append(f"{'PASS' if r['passed'] else 'FAIL'}: {checked} {figure}"
                  + (f", {r['outputs_compared']} outputs compared" if many else ""))
     return "\n".join(lines)
+
+
+def board_troubles(b: dict[str, Any]) -> str:
+    """What the line and the board's card did on this board, where anything happened."""
+    parts = []
+    if b.get("waits"):
+        parts.append(f"waited for the board {_times(b['waits'])} "
+                     f"({b['waited_s']:.1f} s, longest {b['longest_wait_s']:.1f} s)")
+    if b.get("reopens"):
+        parts.append(f"port reopened {_times(b['reopens'])} (after {b['reopen_waited_s']:.1f} s)")
+    samples = b.get("samples") or {}
+    if samples.get("zlib") or samples.get("cached"):
+        parts.append(f"samples: {samples['zlib']} as zlib, {samples['cached']} by hash ({samples['hits']} found, "
+                     f"{samples['damaged']} damaged), {samples['kept']} kept on the board")
+    return "; ".join(parts)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def failure_line(r: dict[str, Any]) -> str:
