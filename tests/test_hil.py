@@ -150,7 +150,7 @@ def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path
     report = envelope["result"]
     for key in ("count", "images_per_s", "link_utilisation", "retries", "resets", "board_accuracy"):
         assert key in report
-    assert report["count"] == 60 and report["retries"] == 0 and report["resets"] == 0
+    assert report["count"] == 60 and report["resets"] == 0  # timer resends may happen on a busy machine
     assert report["board_vs_simulator"]["agreement"] == 1.0 and report["board_vs_simulator"]["bit_identical"] == 1.0
     assert report["board_vs_reference"]["agreement"] > 0.9 and "max_abs_error" in report["board_vs_reference"]
     assert report["simulator_vs_reference"]["agreement"] == report["board_vs_reference"]["agreement"]
@@ -214,7 +214,7 @@ def test_faulty_line_and_resets_give_the_clean_outputs(tmp_path):
                                faults="corrupt=3e-4,drop=3e-4,dup=1e-4,stall=1e-4,stall_ms=5,reset=200,reset_at=90"))
     # A clean line may still see a few timer resends when the machine is busy (CI), so only the faulty run's
     # own damage is asserted: it must have resent frames and met the board's resets.
-    assert faulty["retries"] > 0 and faulty["resets"] > 0
+    assert clean["resets"] == 0 and faulty["retries"] > 0 and faulty["resets"] > 0
     # Whether a reset lands mid-stream (model sent again) or inside the first upload (that upload starts over)
     # depends on frame sizes the harness adapts to the line; either way the outputs must equal the clean run's.
     assert faulty["link"]["uploads"] >= 1
