@@ -8,7 +8,7 @@ from pathlib import Path
 
 from boardfakes.links import C_DIR, build_c, require_tool
 
-OBJECTS = ["crc32.o", "cobs.o", "wire.o", "sha256.o", "runner.o", "k210_main.o"]
+OBJECTS = ["crc32.o", "cobs.o", "wire.o", "sha256.o", "inflate.o", "samplestore.o", "runner.o", "k210_main.o"]
 
 
 def test_objects_are_riscv64() -> None:
@@ -37,7 +37,9 @@ def test_glue_calls_the_sdk_api() -> None:
     undefined = set(subprocess.run([nm, "-u", str(glue)], capture_output=True, text=True, check=True).stdout.split())
     for symbol in ("fpioa_set_function", "uart_init", "uart_configure", "uart_send_data", "uart_receive_data",
                    "uart_irq_register", "kpu_load_kmodel", "kpu_run_kmodel", "kpu_get_output", "kpu_model_free",
-                   "sysctl_clock_get_freq", "w25qxx_read_data", "k210w_runner_feed"):
+                   "sysctl_clock_get_freq", "w25qxx_read_data", "k210w_runner_feed",
+                   # the sample cache in SPI flash: page program, sector erase (which only starts), busy poll
+                   "w25qxx_write_data_direct", "w25qxx_sector_erase", "w25qxx_is_busy", "k210s_open"):
         assert symbol in undefined, symbol
 
 
@@ -81,3 +83,23 @@ def test_sdk_build_needs_w25qxx_h_only_for_a_flashed_model(tmp_path: Path) -> No
     assert preprocess("-DK210_FLASH_MODEL_SIZE=0u").returncode == 0
     missing = preprocess("-DK210_FLASH_MODEL_SIZE=0x100000u")
     assert missing.returncode != 0 and "w25qxx.h" in missing.stderr
+    assert preprocess("-DK210_CACHE_FLASH_SIZE=0u").returncode == 0
+    missing = preprocess("-DK210_CACHE_FLASH_SIZE=0x200000u")  # the sample cache in flash needs the driver too
+    assert missing.returncode != 0 and "w25qxx.h" in missing.stderr
+
+
+def test_cache_region_may_not_overlap_the_firmware_or_the_flashed_model(tmp_path: Path) -> None:
+    gcc = require_tool("riscv64-unknown-elf-gcc")
+
+    def compile_glue(*defines: str) -> subprocess.CompletedProcess:
+        return subprocess.run([gcc, "-march=rv64imafc", "-mabi=lp64f", "--specs=picolibc.specs", "-c", *defines,
+                               "-o", str(tmp_path / "main.o"), str(C_DIR / "k210" / "main.c")],
+                              capture_output=True, text=True)
+
+    assert compile_glue("-DK210_FLASH_MODEL_SIZE=0x300000u", "-DK210_FLASH_MODEL_ADDR=0xA00000u",
+                        "-DK210_CACHE_FLASH_SIZE=0x200000u").returncode == 0
+    overlap = compile_glue("-DK210_FLASH_MODEL_SIZE=0x300000u", "-DK210_FLASH_MODEL_ADDR=0xA00000u",
+                           "-DK210_CACHE_FLASH_SIZE=0x200000u", "-DK210_CACHE_FLASH_ADDR=0xC00000u")
+    assert overlap.returncode != 0 and "overlaps the flashed model" in overlap.stderr
+    firmware = compile_glue("-DK210_CACHE_FLASH_SIZE=0x200000u", "-DK210_CACHE_FLASH_ADDR=0x100000u")
+    assert firmware.returncode != 0 and "firmware" in firmware.stderr

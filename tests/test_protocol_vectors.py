@@ -75,6 +75,20 @@ def test_every_message_type_has_a_vector() -> None:
     assert {v["type"] for v in MESSAGES} == set(w.TYPE_NAMES.values())
 
 
+def test_vectors_cover_caps_every_infer_mode_and_not_cached() -> None:
+    """PROTOCOL.md 4.1's fields (reserved before) in both codecs: HELLO caps, INFER_CHUNK mode, NOT_CACHED."""
+    modes = {v["fields"].get("mode", 0) for v in MESSAGES if v["type"] == "INFER_CHUNK"}
+    assert modes >= {0, w.MODE_ZLIB, w.MODE_KEEP, w.MODE_ZLIB | w.MODE_KEEP, w.MODE_CACHED}
+    caps = {v["fields"].get("caps", 0) for v in MESSAGES if v["type"] == "HELLO"}
+    assert any(c & w.CAP_CACHE and c >> w.CAP_CACHE_LOG2_SHIFT for c in caps) and w.CAP_INFLATE in caps
+    assert {v["fields"]["detail"] for v in MESSAGES if v["type"] == "ERROR" and v["fields"]["code"] == w.E_NOT_CACHED} \
+        == {0, 1}
+    for v in MESSAGES:  # the fields sit where the reserved u16s were: payload offset 2
+        payload = bytes.fromhex(v["payload_hex"])
+        if v["type"] in ("HELLO", "INFER_CHUNK"):
+            assert int.from_bytes(payload[2:4], "little") == v["fields"].get("caps", v["fields"].get("mode", 0))
+
+
 @pytest.mark.parametrize("vec", MESSAGES, ids=[v["name"] for v in MESSAGES])
 def test_python_encodes_and_decodes_each_vector(vec: dict[str, Any]) -> None:
     gen = load_make_vectors()

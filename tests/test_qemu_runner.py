@@ -130,6 +130,35 @@ def test_damaged_vectors_and_garbage_then_the_next_good_frame_is_answered(qemu) 
     assert replies[-1][3]["rx_dropped"] > 0  # it saw the damage, dropped it, and kept serving
 
 
+def test_hello_offers_inflate_and_a_ram_cache_and_modes_give_the_plain_result(qemu) -> None:
+    """PROTOCOL.md 4.1 on RISC-V: core/inflate.c and core/samplestore.c behind the K210 glue, the cache's
+    flash region a RAM stand-in (qemu/bsp.c)."""
+    import zlib
+
+    handler, _, _ = qemu
+    model = make_arith_kmodel(version=5, input_len=INPUT_LEN)
+    x = bytes((i * 13 + 5) & 0xFF for i in range(INPUT_LEN))
+    sha = hashlib.sha256(x).digest()
+    requests = [(w.HELLO_REQ, {}),
+                (w.LOAD_BEGIN, {"size": len(model), "sha256": hashlib.sha256(model).hexdigest(), "inputs": [],
+                                "outputs": []}),
+                (w.LOAD_CHUNK, {"offset": 0, "data": model}), (w.LOAD_COMMIT, {})]
+    for req, mode, stream in ((1, 0, x), (2, w.MODE_ZLIB, zlib.compress(x)), (3, w.MODE_KEEP, sha + x),
+                              (4, w.MODE_CACHED, sha)):
+        requests.append((w.INFER_CHUNK, {"req": req, "total": len(stream), "offset": 0, "mode": mode,
+                                         "data": stream}))
+    data = b"".join(w.encode_frame(t, 0, 7000 + i, w.encode_payload(t, f)) for i, (t, f) in enumerate(requests))
+    replies = exchange(handler.url, data, lambda got: sum(r[0] == "RESULT" for r in got) >= 4)
+    hello = next(f for kind, _, seq, f in replies if kind == "HELLO" and seq == 7000)
+    assert hello["caps"] & w.CAP_INFLATE and hello["caps"] & w.CAP_CACHE
+    assert 1 << (hello["caps"] >> w.CAP_CACHE_LOG2_SHIFT) <= 256 * 1024  # the 256 KiB stand-in (Makefile)
+    results = {f["req"]: w.parse_result_blob(f["data"], f["n_outputs"]) for kind, _, _, f in replies
+               if kind == "RESULT"}
+    assert [kind for kind, *_ in replies if kind == "ERROR"] == [] and sorted(results) == [1, 2, 3, 4]
+    assert results[1][0][2] == arith_outputs(x, 3, 7)[0]
+    assert results[2] == results[3] == results[4] == results[1]
+
+
 def test_sizes_and_painted_stack_high_water_mark(qemu) -> None:
     handler, image, monitor = qemu
     size = subprocess.run([require_tool("riscv64-unknown-elf-size"), "-A", str(image)], capture_output=True,

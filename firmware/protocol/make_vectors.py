@@ -17,6 +17,10 @@ from k210.firmware import k210wire as w
 OUT = Path(__file__).with_name("vectors.json")
 
 SHA_A = hashlib.sha256(b"k210-deploy").hexdigest()
+# A zlib stream of the 6-byte tensor 00 01 02 fd fe ff (zlib.compress(..., 9)), for the INFER mode vectors.
+ZLIB_6 = "78da636064fafbef3f00060502fe"
+SHA_6 = hashlib.sha256(bytes.fromhex("000102fdfeff")).hexdigest()
+CAPS_C = w.CAP_INFLATE | w.CAP_CACHE | (20 << w.CAP_CACHE_LOG2_SHIFT)  # inflate, a 1 MiB sample cache
 F32_SCORES = bytes.fromhex("0000803e" "0000403f")  # float32 0.25, 0.75
 
 MESSAGES: list[tuple[str, int, int, int, dict[str, Any]]] = [
@@ -33,6 +37,14 @@ MESSAGES: list[tuple[str, int, int, int, dict[str, Any]]] = [
         "max_frame": 4096, "rx_window": 16384, "nonce": 0xFFFFFFFF, "max_model": 3 << 20, "max_input": 1 << 19,
         "rx_frames": 17, "rx_dropped": 2, "kmodel_versions": [3, 4, 5], "firmware": "k210-deploy-c",
         "fw_version": "1.0", "backend": "c-sdk-kpu"}),
+    ("hello_reply_caps", w.HELLO, w.FLAG_REPLY, 8, {
+        "max_frame": 4096, "rx_window": 16384, "nonce": 0x01020304, "max_model": 3 << 20, "max_input": 1 << 19,
+        "rx_frames": 3, "rx_dropped": 0, "kmodel_versions": [3, 4, 5], "firmware": "k210-deploy-c",
+        "fw_version": "1.0", "backend": "c-sdk-kpu", "caps": CAPS_C}),
+    ("hello_inflate_only", w.HELLO, w.FLAG_EVENT, 0, {
+        "max_frame": 1024, "rx_window": 4096, "nonce": 9, "max_model": 0, "max_input": 65536, "rx_frames": 0,
+        "rx_dropped": 0, "kmodel_versions": [3, 4], "firmware": "k210-deploy-maixpy", "fw_version": "1.0",
+        "backend": "canmv", "caps": w.CAP_INFLATE}),
     ("hello_empty_strings", w.HELLO, w.FLAG_REPLY, 7, {
         "max_frame": 64, "rx_window": 0, "nonce": 1, "max_model": 0, "max_input": 0, "rx_frames": 0,
         "rx_dropped": 0, "kmodel_versions": [], "firmware": "", "fw_version": "", "backend": ""}),
@@ -50,6 +62,16 @@ MESSAGES: list[tuple[str, int, int, int, dict[str, Any]]] = [
     ("load_chunk_254_run", w.LOAD_CHUNK, 0, 7, {"offset": 0x01020304, "data": bytes(range(1, 255)).hex()}),
     ("infer_chunk_first", w.INFER_CHUNK, 0, 10, {"req": 1, "total": 6, "offset": 0, "data": "000102"}),
     ("infer_chunk_final", w.INFER_CHUNK, 0, 11, {"req": 1, "total": 6, "offset": 3, "data": "fdfeff"}),
+    ("infer_chunk_zlib", w.INFER_CHUNK, 0, 20, {"req": 2, "total": 14, "offset": 0, "data": ZLIB_6,
+                                                 "mode": w.MODE_ZLIB}),
+    ("infer_chunk_keep", w.INFER_CHUNK, 0, 21, {"req": 3, "total": 38, "offset": 0, "data": SHA_6 + "000102",
+                                                 "mode": w.MODE_KEEP}),
+    ("infer_chunk_keep_final", w.INFER_CHUNK, 0, 22, {"req": 3, "total": 38, "offset": 35, "data": "fdfeff",
+                                                       "mode": w.MODE_KEEP}),
+    ("infer_chunk_zlib_keep", w.INFER_CHUNK, 0, 23, {"req": 4, "total": 46, "offset": 0, "data": SHA_6 + ZLIB_6,
+                                                      "mode": w.MODE_ZLIB | w.MODE_KEEP}),
+    ("infer_chunk_cached", w.INFER_CHUNK, 0, 24, {"req": 5, "total": 32, "offset": 0, "data": SHA_6,
+                                                   "mode": w.MODE_CACHED}),
     ("infer_chunk_empty", w.INFER_CHUNK, 0, 12, {"req": 65535, "total": 0, "offset": 0, "data": ""}),
     ("ack_load", w.ACK, w.FLAG_REPLY, 5, {"req": 0, "next": 8}),
     ("ack_infer", w.ACK, w.FLAG_REPLY, 10, {"req": 1, "next": 3}),
@@ -63,6 +85,12 @@ MESSAGES: list[tuple[str, int, int, int, dict[str, Any]]] = [
     ("error_v5_on_maixpy", w.ERROR, w.FLAG_REPLY, 14, {
         "code": w.E_UNSUPPORTED_KMODEL, "req": 0, "detail": 5,
         "text": "kmodel v5 (nncase >= 1.0) cannot run on MaixPy-v1"}),
+    ("error_not_cached", w.ERROR, w.FLAG_REPLY, 24, {"code": w.E_NOT_CACHED, "req": 5, "detail": 0,
+                                                     "text": "sample 3f2d1552cdc7483f not kept"}),
+    ("error_not_cached_damaged", w.ERROR, w.FLAG_REPLY, 25, {"code": w.E_NOT_CACHED, "req": 5, "detail": 1,
+                                                             "text": "sample 3f2d1552cdc7483f was damaged, dropped"}),
+    ("error_unsupported_mode", w.ERROR, w.FLAG_REPLY, 26, {"code": w.E_UNSUPPORTED, "req": 6, "detail": w.MODE_ZLIB,
+                                                           "text": "INFER mode 0x4, this board takes 0x1"}),
     ("error_utf8", w.ERROR, w.FLAG_REPLY, 15, {"code": w.E_INTERNAL, "req": 0, "detail": 0, "text": "µs ≠ ms"}),
     ("log_info", w.LOG, w.FLAG_EVENT, 3, {"level": w.LOG_INFO, "text": "boot model loaded"}),
     ("log_empty", w.LOG, w.FLAG_EVENT, 4, {"level": w.LOG_ERROR, "text": ""}),

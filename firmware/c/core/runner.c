@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "inflate.h"
 #include "sha256.h"
 
 /* ---- replies ---- */
@@ -52,7 +53,7 @@ static void put_hello(k210w_runner_t *r, k210w_out_t *o)
     const k210w_backend_t *b = r->cfg.backend;
     k210w_put_hello(o, r->cfg.max_frame, r->cfg.rx_window, r->cfg.nonce, b->model_buffer ? r->cfg.max_model : 0,
                     r->cfg.max_input, r->rx.frames, k210w_decoder_dropped(&r->rx), b->kmodel_versions,
-                    b->n_kmodel_versions, r->cfg.firmware, r->cfg.fw_version, b->name);
+                    b->n_kmodel_versions, r->cfg.firmware, r->cfg.fw_version, b->name, r->caps);
 }
 
 static void reply_model_info(k210w_runner_t *r, uint16_t seq)
@@ -310,20 +311,30 @@ static void send_result(k210w_runner_t *r, uint16_t seq)
     } while (offset < total);
 }
 
-static int begin_request(k210w_runner_t *r, uint16_t seq, uint16_t req, uint32_t total)
+/* Bytes of the stream that come before the tensor (or its zlib stream): the SHA-256 of KEEP and CACHED. */
+static uint32_t hash_head(uint16_t mode)
+{
+    return mode & (K210W_MODE_KEEP | K210W_MODE_CACHED) ? K210W_SHA_LEN : 0u;
+}
+
+static int begin_request(k210w_runner_t *r, uint16_t seq, uint16_t req, uint16_t mode, uint32_t total)
 {
     const char *why = NULL;
     uint16_t code = K210W_E_BAD_SIZE;
     uint32_t detail = r->model.input_bytes < 0 ? 0 : (uint32_t)r->model.input_bytes;
+    uint32_t head = hash_head(mode);
     if (total == 0) {
         why = "empty input tensor";
-    } else if (total > r->cfg.max_input) {
+    } else if (mode & K210W_MODE_CACHED && (total != K210W_SHA_LEN || mode != K210W_MODE_CACHED)) {
+        detail = K210W_SHA_LEN;
+        why = "a CACHED request is the 32-byte SHA-256 alone";
+    } else if (total - head > r->cfg.max_input || total < head) {
         code = K210W_E_TOO_BIG;
         detail = r->cfg.max_input;
         snprintf(r->text, sizeof r->text, "input of %lu bytes, this board takes at most %lu", (unsigned long)total,
                  (unsigned long)r->cfg.max_input);
         why = r->text;
-    } else if (r->model.input_bytes >= 0 && (long long)total != r->model.input_bytes) {
+    } else if (mode == 0 && r->model.input_bytes >= 0 && (long long)total != r->model.input_bytes) {
         snprintf(r->text, sizeof r->text, "input of %lu bytes, the model takes %lu", (unsigned long)total,
                  (unsigned long)r->model.input_bytes);
         why = r->text;
@@ -337,7 +348,102 @@ static int begin_request(k210w_runner_t *r, uint16_t seq, uint16_t req, uint32_t
     reset_infer(r);
     r->infer.state = K210W_RECEIVING;
     r->infer.req = req;
+    r->infer.mode = mode;
     r->infer.total = total;
+    return 0;
+}
+
+/* Stream bytes from offset `at`: the SHA-256 first (KEEP, CACHED), then the tensor, or its zlib stream
+ * into the packed buffer (ZLIB). begin_request checked that it all fits. */
+static void place(k210w_runner_t *r, uint32_t at, const uint8_t *data, uint32_t n)
+{
+    uint32_t head = hash_head(r->infer.mode);
+    if (at < head) {
+        uint32_t k = head - at < n ? head - at : n;
+        memcpy(r->infer.sha256 + at, data, k);
+        at += k;
+        data += k;
+        n -= k;
+    }
+    if (n)
+        memcpy((r->infer.mode & K210W_MODE_ZLIB ? r->cfg.packed : r->cfg.input) + (at - head), data, n);
+}
+
+static const char *inflate_error(int err)
+{
+    switch (err) {
+    case K210_INFLATE_TRUNCATED:
+        return "the stream ends early";
+    case K210_INFLATE_BAD_HEADER:
+        return "not a zlib header";
+    case K210_INFLATE_BAD_DISTANCE:
+        return "a match before the start";
+    case K210_INFLATE_BAD_CHECKSUM:
+        return "Adler-32 differs";
+    default:
+        return "a bad block";
+    }
+}
+
+static void hex8(char *out, const uint8_t *sha)
+{
+    static const char digits[] = "0123456789abcdef";
+    int i;
+    for (i = 0; i < 8; i++) {
+        out[2 * i] = digits[sha[i] >> 4];
+        out[2 * i + 1] = digits[sha[i] & 15];
+    }
+    out[16] = 0;
+}
+
+/* Puts a mode request's tensor into the input buffer (*n: its size), or answers the ERROR that says why
+ * it cannot be had. Nothing runs on bytes that failed a check (PROTOCOL.md 4.1). */
+static int tensor_of(k210w_runner_t *r, uint16_t seq, uint16_t req, uint32_t *n)
+{
+    uint16_t mode = r->infer.mode;
+    char name[17];
+    if (mode & K210W_MODE_CACHED) {
+        long got = k210s_load(r->cfg.cache, r->infer.sha256, r->cfg.input, r->cfg.max_input);
+        if (got < 0) {
+            hex8(name, r->infer.sha256);
+            snprintf(r->text, sizeof r->text, "sample %s %s", name,
+                     got == K210S_DAMAGED ? "was damaged, dropped" : "not kept");
+            reply_error(r, seq, K210W_E_NOT_CACHED, req, got == K210S_DAMAGED ? 1u : 0u, r->text);
+            return -1;
+        }
+        *n = (uint32_t)got;
+    } else if (mode & K210W_MODE_ZLIB) {
+        size_t out = 0;
+        int err = k210_zlib_inflate(r->cfg.packed, r->infer.total - hash_head(mode), r->cfg.input, r->cfg.max_input,
+                                    &out);
+        if (err == K210_INFLATE_TOO_BIG) {
+            snprintf(r->text, sizeof r->text, "inflated input bigger than %lu bytes", (unsigned long)r->cfg.max_input);
+            reply_error(r, seq, K210W_E_TOO_BIG, req, r->cfg.max_input, r->text);
+            return -1;
+        }
+        if (err != K210_INFLATE_OK) {
+            snprintf(r->text, sizeof r->text, "inflate failed: %s", inflate_error(err));
+            reply_error(r, seq, K210W_E_BAD_PAYLOAD, req, 0, r->text);
+            return -1;
+        }
+        *n = (uint32_t)out;
+    } else {
+        *n = r->infer.total - K210W_SHA_LEN;
+    }
+    if (r->model.input_bytes >= 0 && (long long)*n != r->model.input_bytes) {
+        snprintf(r->text, sizeof r->text, "input of %lu bytes, the model takes %lu", (unsigned long)*n,
+                 (unsigned long)r->model.input_bytes);
+        reply_error(r, seq, K210W_E_BAD_SIZE, req, (uint32_t)r->model.input_bytes, r->text);
+        return -1;
+    }
+    if (mode & K210W_MODE_KEEP) { /* checked on write: only the bytes the host hashed are run and kept */
+        uint8_t digest[32];
+        k210w_sha256(r->cfg.input, *n, digest);
+        if (memcmp(digest, r->infer.sha256, 32) != 0) {
+            reply_error(r, seq, K210W_E_HASH_MISMATCH, req, 0, "sha256 of the input differs from the request's");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -345,7 +451,7 @@ static void on_infer_chunk(k210w_runner_t *r, uint16_t seq, const uint8_t *p, si
 {
     const k210w_backend_t *b = r->cfg.backend;
     k210w_chunk_t m;
-    uint32_t end;
+    uint32_t end, n;
     int err;
     if (k210w_parse_infer_chunk(p, len, &m) != 0) {
         reply_error(r, seq, K210W_E_BAD_PAYLOAD, 0, 0, "malformed INFER_CHUNK");
@@ -355,14 +461,23 @@ static void on_infer_chunk(k210w_runner_t *r, uint16_t seq, const uint8_t *p, si
         reply_error(r, seq, K210W_E_NO_MODEL, m.req, 0, "no model loaded");
         return;
     }
+    if (m.mode & ~r->modes) {
+        snprintf(r->text, sizeof r->text, "INFER mode 0x%x, this board takes 0x%x", m.mode, r->modes);
+        reply_error(r, seq, K210W_E_UNSUPPORTED, m.req, r->modes, r->text);
+        return;
+    }
     if (m.req != r->infer.req || r->infer.state == K210W_IDLE) {
         if (m.offset != 0) {
             snprintf(r->text, sizeof r->text, "request %u is not the current one; restart it at offset 0", m.req);
             reply_error(r, seq, K210W_E_STALE, m.req, 0, r->text);
             return;
         }
-        if (begin_request(r, seq, m.req, m.total) != 0)
+        if (begin_request(r, seq, m.req, m.mode, m.total) != 0)
             return;
+    } else if (m.mode != r->infer.mode) {
+        snprintf(r->text, sizeof r->text, "request %u changed its mode", m.req);
+        reply_error(r, seq, K210W_E_BAD_PAYLOAD, m.req, 0, r->text);
+        return;
     } else if (m.total != r->infer.total) {
         reply_error(r, seq, K210W_E_BAD_SIZE, m.req, r->infer.total, "total differs from the request's first chunk");
         return;
@@ -387,15 +502,21 @@ static void on_infer_chunk(k210w_runner_t *r, uint16_t seq, const uint8_t *p, si
     }
     if (end > r->infer.expected) {
         uint32_t skip = r->infer.expected - m.offset;
-        memcpy(r->cfg.input + r->infer.expected, m.data + skip, end - r->infer.expected);
+        place(r, r->infer.expected, m.data + skip, end - r->infer.expected);
         r->infer.expected = end;
     }
     reply_ack(r, seq, m.req, r->infer.expected); /* next == total means "got it all, running" */
     if (r->infer.expected < m.total)
         return;
+    n = m.total;
+    if (r->infer.mode) {
+        r->infer.state = K210W_IDLE; /* a request whose tensor cannot be had is over: the host resends it */
+        if (tensor_of(r, seq, m.req, &n) != 0)
+            return;
+    }
     r->text[0] = 0;
     r->infer.n_outputs = 0;
-    err = b->infer(b->ctx, r->cfg.input, m.total, r->infer.outputs, &r->infer.n_outputs, &r->infer.micros, r->text,
+    err = b->infer(b->ctx, r->cfg.input, n, r->infer.outputs, &r->infer.n_outputs, &r->infer.micros, r->text,
                    sizeof r->text);
     if (err || r->infer.n_outputs > K210W_MAX_TENSORS) {
         r->infer.state = K210W_IDLE;
@@ -403,6 +524,10 @@ static void on_infer_chunk(k210w_runner_t *r, uint16_t seq, const uint8_t *p, si
                     r->text[0] ? r->text : "inference failed");
         return;
     }
+    /* Kept before the RESULT goes out: the host waits for the whole job after the "working" ACK. A write
+     * that fails leaves the sample unkept, which the host learns from NOT_CACHED later. */
+    if (r->infer.mode & K210W_MODE_KEEP)
+        (void)k210s_keep(r->cfg.cache, r->infer.sha256, r->cfg.input, n);
     r->infer.state = K210W_DONE;
     send_result(r, seq);
 }
@@ -474,6 +599,14 @@ int k210w_runner_init(k210w_runner_t *r, const k210w_runner_config_t *cfg)
         !cfg->tx_raw || !cfg->tx_enc || !cfg->input || !cfg->backend->load || !cfg->backend->infer)
         return -1;
     r->cfg = *cfg;
+    if (cfg->packed) {
+        r->caps |= K210W_CAP_INFLATE;
+        r->modes |= K210W_MODE_ZLIB;
+    }
+    if (cfg->cache && k210s_caps_log2(cfg->cache)) {
+        r->caps |= (uint16_t)(K210W_CAP_CACHE | (unsigned)k210s_caps_log2(cfg->cache) << K210W_CAP_CACHE_LOG2_SHIFT);
+        r->modes |= K210W_MODE_KEEP | K210W_MODE_CACHED;
+    }
     k210w_decoder_init(&r->rx, cfg->rx_enc, K210W_RX_ENC_CAP(cfg->max_frame), cfg->rx_dec, cfg->max_frame);
     r->model.input_bytes = -1;
     return 0;

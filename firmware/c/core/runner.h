@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "samplestore.h"
 #include "wire.h"
 
 typedef struct {
@@ -50,6 +51,9 @@ typedef struct {
     uint8_t *tx_raw; /* max_frame */
     uint8_t *tx_enc; /* K210W_TX_ENC_CAP(max_frame) */
     uint8_t *input;  /* max_input */
+    /* INFER modes (PROTOCOL.md 4.1), both optional: */
+    uint8_t *packed;       /* max_input bytes where a ZLIB stream lands; NULL: no mode ZLIB (no CAP_INFLATE) */
+    k210s_store_t *cache;  /* an opened sample store; NULL: no modes KEEP/CACHED (no CAP_CACHE) */
 } k210w_runner_config_t;
 
 enum { K210W_IDLE = 0, K210W_RECEIVING = 1, K210W_DONE = 2 };
@@ -57,6 +61,8 @@ enum { K210W_IDLE = 0, K210W_RECEIVING = 1, K210W_DONE = 2 };
 typedef struct {
     k210w_runner_config_t cfg;
     k210w_decoder_t rx;
+    uint16_t caps;  /* what HELLO announces */
+    uint16_t modes; /* the INFER modes served */
     uint16_t event_seq;
     uint32_t ignored, abandoned;
     char text[160]; /* ERROR/LOG text being built */
@@ -82,8 +88,9 @@ typedef struct {
 
     struct {
         int state;
-        uint16_t req;
+        uint16_t req, mode;
         uint32_t total, expected, micros;
+        uint8_t sha256[32]; /* KEEP, CACHED: the hash at the stream's start */
         uint8_t n_outputs;
         k210w_output_t outputs[K210W_MAX_TENSORS];
     } infer;

@@ -89,11 +89,12 @@ static void put_io(k210w_out_t *o, const k210w_io_t *io)
 
 void k210w_put_hello(k210w_out_t *o, uint32_t max_frame, uint32_t rx_window, uint32_t nonce, uint32_t max_model,
                      uint32_t max_input, uint32_t rx_frames, uint32_t rx_dropped, const uint8_t *versions,
-                     uint8_t n_versions, const char *firmware, const char *fw_version, const char *backend)
+                     uint8_t n_versions, const char *firmware, const char *fw_version, const char *backend,
+                     uint16_t caps)
 {
     k210w_put_u8(o, K210W_PROTOCOL_VERSION);
     k210w_put_u8(o, n_versions);
-    k210w_put_u16(o, 0);
+    k210w_put_u16(o, caps);
     k210w_put_u32(o, max_frame);
     k210w_put_u32(o, rx_window);
     k210w_put_u32(o, nonce);
@@ -135,11 +136,11 @@ void k210w_put_load_chunk(k210w_out_t *o, uint32_t offset, const uint8_t *data, 
     k210w_put_bytes(o, data, len);
 }
 
-void k210w_put_infer_chunk(k210w_out_t *o, uint16_t req, uint32_t total, uint32_t offset, const uint8_t *data,
-                           uint32_t len)
+void k210w_put_infer_chunk(k210w_out_t *o, uint16_t req, uint16_t mode, uint32_t total, uint32_t offset,
+                           const uint8_t *data, uint32_t len)
 {
     k210w_put_u16(o, req);
-    k210w_put_u16(o, 0);
+    k210w_put_u16(o, mode);
     k210w_put_u32(o, total);
     k210w_put_u32(o, offset);
     k210w_put_bytes(o, data, len);
@@ -308,7 +309,7 @@ int k210w_parse_hello(const uint8_t *p, size_t len, k210w_hello_t *m)
     rd_init(&r, p, len);
     m->proto = get_u8(&r);
     m->n_versions = get_u8(&r);
-    (void)get_u16(&r);
+    m->caps = get_u16(&r);
     m->max_frame = get_u32(&r);
     m->rx_window = get_u32(&r);
     m->nonce = get_u32(&r);
@@ -367,6 +368,7 @@ int k210w_parse_load_chunk(const uint8_t *p, size_t len, k210w_chunk_t *m)
     rd_t r;
     rd_init(&r, p, len);
     m->req = 0;
+    m->mode = 0;
     m->total = 0;
     m->offset = get_u32(&r);
     rest(&r, &m->data, &m->len);
@@ -378,7 +380,7 @@ int k210w_parse_infer_chunk(const uint8_t *p, size_t len, k210w_chunk_t *m)
     rd_t r;
     rd_init(&r, p, len);
     m->req = get_u16(&r);
-    (void)get_u16(&r);
+    m->mode = get_u16(&r);
     m->total = get_u32(&r);
     m->offset = get_u32(&r);
     rest(&r, &m->data, &m->len);

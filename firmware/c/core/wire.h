@@ -60,8 +60,20 @@ enum k210w_error {
     K210W_E_INFER_FAILED = 13,
     K210W_E_STORAGE = 14,
     K210W_E_UNSUPPORTED = 15,
-    K210W_E_INTERNAL = 16
+    K210W_E_INTERNAL = 16,
+    K210W_E_NOT_CACHED = 17 /* detail 0: not kept, 1: its entry failed the hash check and is dropped */
 };
+
+/* HELLO caps (u16 at payload offset 2, PROTOCOL.md 4.1): what else the board takes. */
+#define K210W_CAP_INFLATE 0x01u /* INFER mode ZLIB */
+#define K210W_CAP_CACHE 0x02u   /* INFER modes KEEP and CACHED */
+#define K210W_CAP_CACHE_LOG2_SHIFT 8u /* bits 8..15: floor(log2(bytes of sample cache)) */
+
+/* INFER_CHUNK mode (u16 at payload offset 2): what the chunk stream holds; 0 = the tensor itself. */
+#define K210W_MODE_ZLIB 0x01u   /* the tensor as a zlib (RFC 1950) stream */
+#define K210W_MODE_KEEP 0x02u   /* SHA-256 of the tensor, then the tensor (or its zlib stream): keep it */
+#define K210W_MODE_CACHED 0x04u /* only the SHA-256 of a tensor kept before */
+#define K210W_SHA_LEN 32u
 
 /* nncase datatype codes */
 enum k210w_dtype {
@@ -116,6 +128,7 @@ typedef struct {
 
 typedef struct {
     uint8_t proto;
+    uint16_t caps;
     uint32_t max_frame, rx_window, nonce, max_model, max_input, rx_frames, rx_dropped;
     uint8_t n_versions;
     const uint8_t *versions;
@@ -138,6 +151,7 @@ typedef struct {
 
 typedef struct {
     uint16_t req;     /* INFER_CHUNK only */
+    uint16_t mode;    /* INFER_CHUNK only: K210W_MODE_* bits */
     uint32_t total;   /* INFER_CHUNK only */
     uint32_t offset;
     const uint8_t *data;
@@ -185,13 +199,14 @@ void k210w_put_desc(k210w_out_t *o, const k210w_desc_t *d);
 
 void k210w_put_hello(k210w_out_t *o, uint32_t max_frame, uint32_t rx_window, uint32_t nonce, uint32_t max_model,
                      uint32_t max_input, uint32_t rx_frames, uint32_t rx_dropped, const uint8_t *versions,
-                     uint8_t n_versions, const char *firmware, const char *fw_version, const char *backend);
+                     uint8_t n_versions, const char *firmware, const char *fw_version, const char *backend,
+                     uint16_t caps);
 void k210w_put_model_info(k210w_out_t *o, int loaded, uint8_t version, uint32_t size, const uint8_t sha256[32],
                           const char *source, const k210w_io_t *io);
 void k210w_put_load_begin(k210w_out_t *o, uint32_t size, const uint8_t sha256[32], const k210w_io_t *io);
 void k210w_put_load_chunk(k210w_out_t *o, uint32_t offset, const uint8_t *data, uint32_t len);
-void k210w_put_infer_chunk(k210w_out_t *o, uint16_t req, uint32_t total, uint32_t offset, const uint8_t *data,
-                           uint32_t len);
+void k210w_put_infer_chunk(k210w_out_t *o, uint16_t req, uint16_t mode, uint32_t total, uint32_t offset,
+                           const uint8_t *data, uint32_t len);
 void k210w_put_ack(k210w_out_t *o, uint16_t req, uint32_t next);
 void k210w_put_result_header(k210w_out_t *o, uint16_t req, uint8_t n_outputs, uint32_t micros, uint32_t total,
                              uint32_t offset);

@@ -8,7 +8,10 @@
  *
  * Random bytes rarely carry a valid CRC, so when the first byte is odd the rest is read as records
  * [u8 payload length][u8 type][payload] that are framed properly (CRC and COBS) before the runner
- * sees them: that drives the dispatcher through LOAD and INFER states. */
+ * sees them: that drives the dispatcher through LOAD and INFER states. The runner takes every INFER
+ * mode: ZLIB streams go through core/inflate.c, KEEP and CACHED through a sample store in a small
+ * RAM "flash" (kept across inputs, so later inputs find entries that earlier ones wrote; when bit 1 of
+ * the first byte is set, the second byte's bits flip a byte of it first: a flash that went bad). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,45 @@ static uint8_t store[MAX_MODEL], out0[MAX_INPUT];
 static uint8_t check_enc[K210W_RX_ENC_CAP(MAX_FRAME)], check_dec[MAX_FRAME];
 static uint8_t cobs_buf[K210W_COBS_MAX(4096u)], cobs_back[4096];
 static uint8_t frame_raw[MAX_FRAME], frame_enc[K210W_TX_ENC_CAP(MAX_FRAME)];
+static uint8_t packed[MAX_INPUT];
+
+/* The sample store's region: 8 sectors of 512 bytes of RAM with NOR semantics. */
+#define FLASH_SECTOR 512u
+#define FLASH_SIZE (8u * FLASH_SECTOR)
+static uint8_t flash_mem[FLASH_SIZE];
+static k210s_slot_t slots[16];
+static k210s_store_t sample_store;
+
+static int ram_read(void *ctx, uint32_t addr, uint8_t *buf, uint32_t n)
+{
+    (void)ctx;
+    if (addr > FLASH_SIZE || n > FLASH_SIZE - addr)
+        abort(); /* the store must stay inside its region */
+    memcpy(buf, flash_mem + addr, n);
+    return 0;
+}
+
+static int ram_program(void *ctx, uint32_t addr, const uint8_t *data, uint32_t n)
+{
+    uint32_t i;
+    (void)ctx;
+    if (addr > FLASH_SIZE || n > FLASH_SIZE - addr)
+        abort();
+    for (i = 0; i < n; i++)
+        flash_mem[addr + i] &= data[i];
+    return 0;
+}
+
+static int ram_erase(void *ctx, uint32_t addr)
+{
+    (void)ctx;
+    if (addr % FLASH_SECTOR || addr >= FLASH_SIZE)
+        abort();
+    memset(flash_mem + addr, 0xFF, FLASH_SECTOR);
+    return 0;
+}
+
+static const k210s_flash_t ram_flash = {NULL, FLASH_SIZE, FLASH_SECTOR, ram_read, ram_program, ram_erase};
 
 static void parse_everything(void *ctx, const uint8_t *frame, size_t len)
 {
@@ -133,6 +175,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.tx_raw = tx_raw;
     cfg.tx_enc = tx_enc;
     cfg.input = input;
+    cfg.packed = packed;
+    if (size >= 2 && (data[0] & 2u))
+        flash_mem[(size_t)data[1] * 17u % FLASH_SIZE] ^= (uint8_t)(data[1] | 1u);
+    if (k210s_open(&sample_store, &ram_flash, slots, sizeof slots / sizeof slots[0], input, sizeof input) != 0)
+        abort();
+    cfg.cache = &sample_store;
     if (k210w_runner_init(&runner, &cfg) != 0)
         abort();
     if (size && (data[0] & 1u)) {

@@ -4,12 +4,18 @@
  *   k210_runner_host --pty            create a pty pair, print "PTY <path>" on stdout, serve it
  *   k210_runner_host --tty PATH       serve an existing tty / pty slave (set to raw)
  *   k210_runner_host --stdio          frames on stdin/stdout (diagnostics go to stderr)
- * options: --max-frame N --max-input N --max-model N --rx-window N --model FILE (boot model) */
+ * options: --max-frame N --max-input N --max-model N --rx-window N --model FILE (boot model)
+ *          --cache-file PATH [--cache-bytes N] [--cache-cut-after N]   the sample cache (INFER modes KEEP,
+ *                 CACHED) in a file that behaves as NOR flash (host/file_flash.h); without it no CACHE cap.
+ *                 --cache-cut-after N: a power cut (exit status 3) once N bytes were programmed
+ *          --no-inflate  no INFER mode ZLIB (HELLO announces no INFLATE cap)
+ *          --exit-with-parent  (with --pty/--tty) exit when stdin closes, as `k210 hil` lets a board go */
 #define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +25,20 @@
 
 #include "../core/runner.h"
 #include "arith_backend.h"
+#include "file_flash.h"
 
 #define FIRMWARE_NAME "k210-deploy-c"
 #define FIRMWARE_VERSION "1.0-host"
+#define CACHE_BYTES_PER_SLOT 256u /* slot table: one 12-byte slot per 256 bytes of region */
 
 typedef struct {
     int in_fd, out_fd;
     const char *model_path;
     uint32_t max_frame, max_input, max_model, rx_window;
+    const char *cache_file;
+    uint32_t cache_bytes;
+    uint64_t cache_cut_after;
+    int no_inflate, exit_with_parent;
 } options_t;
 
 static volatile int reboot_requested;
@@ -124,7 +136,9 @@ static void *xmalloc(size_t n)
 static void usage(void)
 {
     fprintf(stderr, "usage: k210_runner_host (--pty | --tty PATH | --stdio) [--max-frame N] [--max-input N]\n"
-                    "                        [--max-model N] [--rx-window N] [--model FILE]\n");
+                    "                        [--max-model N] [--rx-window N] [--model FILE] [--no-inflate]\n"
+                    "                        [--exit-with-parent]\n"
+                    "                        [--cache-file PATH [--cache-bytes N] [--cache-cut-after N]]\n");
     exit(2);
 }
 
@@ -146,6 +160,7 @@ static void parse_args(int argc, char **argv, options_t *o)
     o->max_input = 1u << 20;
     o->max_model = 8u << 20;
     o->rx_window = 1u << 16;
+    o->cache_bytes = 1u << 20;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -158,6 +173,10 @@ static void parse_args(int argc, char **argv, options_t *o)
         } else if (!strcmp(a, "--stdio")) {
             o->in_fd = 0;
             o->out_fd = 1;
+        } else if (!strcmp(a, "--no-inflate")) {
+            o->no_inflate = 1;
+        } else if (!strcmp(a, "--exit-with-parent")) {
+            o->exit_with_parent = 1;
         } else if (!v) {
             usage();
         } else if (!strcmp(a, "--tty")) {
@@ -182,22 +201,67 @@ static void parse_args(int argc, char **argv, options_t *o)
         } else if (!strcmp(a, "--rx-window")) {
             o->rx_window = number(v);
             i++;
+        } else if (!strcmp(a, "--cache-file")) {
+            o->cache_file = v;
+            i++;
+        } else if (!strcmp(a, "--cache-bytes")) {
+            o->cache_bytes = number(v) / FILE_FLASH_SECTOR * FILE_FLASH_SECTOR;
+            i++;
+        } else if (!strcmp(a, "--cache-cut-after")) {
+            o->cache_cut_after = number(v);
+            i++;
         } else {
             usage();
         }
     }
-    if (o->in_fd < 0 || o->max_frame < K210W_MIN_MAX_FRAME || o->max_frame > 65536u)
+    if (o->in_fd < 0 || o->max_frame < K210W_MIN_MAX_FRAME || o->max_frame > 65536u ||
+        (o->cache_file && o->cache_bytes < 4u * FILE_FLASH_SECTOR))
         usage();
 }
 
+typedef struct {
+    file_flash_t file;
+    k210s_flash_t flash;
+    k210s_store_t store;
+    k210s_slot_t *slots;
+    uint32_t max_slots;
+} cache_t;
+
+/* The sample cache as the board finds it at boot: the region scanned again (the input buffer is the
+ * scan's scratch, as on the K210). NULL without --cache-file or if the scan fails (said on stderr). */
+static k210s_store_t *open_cache(cache_t *c, const options_t *o, uint8_t *scratch)
+{
+    if (!o->cache_file)
+        return NULL;
+    if (!c->slots) {
+        if (file_flash_open(&c->file, &c->flash, o->cache_file, o->cache_bytes) != 0) {
+            perror(o->cache_file);
+            exit(1);
+        }
+        c->file.cut_after = o->cache_cut_after;
+        c->max_slots = o->cache_bytes / CACHE_BYTES_PER_SLOT;
+        c->slots = xmalloc(c->max_slots * sizeof *c->slots);
+    }
+    if (k210s_open(&c->store, &c->flash, c->slots, c->max_slots, scratch, o->max_input) != 0) {
+        fprintf(stderr, "k210_runner_host: cannot read the sample cache in %s\n", o->cache_file);
+        return NULL;
+    }
+    if (c->store.skipped)
+        fprintf(stderr, "k210_runner_host: %lu cache entries overlap newer ones, skipped\n",
+                (unsigned long)c->store.skipped);
+    return &c->store;
+}
+
 /* Everything a power cycle resets: runner state, nonce, the model loaded from "flash". */
-static void boot(k210w_runner_t *r, const k210w_runner_config_t *cfg, arith_backend_t *a, const options_t *o)
+static void boot(k210w_runner_t *r, const k210w_runner_config_t *cfg, arith_backend_t *a, const options_t *o,
+                 cache_t *cache)
 {
     k210w_io_t io;
     memset(&io, 0, sizeof io);
     a->loaded = 0;
     k210w_runner_config_t c = *cfg;
     c.nonce = random_nonce();
+    c.cache = open_cache(cache, o, c.input);
     if (k210w_runner_init(r, &c) != 0) {
         fprintf(stderr, "k210_runner_host: bad runner config\n");
         exit(1);
@@ -223,6 +287,7 @@ int main(int argc, char **argv)
     static k210w_runner_t runner;
     static arith_backend_t arith;
     static k210w_backend_t backend;
+    static cache_t cache;
     k210w_runner_config_t cfg;
     options_t o;
     uint8_t buf[4096];
@@ -252,10 +317,22 @@ int main(int argc, char **argv)
     cfg.tx_raw = xmalloc(o.max_frame);
     cfg.tx_enc = xmalloc(K210W_TX_ENC_CAP(o.max_frame));
     cfg.input = xmalloc(o.max_input);
+    cfg.packed = o.no_inflate ? NULL : xmalloc(o.max_input);
 
-    boot(&runner, &cfg, &arith, &o);
+    boot(&runner, &cfg, &arith, &o, &cache);
     for (;;) {
-        ssize_t n = read(o.in_fd, buf, sizeof buf);
+        ssize_t n;
+        if (o.exit_with_parent && o.in_fd != 0) { /* the parent closing our stdin means: leave */
+            struct pollfd fds[2] = {{0, POLLIN, 0}, {0, POLLIN, 0}};
+            fds[1].fd = o.in_fd;
+            if (poll(fds, 2, -1) < 0)
+                continue;
+            if (fds[0].revents && read(0, buf, sizeof buf) <= 0)
+                return 0;
+            if (!fds[1].revents)
+                continue;
+        }
+        n = read(o.in_fd, buf, sizeof buf);
         if (n == 0)
             return 0; /* stdin closed */
         if (n < 0) {
@@ -267,7 +344,7 @@ int main(int argc, char **argv)
         k210w_runner_feed(&runner, buf, (size_t)n);
         if (reboot_requested) {
             reboot_requested = 0;
-            boot(&runner, &cfg, &arith, &o);
+            boot(&runner, &cfg, &arith, &o, &cache);
         }
     }
 }

@@ -85,6 +85,16 @@ static uint32_t num(const fields_t *f, const char *key)
     return (uint32_t)strtoul(field(f, key), NULL, 10);
 }
 
+/* A field the vectors leave out when it is 0 (HELLO caps, INFER_CHUNK mode), as k210wire does. */
+static uint32_t num_or_zero(const fields_t *f, const char *key)
+{
+    int i;
+    for (i = 0; i < f->n; i++)
+        if (!strcmp(f->keys[i], key))
+            return (uint32_t)strtoul(f->values[i], NULL, 10);
+    return 0;
+}
+
 /* A string/bytes field: hex -> bytes in a static pool slot. */
 static size_t bytes_field(const fields_t *f, const char *key, uint8_t *out, size_t cap)
 {
@@ -182,7 +192,7 @@ static void encode(char *args)
         s1[l1] = s2[l2] = s3[l3] = 0;
         k210w_put_hello(&o, num(&f, "max_frame"), num(&f, "rx_window"), num(&f, "nonce"), num(&f, "max_model"),
                         num(&f, "max_input"), num(&f, "rx_frames"), num(&f, "rx_dropped"), versions, nv,
-                        (const char *)s1, (const char *)s2, (const char *)s3);
+                        (const char *)s1, (const char *)s2, (const char *)s3, (uint16_t)num_or_zero(&f, "caps"));
         break;
     }
     case K210W_MODEL_INFO: {
@@ -210,7 +220,8 @@ static void encode(char *args)
         break;
     case K210W_INFER_CHUNK:
         n = bytes_field(&f, "data", bin, sizeof bin);
-        k210w_put_infer_chunk(&o, (uint16_t)num(&f, "req"), num(&f, "total"), num(&f, "offset"), bin, (uint32_t)n);
+        k210w_put_infer_chunk(&o, (uint16_t)num(&f, "req"), (uint16_t)num_or_zero(&f, "mode"), num(&f, "total"),
+                              num(&f, "offset"), bin, (uint32_t)n);
         break;
     case K210W_ACK:
         k210w_put_ack(&o, (uint16_t)num(&f, "req"), num(&f, "next"));
@@ -286,6 +297,8 @@ static void print_message(void *ctx, const uint8_t *frame, size_t len)
         print_str("firmware", m.firmware);
         print_str("fw_version", m.fw_version);
         print_str("backend", m.backend);
+        if (m.caps) /* absent = 0, as in k210wire's decode_message */
+            printf(" caps=%u", m.caps);
         break;
     }
     case K210W_MODEL_INFO: {
@@ -329,6 +342,8 @@ static void print_message(void *ctx, const uint8_t *frame, size_t len)
         printf("%s %u %u req=%u total=%lu offset=%lu data=", name, h.flags, h.seq, m.req, (unsigned long)m.total,
                (unsigned long)m.offset);
         print_hex(m.data, m.len);
+        if (m.mode)
+            printf(" mode=%u", m.mode);
         break;
     }
     case K210W_ACK: {

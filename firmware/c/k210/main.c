@@ -3,7 +3,11 @@
  * UART1 on two board pins (a USB-serial adapter) carries the protocol; bytes arrive through the
  * UART RX interrupt into a ring buffer, so nothing is lost while the KPU runs. The kmodel comes
  * from SPI flash at K210_FLASH_MODEL_ADDR (if K210_FLASH_MODEL_SIZE > 0) or from LOAD_MODEL into
- * RAM; kpu_load_kmodel / kpu_run_kmodel / kpu_get_output run it and mcycle times it. */
+ * RAM; kpu_load_kmodel / kpu_run_kmodel / kpu_get_output run it and mcycle times it.
+ *
+ * INFER modes (PROTOCOL.md 4.1): ZLIB streams are inflated by core/inflate.c (K210_INFLATE, on by
+ * default: a second K210_MAX_INPUT buffer); with K210_CACHE_FLASH_SIZE > 0 the sample cache
+ * (core/samplestore.h) lives in SPI flash at K210_CACHE_FLASH_ADDR, through the w25qxx driver. */
 #include <stdint.h>
 #include <string.h>
 
@@ -37,6 +41,23 @@
 #ifndef K210_FLASH_MODEL_SIZE
 #define K210_FLASH_MODEL_SIZE 0u /* bytes of the kmodel flashed at K210_FLASH_MODEL_ADDR; 0: none */
 #endif
+#ifndef K210_INFLATE
+#define K210_INFLATE 1 /* serve INFER mode ZLIB */
+#endif
+/* The sample cache's flash region: the top 2 MiB of a 16 MiB flash, clear of the firmware (from 0) and of a
+ * flashed model (0x300000 or 0xA00000, up to K210_MODEL_BUF_SIZE). 0 bytes: no cache, no CACHE cap. */
+#ifndef K210_CACHE_FLASH_ADDR
+#define K210_CACHE_FLASH_ADDR 0xE00000u
+#endif
+#ifndef K210_CACHE_FLASH_SIZE
+#define K210_CACHE_FLASH_SIZE 0u
+#endif
+#ifndef K210_CACHE_SLOTS
+#define K210_CACHE_SLOTS (K210_CACHE_FLASH_SIZE / 256u) /* 12 bytes of RAM each: 96 KiB for 2 MiB */
+#endif
+#define K210_FLASH_CHIP_SIZE 0x1000000u
+#define K210_FLASH_SECTOR 4096u  /* w25qxx_sector_erase's unit */
+#define K210_FIRMWARE_END 0x300000u /* the firmware image (flashed at 0) ends below this */
 #ifndef K210_KPU_DMA_CHANNEL
 #define K210_KPU_DMA_CHANNEL DMAC_CHANNEL5
 #endif
@@ -185,6 +206,12 @@ static const k210w_backend_t kpu_backend = {
 static uint8_t rx_enc[K210W_RX_ENC_CAP(K210_MAX_FRAME)], rx_dec[K210_MAX_FRAME];
 static uint8_t tx_raw[K210_MAX_FRAME], tx_enc[K210W_TX_ENC_CAP(K210_MAX_FRAME)];
 static uint8_t input_buf[K210_MAX_INPUT] __attribute__((aligned(64)));
+#if K210_INFLATE
+static uint8_t packed_buf[K210_MAX_INPUT]; /* a ZLIB stream, inflated into input_buf */
+#define PACKED_BUF packed_buf
+#else
+#define PACKED_BUF NULL
+#endif
 static k210w_runner_t runner;
 
 /* No TRNG on the K210, and the cycle count at main() can repeat from one boot to the next. So the
@@ -214,18 +241,84 @@ static void idle(void)
     __asm__ volatile("csrs mstatus, %0" ::"r"(8u));
 }
 
+/* The board's SPI flash sits on SPI3, chip select 0; the w25qxx driver comes from
+ * kendryte-standalone-demo (CMake: K210_W25QXX_DIR). */
+#if K210_FLASH_MODEL_SIZE > 0 || K210_CACHE_FLASH_SIZE > 0
+static void flash_init(void)
+{
+    w25qxx_init(3, 0);
+    w25qxx_enable_quad_mode();
+}
+#else
+static void flash_init(void)
+{
+}
+#endif
+
+#if K210_CACHE_FLASH_SIZE > 0
+#if K210_CACHE_FLASH_ADDR % K210_FLASH_SECTOR || K210_CACHE_FLASH_SIZE % K210_FLASH_SECTOR
+#error "the sample cache region must start and end on 4 KiB sector boundaries"
+#endif
+#if K210_CACHE_FLASH_ADDR < K210_FIRMWARE_END || K210_CACHE_FLASH_ADDR + K210_CACHE_FLASH_SIZE > K210_FLASH_CHIP_SIZE
+#error "the sample cache region must lie between the firmware's end and the end of the 16 MiB flash"
+#endif
+#if K210_FLASH_MODEL_SIZE > 0 && K210_CACHE_FLASH_ADDR < K210_FLASH_MODEL_ADDR + K210_FLASH_MODEL_SIZE && \
+    K210_FLASH_MODEL_ADDR < K210_CACHE_FLASH_ADDR + K210_CACHE_FLASH_SIZE
+#error "the sample cache region overlaps the flashed model"
+#endif
+static k210s_slot_t cache_slots[K210_CACHE_SLOTS];
+static k210s_store_t cache_store;
+
+static int cache_read(void *ctx, uint32_t addr, uint8_t *buf, uint32_t n)
+{
+    (void)ctx;
+    return w25qxx_read_data(K210_CACHE_FLASH_ADDR + addr, buf, n, W25QXX_QUAD_FAST) == W25QXX_OK ? 0 : -1;
+}
+
+static int cache_program(void *ctx, uint32_t addr, const uint8_t *data, uint32_t n)
+{
+    (void)ctx;
+    /* write_data_direct only page-programs (the store erased these bytes); it does not write to data. */
+    return w25qxx_write_data_direct(K210_CACHE_FLASH_ADDR + addr, (uint8_t *)(uintptr_t)data, n) == W25QXX_OK ? 0
+                                                                                                             : -1;
+}
+
+static int cache_erase(void *ctx, uint32_t addr)
+{
+    (void)ctx;
+    if (w25qxx_sector_erase(K210_CACHE_FLASH_ADDR + addr) != W25QXX_OK)
+        return -1;
+    while (w25qxx_is_busy() == W25QXX_BUSY) /* the driver only starts the erase */
+        ;
+    return 0;
+}
+
+static const k210s_flash_t cache_flash = {
+    NULL, K210_CACHE_FLASH_SIZE, K210_FLASH_SECTOR, cache_read, cache_program, cache_erase,
+};
+
+/* Scans the region (input_buf is the scan's scratch: nothing else uses it at boot). */
+static k210s_store_t *open_cache(void)
+{
+    if (k210s_open(&cache_store, &cache_flash, cache_slots, K210_CACHE_SLOTS, input_buf, sizeof input_buf) != 0)
+        return NULL;
+    return &cache_store;
+}
+#else
+static k210s_store_t *open_cache(void)
+{
+    return NULL;
+}
+#endif
+
 #if K210_FLASH_MODEL_SIZE > 0
 #if K210_FLASH_MODEL_SIZE > K210_MODEL_BUF_SIZE
 #error "K210_FLASH_MODEL_SIZE is bigger than K210_MODEL_BUF_SIZE"
 #endif
-/* The board's SPI flash sits on SPI3, chip select 0; the w25qxx driver comes from
- * kendryte-standalone-demo (CMake: K210_W25QXX_DIR). */
 static void load_flash_model(void)
 {
     k210w_io_t io;
     memset(&io, 0, sizeof io);
-    w25qxx_init(3, 0);
-    w25qxx_enable_quad_mode();
     w25qxx_read_data(K210_FLASH_MODEL_ADDR, model_buf, K210_FLASH_MODEL_SIZE, W25QXX_QUAD_FAST);
     if (k210w_runner_load_boot_model(&runner, model_buf, K210_FLASH_MODEL_SIZE, "flash", &io) != 0)
         k210w_runner_boot_note(&runner, 3, runner.text);
@@ -265,10 +358,15 @@ int main(void)
     cfg.tx_raw = tx_raw;
     cfg.tx_enc = tx_enc;
     cfg.input = input_buf;
+    cfg.packed = PACKED_BUF;
     cfg.nonce = boot_nonce();
+    flash_init();
+    cfg.cache = open_cache();
     if (k210w_runner_init(&runner, &cfg) != 0)
         return 1;
     k210w_runner_announce(&runner);
+    if (K210_CACHE_FLASH_SIZE > 0 && !cfg.cache)
+        k210w_runner_boot_note(&runner, 2, "sample cache: the flash region cannot be read; no CACHE cap");
     load_flash_model();
 
     for (;;) {

@@ -19,8 +19,9 @@
 #include <sysctl.h>
 #include <uart.h>
 /* w25qxx.h is not part of the standalone SDK (it comes with kendryte-standalone-demo): only a build
- * with a flashed boot model needs it, and CMake then requires K210_W25QXX_DIR. */
-#if defined(K210_FLASH_MODEL_SIZE) && K210_FLASH_MODEL_SIZE > 0
+ * with a flashed boot model or a sample cache in flash needs it, and CMake then requires K210_W25QXX_DIR. */
+#if (defined(K210_FLASH_MODEL_SIZE) && K210_FLASH_MODEL_SIZE > 0) || \
+    (defined(K210_CACHE_FLASH_SIZE) && K210_CACHE_FLASH_SIZE > 0)
 #include <w25qxx.h>
 #endif
 
@@ -108,6 +109,12 @@ typedef enum {
 w25qxx_status_t w25qxx_init(uint8_t spi_index, uint8_t spi_ss);
 w25qxx_status_t w25qxx_enable_quad_mode(void);
 w25qxx_status_t w25qxx_read_data(uint32_t addr, uint8_t *data_buf, uint32_t length, w25qxx_read_t mode);
+/* Page program only (no erase, 1 -> 0 bits), split at 256-byte pages; waits until each page is written.
+ * (w25qxx_write_data would read-modify-erase-write whole 4 KiB sectors through a 4 KiB stack buffer.) */
+w25qxx_status_t w25qxx_write_data_direct(uint32_t addr, uint8_t *data_buf, uint32_t length);
+/* Starts erasing the 4 KiB sector at addr and returns: poll w25qxx_is_busy() until it is done. */
+w25qxx_status_t w25qxx_sector_erase(uint32_t addr);
+w25qxx_status_t w25qxx_is_busy(void);
 
 #endif /* K210_USE_SDK_HEADERS */
 #endif

@@ -4,7 +4,10 @@
  *   sysctl_reset     -> the SiFive test finisher at 0x100000 (0x7777: reset; QEMU reloads the image)
  *   KPU              -> the deterministic arithmetic fake kmodel (firmware/c/README.md), the same
  *                       arithmetic as the host build's backend; outputs uint8 [n] and float32 [1]
- *   msleep, clocks   -> the CLINT's mtime (10 MHz on virt); fpioa, plic_init: nothing to do */
+ *   msleep, clocks   -> the CLINT's mtime (10 MHz on virt); fpioa, plic_init: nothing to do
+ *   w25qxx (SPI flash) -> RAM holding the sample cache's region (K210_CACHE_FLASH_ADDR/SIZE), with NOR
+ *                       semantics (erase to 0xFF by 4 KiB sector, program clears bits); other addresses
+ *                       read erased. Its content is lost when QEMU exits or the guest resets. */
 #include <stdint.h>
 #include <string.h>
 
@@ -232,3 +235,64 @@ int kpu_get_output(kpu_model_context_t *ctx, uint32_t index, uint8_t **data, siz
     }
     return -1;
 }
+
+/* ---- SPI flash: the sample cache's region in RAM ---- */
+
+#if defined(K210_CACHE_FLASH_SIZE) && K210_CACHE_FLASH_SIZE > 0
+#define FLASH_SECTOR 4096u
+
+static uint8_t flash_window[K210_CACHE_FLASH_SIZE];
+
+static int in_window(uint32_t addr, uint32_t length)
+{
+    return addr >= K210_CACHE_FLASH_ADDR && length <= K210_CACHE_FLASH_SIZE &&
+           addr - K210_CACHE_FLASH_ADDR <= K210_CACHE_FLASH_SIZE - length;
+}
+
+w25qxx_status_t w25qxx_init(uint8_t spi_index, uint8_t spi_ss)
+{
+    (void)spi_index;
+    (void)spi_ss;
+    memset(flash_window, 0xFF, sizeof flash_window); /* a new flash: erased */
+    return W25QXX_OK;
+}
+
+w25qxx_status_t w25qxx_enable_quad_mode(void)
+{
+    return W25QXX_OK;
+}
+
+w25qxx_status_t w25qxx_is_busy(void)
+{
+    return W25QXX_OK;
+}
+
+w25qxx_status_t w25qxx_read_data(uint32_t addr, uint8_t *data_buf, uint32_t length, w25qxx_read_t mode)
+{
+    (void)mode;
+    if (in_window(addr, length))
+        memcpy(data_buf, flash_window + (addr - K210_CACHE_FLASH_ADDR), length);
+    else
+        memset(data_buf, 0xFF, length);
+    return W25QXX_OK;
+}
+
+w25qxx_status_t w25qxx_write_data_direct(uint32_t addr, uint8_t *data_buf, uint32_t length)
+{
+    uint32_t i;
+    if (!in_window(addr, length))
+        return W25QXX_ERROR;
+    for (i = 0; i < length; i++)
+        flash_window[addr - K210_CACHE_FLASH_ADDR + i] &= data_buf[i];
+    return W25QXX_OK;
+}
+
+w25qxx_status_t w25qxx_sector_erase(uint32_t addr)
+{
+    addr &= ~(FLASH_SECTOR - 1u);
+    if (!in_window(addr, FLASH_SECTOR))
+        return W25QXX_ERROR;
+    memset(flash_window + (addr - K210_CACHE_FLASH_ADDR), 0xFF, FLASH_SECTOR);
+    return W25QXX_OK;
+}
+#endif
