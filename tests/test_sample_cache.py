@@ -53,6 +53,16 @@ def test_cache_keeps_checks_and_drops_damaged_entries(tmp_path: Path) -> None:
     assert make_cache(tmp_path).load(sha(data), buf) == k210cache.MISSING
 
 
+def test_keeping_a_sample_again_replaces_a_damaged_copy(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    data = sample(2)
+    cache.store(sha(data), data)
+    damage_entry(tmp_path / "cache")  # damaged while the board still lists it (no read since)
+    assert cache.store(sha(data), data)  # the host sends the bytes again (after a reset, a lost reply)
+    buf = bytearray(N)
+    assert cache.load(sha(data), buf) == N and bytes(buf) == data and cache.used == N + k210cache.HEAD_LEN
+
+
 def test_cache_survives_a_reboot_and_removes_half_written_files(tmp_path: Path) -> None:
     cache = make_cache(tmp_path)
     for i in range(3):

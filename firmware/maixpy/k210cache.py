@@ -183,7 +183,9 @@ class SampleCache:
         name = entry_name(sha)
         need = HEAD_LEN + len(data)
         if name in self.sizes:
-            return True
+            # The host sends a kept sample's bytes only when it doubts the board's copy (after a reset, a
+            # lost reply): write the checked bytes anew, so that a damaged copy does not outlive them.
+            self._drop(name)
         if need > self.capacity:
             self.failed += 1
             return False
