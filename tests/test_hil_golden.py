@@ -32,7 +32,7 @@ def kmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def host_runner() -> str:
-    return shlex.join([str(build_c("host") / "k210_runner_host"), "--pty"])
+    return shlex.join([str(build_c("host") / "k210_runner_host"), "--pty", "--exit-with-parent"])
 
 
 def hil(kmodel: Path, board: str, golden: str, limit: int, *extra: str) -> tuple[int, dict, str, float]:

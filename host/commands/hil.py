@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     add_firmware_arg(where, ("canmv", "maixpy"), what="firmware of virtual boards")
     where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
                        help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
-                            "e.g. the C runner's host build 'firmware/c/build-host/k210_runner_host --pty'")
+                            "e.g. the C runner's host build "
+                            "'firmware/c/build-host/k210_runner_host --pty --exit-with-parent'")
     where.add_argument("--baud", type=int, default=1_500_000, help="line rate (default 1500000)")
     where.add_argument("--faults", metavar="SPEC",
                        help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500; what real "

@@ -143,7 +143,7 @@ def virtual_board(*, kmodel: str | None = None, firmware: str = "canmv", baud: i
 
 def c_runner(binary: str | os.PathLike[str], *, model: str | None = None) -> RunnerProcess:
     """firmware/c's host build: the C protocol loop with its arithmetic backend, on a pty."""
-    command = [str(binary), "--pty"] + (["--model", str(model)] if model else [])
+    command = [str(binary), "--pty", "--exit-with-parent"] + (["--model", str(model)] if model else [])
     return RunnerProcess(command, "C runner (host build)")
 
 
