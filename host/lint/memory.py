@@ -15,6 +15,7 @@ _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_C
 
 # Ops nncase turns into a bitcast: no buffer of their own.
 _ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "FAKE_QUANT"}
+_NCHW_POOLS = {"MAX_POOL_2D", "AVERAGE_POOL_2D"}
 
 
 def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: str, io: int = 0) -> dict:
@@ -36,10 +37,11 @@ def memory_summary(peak: OpPlacement | None, model: int, working: int, quant: st
 
 
 def estimate_memory(info: TFLiteInfo, placements: list[OpPlacement], quant: str) -> dict:
-    """Sizes in bytes. KPU weights are uint8 after PTQ; everything else keeps its TFLite dtype."""
+    """Sizes in bytes, as nncase 1.9 lays the kmodel and its data pool out (see _constant_bytes and
+    _working_bytes for what was measured)."""
     kpu_layers = [p for p in placements if p.kpu_bytes]
     peak = max(kpu_layers, key=lambda p: p.kpu_bytes, default=None)
-    model = _constant_bytes(info, placements)
+    model = _constant_bytes(info, placements, quant)
     working, working_op = _working_bytes(info, placements, quant)
     heaviest = _heaviest_op(info, placements)
     return memory_summary(peak, model, working, quant, _io_bytes(info, quant)) | {
@@ -109,19 +111,93 @@ def _heaviest_op(info: TFLiteInfo, placements: list[OpPlacement]) -> dict | None
     return best
 
 
-def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement]) -> int:
+# What nncase 1.9 stores for every KPUConv2D it emits, beyond the uint8 weights (measured from the rdata
+# of its k210 functions, dump_ir schedules, on ResNet-8, DS-CNN and MediaPipe's landmark models): the
+# batch-norm segment of every output channel (a u64), the 144-byte activation table, and ~420 B of
+# layer arguments, text and alignment.
+_KPU_BN_BYTES_PER_CHANNEL = 8
+_KPU_ACT_TABLE_BYTES = 144
+_KPU_CONV_OVERHEAD_BYTES = 420
+# nncase's stackvm text: ~150 B a runtime op (same models); with PTQ a CPU op becomes ~3 of them with
+# its Dequantize/Quantize/Transpose, a KPU-partial op (a KPU call with a CPU pad, crop or concat) ~5.
+_STACKVM_BYTES_PER_OP = 150
+_STACKVM_BYTES_PER_PTQ_CPU_OP = 450
+_STACKVM_BYTES_PER_KPU_PARTIAL_OP = 750
+
+
+def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str) -> int:
+    """nncase's MODEL (the kmodel): the constants as nncase stores them plus what it adds for each op.
+
+    On the KPU a weighted op stores uint8 weights once per KPUConv2D nncase emits for it (twice when a
+    PReLU splits it), with a u64 batch-norm word per output channel in place of the float bias; an Add or
+    PReLU lowered to concat + 1x1 conv brings that conv's weights (2k x k, k the map's channels or height:
+    uint8 on the KPU, float32 when the conv stays on the CPU: measured, two such Adds are 2 x 128 KiB of
+    iris_landmark's stackvm rdata)."""
+    cpu_op_text = _STACKVM_BYTES_PER_PTQ_CPU_OP if quant == "uint8" else _STACKVM_BYTES_PER_OP
+    by_index = {p.index: p for p in placements}
     on_kpu = {p.index for p in placements if p.placement in (Placement.KPU, Placement.KPU_PARTIAL)}
-    kpu_weights = {
-        op.inputs[1] for op in info.ops
-        if op.index in on_kpu and op.opcode in _WEIGHTED_OPS and len(op.inputs) > 1
-    }
+    kpu_weighted = _kpu_weighted(info, on_kpu)
+    kpu_constants = {t for op in info.ops if op.index in kpu_weighted for t in op.inputs[1:] if t >= 0}
+    nhwc = _nhwc_tensors(info, kpu_weighted)
     total = 0
     for tensor in info.tensors:
-        if not tensor.is_constant:
+        if tensor.is_constant and tensor.index not in kpu_constants:
+            # Weight-only int8 weights are dequantized when nncase imports them (measured on the
+            # int8-weight DS-CNN: its CPU conv's weights are float32 in the stackvm rdata).
+            per_item = 4 if tensor.dtype == "int8" else _DTYPE_BYTES.get(tensor.dtype, 4)
+            total += _count(tensor.shape) * per_item
+    for op in info.ops:
+        placement = by_index.get(op.index)
+        if placement is None or not op.outputs or op.opcode in _ALIAS_OPS:
             continue
-        count = _count(tensor.shape)
-        total += count if tensor.index in kpu_weights else count * _DTYPE_BYTES.get(tensor.dtype, 4)
+        out = info.tensor(op.outputs[0])
+        channels = int(out.shape[-1]) if out is not None and out.shape else 1
+        per_conv = channels * _KPU_BN_BYTES_PER_CHANNEL + _KPU_ACT_TABLE_BYTES + _KPU_CONV_OVERHEAD_BYTES
+        if op.index in kpu_weighted:
+            weights = info.tensor(op.inputs[1])
+            total += (1 + placement.lowered_convs) * (_count(weights.shape) + per_conv)
+        elif placement.lowered_convs and op.index in on_kpu:
+            side = _lowered_conv_side(info, op, nhwc)
+            per_conv = side * _KPU_BN_BYTES_PER_CHANNEL + _KPU_ACT_TABLE_BYTES + _KPU_CONV_OVERHEAD_BYTES
+            total += placement.lowered_convs * (2 * side * side + per_conv)
+        elif placement.lowered_convs:
+            # On the CPU nncase picks the axis by rules not restated here (measured both ways on 2x2 and
+            # 3x3 maps after a max pool): the smaller side, so the estimate does not run high.
+            side = min(out.shape[1], out.shape[3]) if out is not None and len(out.shape) == 4 else channels
+            total += placement.lowered_convs * (2 * side + 1) * side * 4
+        total += _STACKVM_BYTES_PER_KPU_PARTIAL_OP if placement.placement is Placement.KPU_PARTIAL else (
+            cpu_op_text if op.index not in on_kpu else 0)
     return total
+
+
+def _kpu_weighted(info: TFLiteInfo, on_kpu: set[int]) -> set[int]:
+    """Ops whose weights the KPU holds: each becomes a KPUConv2D with NCHW output."""
+    return {op.index for op in info.ops if op.index in on_kpu and op.opcode in _WEIGHTED_OPS and len(op.inputs) > 1}
+
+
+def _nhwc_tensors(info: TFLiteInfo, kpu_weighted: set[int]) -> set[int]:
+    """Maps nncase keeps NHWC after moving its transposes: a PReLU's (its slope broadcasts over the last
+    axis) and a Pad's, and what follows them up to the next KPU conv or pool, which work NCHW again
+    (measured on iris_landmark: an Add after a max pool convs over channels, one after a PReLU over H)."""
+    nhwc: set[int] = set()
+    for op in info.ops:
+        if op.index in kpu_weighted or op.opcode in _NCHW_POOLS:
+            continue
+        if op.opcode in ("PRELU", "PAD") or any(t in nhwc for t in op.inputs):
+            nhwc.update(op.outputs)
+    return nhwc
+
+
+def _lowered_conv_side(info: TFLiteInfo, op, nhwc: set[int]) -> int:
+    """The channels of the 1x1 conv an Add or PReLU becomes: the map's channels when its inputs are NCHW
+    (from KPU convs), else its height (nncase concatenates NHWC maps along H and convs over that axis;
+    measured: iris_landmark's 32x32x64 PReLU gets [32,64,1,1] weights, ResNet-8's 32x32x16 Add [16,32,1,1])."""
+    shape = info.tensor(op.outputs[0]).shape
+    if len(shape) != 4:
+        return int(shape[-1]) if shape else 1
+    data = [t for t in op.inputs if t >= 0 and not info.tensor(t).is_constant]
+    from_kpu_convs = op.opcode == "ADD" and not any(t in nhwc for t in data)
+    return int(shape[3]) if from_kpu_convs else int(shape[1])
 
 
 def _io_bytes(info: TFLiteInfo, quant: str) -> int:
@@ -137,7 +213,9 @@ def _working_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str) 
     feature maps between KPU layers stay in KPU RAM; the data pool holds what the CPU works on, and at a
     KPU/CPU boundary nncase keeps four buffers (measured on MobileNet: KPUDownload uint8 -> Dequantize
     float32 -> Pad float32 -> Quantize uint8 -> KPUUpload). A stride-2 KPU conv followed by another
-    KPU layer gets the same round trip for its crop."""
+    KPU layer gets the same round trip for its crop. A PReLU is a float32 round trip of its own, and
+    inside a residual branch the Add's other input stays alive on top of each step (_held_residual_bytes;
+    measured with dump_ir's schedules of ResNet-8 and MediaPipe's landmark models)."""
     by_index = {p.index: p for p in placements}
     on_kpu = {p.index for p in placements if p.placement in (Placement.KPU, Placement.KPU_PARTIAL)}
     producer = {t: op.index for op in info.ops for t in op.outputs}
@@ -146,14 +224,21 @@ def _working_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str) 
         for t in op.inputs:
             consumers.setdefault(t, set()).add(op.index)
     ptq = quant == "uint8"
+    held = _held_residual_bytes(info, placements, producer, on_kpu) if ptq else {}
+    nhwc = _nhwc_tensors(info, _kpu_weighted(info, on_kpu)) if ptq else set()
     peak, peak_op = 0, None
     for op in info.ops:
-        if ptq and op.index in on_kpu:
+        if ptq and op.opcode == "PRELU" and op.index in on_kpu:
+            live, why = _prelu_bytes(info, op, nhwc)
+        elif ptq and op.index in on_kpu:
             live, why = _kpu_crop_bytes(info, op, by_index[op.index], consumers, on_kpu)
         elif ptq and op.opcode in _ALIAS_OPS:
             continue
         else:
             live, why = _cpu_step_bytes(info, op, ptq, producer, consumers, on_kpu)
+        if live and op.index in held:
+            live += held[op.index]
+            why += ", while a residual branch's other input is held"
         if live > peak:
             placement = by_index.get(op.index)
             peak, peak_op = live, {"name": placement.name if placement else f"op{op.index}", "op": op.opcode,
@@ -163,6 +248,62 @@ def _working_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str) 
         if live > peak:
             peak, peak_op = live, {"name": "model output", "op": "KPUDownload", "bytes": live, "why": why}
     return peak, peak_op
+
+
+def _prelu_bytes(info: TFLiteInfo, op, nhwc: set[int]) -> tuple[int, str]:
+    """A PReLU nncase lowers to max/min/mul on the CPU and an add (concat + 1x1 conv) on the KPU. Measured
+    on MediaPipe's landmark models and a small Keras net (n = the map's elements): the float32 concat of
+    both halves (8n), a half dequantized (4n) and the uint8 maps under them: 16n when the map is already
+    NHWC (after a lowered Add or PReLU), 19n when a KPU conv's NCHW map is first transposed (4n more)."""
+    out = info.tensor(op.outputs[0]) if op.outputs else None
+    if out is None or not op.inputs:
+        return 0, ""
+    n = _count(out.shape)
+    if op.inputs[0] in nhwc:
+        return n * 16, "a PReLU's two halves in float32 and their concat for its KPU conv"
+    return n * 19, "a PReLU's map dequantized, transposed to NHWC and split in float32 for its KPU conv"
+
+
+def _held_residual_bytes(info: TFLiteInfo, placements: list[OpPlacement], producer: dict[int, int],
+                         on_kpu: set[int]) -> dict[int, int]:
+    """Bytes a residual Add keeps alive while one of its branches runs, by op index in that branch.
+
+    nncase schedules depth first from the outputs, an op's first input before its second. When the
+    Add's first input is the shortcut (as Keras' add([x, y]) builds it), its dequantized copy goes into
+    the Add's float32 concat at once and the whole 8n-byte concat lives through the other branch
+    (measured on ResNet-8 and face_landmark: the peak is that concat under a stride-2 conv's CPU pad).
+    When the first input is the long branch, what the shortcut starts from waits as the uint8 map the
+    KPU wrote (n bytes; float32, 4n, when the CPU made it)."""
+    by_index = {p.index: p for p in placements}
+    held: dict[int, int] = {}
+    for op in info.ops:
+        placement = by_index.get(op.index)
+        if op.opcode != "ADD" or placement is None or not placement.lowered_convs or not op.outputs:
+            continue
+        data = [t for t in op.inputs[:2] if t >= 0 and not info.tensor(t).is_constant]
+        if len(data) != 2:
+            continue
+        n = _count(info.tensor(op.outputs[0]).shape)
+        first, second = (_ancestors(info, t, producer) for t in data)
+        waiting = n if producer.get(data[1]) in on_kpu else 4 * n
+        for index in second - first:
+            held[index] = held.get(index, 0) + 8 * n
+        for index in first - second:
+            held[index] = held.get(index, 0) + waiting
+    return held
+
+
+def _ancestors(info: TFLiteInfo, tensor: int, producer: dict[int, int]) -> set[int]:
+    """The ops `tensor` depends on, its own producer included."""
+    found: set[int] = set()
+    stack = [tensor]
+    while stack:
+        index = producer.get(stack.pop())
+        if index is None or index in found:
+            continue
+        found.add(index)
+        stack.extend(t for t in info.ops[index].inputs if t >= 0)
+    return found
 
 
 def _exit_bytes(info: TFLiteInfo, producer: dict[int, int], on_kpu: set[int]) -> tuple[int, str]:
@@ -247,7 +388,12 @@ def _add_concat_bytes(info: TFLiteInfo, op) -> tuple[int, str]:
     if out is None:
         return 0, ""
     n = _count(out.shape)
-    return n * 12, "an Add's two inputs dequantized and concatenated on the CPU for its KPU conv"
+    # An input padded with channels on the CPU (BlazeFace's shortcut) is padded straight into the
+    # concat: its float32 source is alive with it (measured on face_detection_front: 15n at add_1).
+    padded_from = [o.inputs[0] for o in info.ops if o.opcode == "PAD" and o.outputs and o.outputs[0] in op.inputs
+                   and o.inputs and o.inputs[0] >= 0]
+    extra = sum(4 * _count(info.tensor(t).shape) for t in padded_from)
+    return n * 12 + extra, "an Add's two inputs dequantized and concatenated on the CPU for its KPU conv"
 
 
 def _dense_pad_bytes(info: TFLiteInfo, op, consumers: dict[int, set[int]], on_kpu: set[int]) -> tuple[int, str]:
