@@ -254,6 +254,22 @@ def test_first_and_second_run_equal_the_simulator_despite_a_power_cut_and_a_dama
     assert not any(p.suffix == ".tmp" for p in sd.iterdir())
 
 
+def test_a_slow_card_write_is_waited_for_not_resent(tmp_path: Path) -> None:
+    """A KEEP request's card write (here ~100 ms, far above the line's learnt reply time) is the board's job,
+    not a lost reply: the host must wait for it, not resend every image (it did, before the job timer)."""
+    from hil_support import tiny_models
+
+    from k210.host.hil.run import HilConfig, run_hil
+
+    n = 24
+    report = run_hil(HilConfig(kmodel=str(tiny_models()["kmodel_a"]), virtual=True, dataset="xo", limit=n,
+                               no_reference=True, workers=1, journal=str(tmp_path / "j.jsonl"),
+                               board_args=["--sd-dir", str(tmp_path / "sd"), "--sd-write-kbps", "8"]))
+    board = report["boards"][0]
+    assert report["count"] == n and board["samples"]["kept"] >= n and board["resets"] == 0
+    assert board["retries"] <= n // 6, board  # a few timer resends on a busy machine at most, not one per image
+
+
 # -- the C runner's inflate (firmware/c/core/inflate.c), held to Python's zlib ------------------------------
 
 
