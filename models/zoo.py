@@ -187,7 +187,7 @@ ZOO: dict[str, ModelDef] = {
         ),
         ModelDef(
             "mobilenet_kpu", "camera-sized (issue 10)", "MobileNetV1 alpha 0.25, 128x128x3, ReLU6, KPU-friendly",
-            "shapes", Recipe("adam", 2e-3, 8, 32), _mobilenet_kpu,
+            "shapes", Recipe("adam", 2e-3, 16, 32), _mobilenet_kpu,
         ),
     )
 }
