@@ -114,8 +114,8 @@ class Pipeline:
         a = self.current
         if a is not None and a.solo and not a.dead and not self.in_flight and a.sent_to >= len(a.payload):
             self._rewind(a, min(a.acked, len(a.payload) - 1))  # all answered, yet no RESULT: ask again
-        if self.in_flight and self._overdue(next(iter(self.in_flight.values())), time.monotonic()):
-            oldest = next(iter(self.in_flight.values()))
+        oldest = next(iter(self.in_flight.values()), None)
+        if oldest is not None and self._overdue(oldest, time.monotonic()):
             (self._job_timer(oldest) if oldest.working else self.s.timer).timed_out()
             a = self.current
             if a is not None and a.solo and not a.dead and self.rewinds < REWINDS_BEFORE_PROBE:

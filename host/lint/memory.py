@@ -152,14 +152,12 @@ def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
             continue
         out = info.tensor(op.outputs[0])
         channels = int(out.shape[-1]) if out is not None and out.shape else 1
-        per_conv = channels * _KPU_BN_BYTES_PER_CHANNEL + _KPU_ACT_TABLE_BYTES + _KPU_CONV_OVERHEAD_BYTES
         if op.index in kpu_weighted:
             weights = info.tensor(op.inputs[1])
-            total += (1 + placement.lowered_convs) * (_count(weights.shape) + per_conv)
+            total += (1 + placement.lowered_convs) * (_count(weights.shape) + _kpu_conv_tables(channels))
         elif placement.lowered_convs and op.index in on_kpu:
             side = _lowered_conv_side(info, op, nhwc)
-            per_conv = side * _KPU_BN_BYTES_PER_CHANNEL + _KPU_ACT_TABLE_BYTES + _KPU_CONV_OVERHEAD_BYTES
-            total += placement.lowered_convs * (2 * side * side + per_conv)
+            total += placement.lowered_convs * (2 * side * side + _kpu_conv_tables(side))
         elif placement.lowered_convs:
             # On the CPU nncase picks the axis by rules not restated here (measured both ways on 2x2 and
             # 3x3 maps after a max pool): the smaller side, so the estimate does not run high.
@@ -168,6 +166,11 @@ def _constant_bytes(info: TFLiteInfo, placements: list[OpPlacement], quant: str)
         total += _STACKVM_BYTES_PER_KPU_PARTIAL_OP if placement.placement is Placement.KPU_PARTIAL else (
             cpu_op_text if op.index not in on_kpu else 0)
     return total
+
+
+def _kpu_conv_tables(channels: int) -> int:
+    """What a KPUConv2D stores beside its weights: batch-norm words, activation table, arguments."""
+    return channels * _KPU_BN_BYTES_PER_CHANNEL + _KPU_ACT_TABLE_BYTES + _KPU_CONV_OVERHEAD_BYTES
 
 
 def _kpu_weighted(info: TFLiteInfo, on_kpu: set[int]) -> set[int]:
