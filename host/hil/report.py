@@ -167,7 +167,8 @@ def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None,
 
 
 # Figures that depend on timing, not on the outputs: they differ between runs of the same test.
-TIMING_KEYS = ("images_per_s", "link_utilisation", "retries", "resets", "link", "boards", "latency_us")
+TIMING_KEYS = ("images_per_s", "link_utilisation", "retries", "resets", "link", "boards", "latency_us",
+               "journal")  # how much a resume found depends on when the run was stopped
 
 
 def _row(name: str, f: dict[str, Any]) -> tuple[str, ...]:
@@ -214,6 +215,11 @@ def render(r: dict[str, Any]) -> str:
         troubles = board_troubles(b)
         if troubles:
             lines.append(f"    {troubles}")
+    resumed = r.get("journal") or {}
+    if resumed:
+        dropped = resumed["damaged_lines_dropped"]
+        lines.append(f"journal: {resumed['resumed_results']} results resumed"
+                     + (f", {dropped} damaged lines dropped (their images run again)" if dropped else ""))
     checked = "board vs TF" if "board_vs_reference" in r else "board vs simulator"
     head = r.get("board_vs_reference") or r["board_vs_simulator"]
     figure = (f"agreement {head['agreement']:.4f} (minimum {r['min_agreement']})" if "agreement" in head

@@ -86,6 +86,7 @@ class _Prepared:
     kmodel_inputs: np.ndarray
     reference_inputs: np.ndarray
     inputs: Any = None  # host.inputdata.ModelInputs
+    preprocessing: dict | None = None  # the preprocessing spec's to_dict(): the journal binds to its hash
 
 
 def load_kmodel(cfg: HilConfig) -> tuple[KModel, dict]:
@@ -143,7 +144,8 @@ def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
         raise BadInputError(f"an input is {per_image} bytes as the kmodel wants it, but its input takes "
                             f"{kmodel.input_bytes}")
     return _Prepared(kmodel, None if reference is None else str(reference), inputs.name, inputs.class_names,
-                     inputs.labels, np.ascontiguousarray(inputs.kmodel), inputs.reference, inputs)
+                     inputs.labels, np.ascontiguousarray(inputs.kmodel), inputs.reference, inputs,
+                     preprocessing=spec.to_dict())
 
 
 def _journal_path(cfg: HilConfig) -> Path | None:
@@ -274,13 +276,14 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
             sessions = _connect_all(handlers, cfg, kmodel, stop)
         prep = prepare(cfg, kmodel, card)
         count = len(prep.kmodel_inputs)
-        identity = {"kmodel_sha256": kmodel.sha256, "dataset": prep.dataset, "split": cfg.split,
-                    "seed": cfg.seed, "count": count}
+        identity = {"kmodel_sha256": kmodel.sha256, "dataset": prep.dataset,
+                    "preprocessing_sha256": _preprocessing_hash(prep), "split": cfg.split, "seed": cfg.seed,
+                    "count": count}
         journal_path = _journal_path(cfg)
         results: dict[int, BoardResult] = {}
         segments: list[dict[str, Any]] = []
         if journal_path is not None and cfg.resume:
-            journal, results, segments = Journal.resume(journal_path, identity)
+            journal, results, segments = Journal.resume(journal_path, identity, kmodel.outputs)
         elif journal_path is not None:
             journal = Journal.start(journal_path, identity)
         remaining = [i for i in range(count) if i not in results]
@@ -294,7 +297,9 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
         else:
             simulator, reference = _expected_outputs(cfg, prep)
         if remaining:
-            segments.append(_stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop))
+            resumed = ({"resumed": len(results), "dropped": journal.damaged_lines if journal else 0}
+                       if cfg.resume else {})
+            segments.append(_stream(cfg, prep, sessions, remaining, results, journal, len(segments), stop, resumed))
         missing = [i for i in range(count) if i not in results]
         if missing:
             raise ToolFailure(f"{len(missing)} images have no board result (first: {missing[0]})")
@@ -313,10 +318,26 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
         reference=reference, simulator=simulator, results=results, segments=segments,
         boards=segments[-1]["boards"] if segments else [], min_agreement=cfg.min_agreement,
         min_cosine=cfg.min_cosine)
+    if cfg.resume:
+        report["journal"] = journal_figures(segments)
     _write_outputs(cfg, report, results, simulator[0], None if reference is None else reference[0])
     if cfg.save_io:
         _save_io(cfg.save_io, prep, results, simulator, reference)
     return report
+
+
+def _preprocessing_hash(prep: _Prepared) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(prep.preprocessing, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def journal_figures(segments: list[dict[str, Any]]) -> dict[str, int]:
+    """What resuming found in the journal, summed over the resumed segments (each says it in its stats)."""
+    return {"resumed_results": segments[-1].get("resumed", 0) if segments else 0,
+            "damaged_lines_dropped": sum(s.get("dropped", 0) for s in segments)}
 
 
 def _golden_report(cfg: HilConfig, kmodel: KModel, prep: _Prepared, results: dict[int, BoardResult],
@@ -375,7 +396,7 @@ def _save_io(path: str, prep: _Prepared, results: dict[int, BoardResult], simula
 
 def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remaining: list[int],
             results: dict[int, BoardResult], journal: Journal | None, segment_id: int,
-            stop: threading.Event) -> dict[str, Any]:
+            stop: threading.Event, resumed: dict[str, int] | None = None) -> dict[str, Any]:
     from k210.core.progress import progress
 
     work = WorkQueue(remaining)
@@ -389,7 +410,7 @@ def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remai
 
     def segment() -> dict[str, Any]:
         return {"segment": segment_id, "seconds": time.monotonic() - started,
-                "boards": [s.figures() for s in sessions]}
+                "boards": [s.figures() for s in sessions], **(resumed or {})}
 
     with progress(len(remaining), f"{len(sessions)} board(s)" if len(sessions) > 1 else "board") as bar:
         collector = _Collector(results, journal, bar)
