@@ -69,6 +69,10 @@ UNSUPPORTED_FIXES = {
     "SPLIT_V": "use equal splits (SPLIT)",
     "RANDOM_UNIFORM": "generate noise on the host",
     "HARD_SIGMOID": "use LOGISTIC or ReLU6(x + 3) / 6",
+    "DEPTH_TO_SPACE": "it only moves values: end the model before it and rearrange that output on the host "
+    "(numpy reshape + transpose), or in the source model upsample with UpSampling2D + a 3x3 Conv2D",
+    "SPACE_TO_DEPTH": "it only moves values: do it on the host before the model's input (numpy reshape + "
+    "transpose), or downsample with a stride-2 Conv2D in the source model",
 }
 
 

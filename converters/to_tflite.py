@@ -168,11 +168,16 @@ def _frozen_pb_to_tflite(path: Path, input_node: str | None, output_node: str | 
 
 
 def _existing_tflite(path: Path) -> TFLiteModel:
+    from .densify import count_sparse_weights, densify_bytes
     from .dequantize import count_float16_weights, dequantize_float16_bytes
     from .tflite_reader import read_tflite
 
     data = path.read_bytes()
     notes = []
+    if count_sparse_weights(data):  # nncase 1.9 has no DENSIFY: sparse constant weights become dense ones
+        densified = densify_bytes(data)
+        data = densified.data
+        notes.append(f"sparse weights densified ({densified.folded} DENSIFY ops folded)")
     if count_float16_weights(data):  # nncase 1.9 refuses float16 weights: fold them to float32 first
         folded = dequantize_float16_bytes(data)
         data = folded.data

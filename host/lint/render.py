@@ -5,6 +5,7 @@ from __future__ import annotations
 from k210.converters.optables import COMPILERS
 from k210.core.textfmt import format_table
 
+from .blockers import fallback_groups, problem_groups
 from .report import LintReport
 
 KIB = 1024
@@ -13,7 +14,7 @@ MIB = 1024 * 1024
 
 def render_report(report: LintReport, *, strict: bool = False) -> str:
     # The verdict first (what most readers want), and again last, under the details it sums up.
-    lines = [verdict_line(report, strict=strict), _headline(report), ""]
+    lines = [verdict_line(report, strict=strict), *_blocker_lines(report), _headline(report), ""]
     if report.findings:
         lines += [report.findings_title, format_table(
             ("name", "type", "verdict", "reason"),
@@ -29,22 +30,27 @@ def render_report(report: LintReport, *, strict: bool = False) -> str:
     fixes += [(op.name, op.op, op.fix) for op in report.ops if op.fix]
     if fixes:
         lines.append("how to fix")
-        lines += [f"  {name} ({kind}): {fix}" for name, kind, fix in _unique(fixes)]
+        lines += [part for line in _grouped_fixes(fixes) for part in _fit(line)]
         lines.append("")
     lines += _memory_lines(report.memory)
     lines += _confirmation_lines(report.confirmation)
     lines += _firmware_lines(report.firmware)
-    for title, items in (("notes", report.notes), ("problems", report.problems)):
-        if items:
-            lines.append(title)
-            lines += [f"  - {item}" for item in items]
+    if report.notes:
+        lines.append("notes")
+        lines += [f"  - {item}" for item in report.notes]
+    if report.problems:
+        lines.append("problems (what blocks first; identical ones grouped)")
+        lines += [part for group in problem_groups(report) for part in _fit(f"  - {group.line()}")]
+    if report.problems and report.fallbacks:
+        lines.append("CPU fallbacks (KPU-capable work that stays on the CPU)")
+        lines += [part for group in fallback_groups(report) for part in _fit(f"  - {group.line()}")]
     lines.append(verdict_line(report, strict=strict))
     return "\n".join(lines)
 
 
 def verdict_line(report: LintReport, *, strict: bool = False) -> str:
     if report.problems:
-        n = len(report.problems)
+        n = len(problem_groups(report))
         also = f"; also {len(report.fallbacks)} CPU fallback{'s' if len(report.fallbacks) != 1 else ''}" \
             if report.fallbacks else ""
         if report.kmodel is not None:
@@ -154,14 +160,42 @@ def _kib(n: int) -> str:
     return f"{n / KIB:.1f} KiB"
 
 
-def _unique(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    seen: set[tuple[str, str, str]] = set()
-    out = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            out.append(item)
-    return out
+def _blocker_lines(report: LintReport, width: int = 100, shown: int = 3) -> list[str]:
+    """Right under the verdict, one line per blocker in blocking order (unsupported ops, whole-model
+    problems, memory), then the CPU fallbacks' count: the details follow further down."""
+    if not report.problems:
+        return []
+    groups = problem_groups(report)
+    lines = [_clip(f"  - {group.line(names=1, fix=False)}", width) for group in groups[:shown]]
+    if len(groups) > shown:
+        lines.append(f"  - and {len(groups) - shown} more (problems, below)")
+    if report.fallbacks:
+        n = len(report.fallbacks)
+        kinds = len(fallback_groups(report))
+        lines.append(f"  - then {n} CPU fallback{'s' if n != 1 else ''} of {kinds} kind{'s' if kinds != 1 else ''} "
+                     "(listed below)")
+    return lines
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 4].rstrip() + " ..."
+
+
+def _grouped_fixes(fixes: list[tuple[str, str, str]]) -> list[str]:
+    """One line per (op, fix): the same advice for 9 depthwise convs is said once, with their names."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, kind, fix in fixes:
+        names = groups.setdefault((kind, fix), [])
+        if name not in names:
+            names.append(name)
+    lines = []
+    for (kind, fix), names in groups.items():
+        if len(names) == 1:
+            lines.append(f"  {names[0]} ({kind}): {fix}")
+        else:
+            more = ", ..." if len(names) > 3 else ""
+            lines.append(f"  {len(names)} {kind} ({', '.join(names[:3])}{more}): {fix}")
+    return lines
 
 
 def _ops_title(report: LintReport) -> str:

@@ -45,12 +45,16 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
 
 def _lint_tflite_file(path: Path, compiler: str, quant: str, shown: str) -> LintReport:
     """Lint what `k210 compile` will compile: float16 weights folded to float32 first, as it does."""
+    from k210.converters.densify import count_sparse_weights, densify_bytes
     from k210.converters.dequantize import count_float16_weights, dequantize_float16_bytes
     from k210.converters.tflite_reader import read_tflite
 
     data = _read(path)
     read_tflite(data)  # a corrupt or truncated file is one clear BadInputError before anything else reads it
-    folded = None
+    densified = folded = None
+    if count_sparse_weights(data):
+        densified = densify_bytes(data)
+        data = densified.data
     if count_float16_weights(data):
         folded = dequantize_float16_bytes(data)
         data = folded.data
@@ -58,6 +62,10 @@ def _lint_tflite_file(path: Path, compiler: str, quant: str, shown: str) -> Lint
     if folded is not None:
         report.notes.insert(0, f"float16 weights: nncase 1.9 refuses them, so k210 compile folds their "
                                f"{folded.folded} DEQUANTIZE ops into float32 weights first; this is lint of that model")
+    if densified is not None:
+        report.notes.insert(0, f"sparse weights: nncase 1.9 has no DENSIFY, so k210 compile writes their "
+                               f"{densified.folded} DENSIFY ops' dense values into the model first; this is lint of "
+                               "that model")
     return report
 
 
