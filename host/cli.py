@@ -6,6 +6,7 @@ import argparse
 import errno
 import importlib
 import os
+import stat
 import sys
 import time
 import traceback
@@ -73,22 +74,54 @@ def _version() -> str:
 
 
 def crash_dir() -> Path:
-    """Where tracebacks of unexpected errors go: $K210_CRASH_DIR, else k210-deploy-crashes in the temp dir."""
+    """Where tracebacks of unexpected errors go: $K210_CRASH_DIR, else k210-deploy-crashes-<uid> in the temp dir
+    (one per user: another user cannot have made it, or plant links in it)."""
     import tempfile
 
-    return Path(os.environ.get("K210_CRASH_DIR") or Path(tempfile.gettempdir()) / "k210-deploy-crashes")
+    return Path(os.environ.get("K210_CRASH_DIR") or Path(tempfile.gettempdir()) / f"k210-deploy-crashes-{os.getuid()}")
+
+
+def _private_dir(folder: Path) -> Path | None:
+    """`folder`, made 0700 if missing; None unless it is a real directory of this user that nobody else may
+    write to (checked with lstat: a symlink planted in its place is not followed)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return None
+    return folder
 
 
 def _save_traceback(command: str, argv: Sequence[str] | None) -> Path | None:
-    try:
-        folder = crash_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
-        path.write_text(f"k210 {' '.join(argv if argv is not None else sys.argv[1:])}\n{_version()}\n\n"
-                        + traceback.format_exc())
-        return path
-    except OSError:
+    folder = _private_dir(crash_dir())
+    if folder is None:
         return None
+    text = (f"k210 {' '.join(argv if argv is not None else sys.argv[1:])}\n{_version()}\n\n"
+            + traceback.format_exc())
+    stem = f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for n in range(100):
+        path = folder / (f"{stem}.txt" if n == 0 else f"{stem}-{n}.txt")
+        try:  # a new file only: never through a link, never over a file that is there
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        except OSError:
+            return None
+        return path
+    return None
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:

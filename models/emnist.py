@@ -21,7 +21,7 @@ import numpy as np
 from k210.core.errors import BadInputError
 from k210.core.fsutil import atomic_path
 
-from .idx import parse_idx
+from .idx import MAX_IDX_BYTES, parse_idx
 
 EMNIST_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
 # torchvision.datasets.EMNIST.md5 (pytorch/vision, torchvision/datasets/mnist.py).
@@ -102,12 +102,24 @@ def _read_archive(archive: Path) -> dict[str, np.ndarray]:
                 member = members.get(f"{stem}.gz") or members.get(stem)
                 if member is None:
                     raise BadInputError(f"EMNIST: {archive} has no {stem}.gz; is it EMNIST's gzip.zip?")
-                letters[key] = parse_idx(zf.read(member), f"{archive}:{member}")
+                letters[key] = parse_idx(_read_member(zf, member, f"{archive}:{member}"), f"{archive}:{member}")
             return letters
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise BadInputError(f"EMNIST: {archive} is not a readable zip archive ({exc})") from None
     except OSError as exc:
         raise BadInputError(f"EMNIST: cannot read {archive}: {exc.strerror or exc}") from None
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, name: str) -> bytes:
+    """A member's bytes, never more than MAX_IDX_BYTES whatever its header in the zip says (a zip bomb)."""
+    if zf.getinfo(member).file_size > MAX_IDX_BYTES:
+        raise BadInputError(f"{name}: {zf.getinfo(member).file_size:,} bytes, more than the {MAX_IDX_BYTES:,} "
+                            "bytes this reads")
+    with zf.open(member) as f:
+        data = f.read(MAX_IDX_BYTES + 1)
+    if len(data) > MAX_IDX_BYTES:
+        raise BadInputError(f"{name}: inflates to more than the {MAX_IDX_BYTES:,} bytes this reads")
+    return data
 
 
 # --- download and cache --------------------------------------------------------------------

@@ -37,30 +37,79 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return parse_idx(raw, str(path))
 
 
-def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
-    """Parse IDX bytes (gzipped or not); ``name`` is what an error message calls them."""
+MAX_IDX_BYTES = 1 << 30  # the largest IDX data this reads (EMNIST byclass, the biggest, is ~550 MB)
+_STEP = 1 << 20  # bytes inflated at a time, so a bomb is stopped within a step of its limit
+
+
+def parse_idx(data: bytes, name: str = "IDX data", max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Parse IDX bytes (gzipped or not); ``name`` is what an error message calls them.
+
+    A gzip stream is inflated only as far as its IDX header says the data go (and never past
+    ``max_bytes``): a small file that would inflate to far more is refused, not inflated."""
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BadInputError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+        data = _gunzip_idx(data, name, max_bytes)
     if len(data) < 4:
         raise BadInputError(f"{name}: not an IDX file (only {len(data)} bytes)")
-    zero, code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or code not in _DTYPES or not 1 <= ndim <= _MAX_DIMS:
-        raise BadInputError(f"{name}: not an IDX file (bad magic {data[:4].hex()})")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise BadInputError(f"{name}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = _DTYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    dims, dtype, header, expected = _header(data, name)
+    if expected > max_bytes:
+        raise BadInputError(f"{name}: its IDX header declares {expected:,} bytes (dims {dims}), more than the "
+                            f"{max_bytes:,} this reads")
     if len(data) < expected:
         raise BadInputError(f"{name}: truncated IDX file ({len(data)} bytes, dims {dims} need {expected})")
     if len(data) > expected:
         raise BadInputError(f"{name}: {len(data) - expected} unexpected bytes after the IDX data")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
+
+
+def _header(data: bytes | bytearray, name: str) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """(dims, dtype, header bytes, whole file bytes) from the first 4 + 4*ndim bytes."""
+    zero, code, ndim = struct.unpack(">HBB", bytes(data[:4]))
+    if zero != 0 or code not in _DTYPES or not 1 <= ndim <= _MAX_DIMS:
+        raise BadInputError(f"{name}: not an IDX file (bad magic {bytes(data[:4]).hex()})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise BadInputError(f"{name}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", bytes(data[4:header]))
+    dtype = _DTYPES[code]
+    return dims, dtype, header, header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+
+
+def _gunzip_idx(data: bytes, name: str, max_bytes: int) -> bytes:
+    """The gzip members of ``data`` inflated, at most what the IDX header declares (+1 byte, to find more)."""
+    out = bytearray()
+    limit = max_bytes
+    declared = 0
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=31)  # one gzip member
+            pending = rest
+            while not inflater.eof:
+                if not declared and len(out) >= 4 and len(out) >= 4 + 4 * out[3]:
+                    dims, _, _, declared = _header(out, name)  # what the header says the file holds
+                    if declared > max_bytes:
+                        raise BadInputError(f"{name}: its IDX header declares {declared:,} bytes (dims {dims}), "
+                                            f"more than the {max_bytes:,} this reads")
+                    limit = declared
+                if len(out) > limit:
+                    break
+                chunk = inflater.decompress(pending, min(_STEP, limit + 1 - len(out)))
+                pending = inflater.unconsumed_tail
+                out += chunk
+                if not chunk and not pending and not inflater.eof:
+                    raise BadInputError(f"{name}: truncated gzip data")
+            if len(out) > limit:
+                raise BadInputError(f"{name}: the gzip data inflate to more than the {limit:,} bytes its IDX header "
+                                    f"declares (or this reads); refusing it")
+            rest = inflater.unused_data
+            if not rest.startswith(b"\x1f\x8b"):
+                if rest.strip(b"\0"):
+                    raise BadInputError(f"{name}: {len(rest)} bytes after the gzip data")
+                break
+    except zlib.error as exc:
+        raise BadInputError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+    return bytes(out)
 
 
 def encode_idx(array: np.ndarray) -> bytes:

@@ -41,7 +41,9 @@ def kmodel_v4(size: int = 30_000, seed: int = 4) -> bytes:
 
 
 def firmware_bin(size: int = 150_000, seed: int = 1) -> bytes:
-    return filler(size, seed)
+    """Starts as a Kendryte SDK image does (crt.S: `j` over the word 0xdeadbeef), so flash takes it."""
+    entry = struct.pack("<II", 0x0100006F, 0xDEADBEEF)  # jal x0, +16; .word 0xdeadbeef
+    return entry + filler(max(0, size - len(entry)), seed)
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -77,7 +77,10 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="most compatible mode: no boot-ROM baud switch and 115200 baud unless --baud is given",
     )
-    parser.add_argument("--firmware-bin", type=Path, metavar="FILE.bin", help="firmware image, written at 0x0")
+    parser.add_argument("--firmware-bin", type=Path, metavar="FILE.bin",
+                        help="firmware image, written at 0x0; refused unless it looks like a K210 boot image")
+    parser.add_argument("--force", action="store_true",
+                        help="write a --firmware-bin that does not look like a K210 boot image all the same")
     parser.add_argument(
         "--kmodel",
         action=_KmodelAction,
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"give --address for --kmodel {path} (only the first kmodel defaults to 0x300000)")
         kmodels.append((Path(path), parse_address(address) if address else MAIXPY_KMODEL_ADDRESS))
     firmware = args.firmware or _firmware_of(kmodels)
-    plan = build_plan(args.firmware_bin, kmodels, firmware)
+    plan = build_plan(args.firmware_bin, kmodels, firmware, force=args.force)
     for warning in plan.warnings:
         print(f"k210 flash: warning: {warning}", file=sys.stderr)
 

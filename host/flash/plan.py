@@ -15,6 +15,7 @@ from pathlib import Path
 from k210.core.errors import BadInputError
 from k210.core.fsutil import require_file, sha256_file
 
+from .bootimage import boot_image_problem
 from .layout import (
     FIRMWARE_OVERHEAD,
     FLASH_SIZE,
@@ -131,8 +132,10 @@ def build_plan(
     firmware: Path | None,
     kmodels: list[tuple[Path, int]],
     runner: str = "maixpy",
+    force: bool = False,
 ) -> FlashPlan:
-    """Check every file and placement; raise BadInputError naming every problem found."""
+    """Check every file and placement; raise BadInputError naming every problem found. force: write a firmware
+    file that does not look like a K210 boot image (bootimage.py) all the same."""
     if runner not in RUNNERS:
         raise BadInputError(f"unknown firmware {runner!r}: choose one of {', '.join(RUNNERS)}")
     if firmware is None and not kmodels:
@@ -143,7 +146,7 @@ def build_plan(
     names = _PackageNames()
     items: list[FlashItem] = []
     if firmware is not None:
-        items.append(_firmware_item(firmware, names, problems))
+        items.append(_firmware_item(firmware, names, problems, force))
     for path, address in kmodels:
         item = _kmodel_item(path, address, runner, names, problems, warnings)
         if item is not None:
@@ -160,7 +163,7 @@ def build_plan(
     return FlashPlan(items, runner, warnings)
 
 
-def _firmware_item(path: Path, names: _PackageNames, problems: list[str]) -> FlashItem:
+def _firmware_item(path: Path, names: _PackageNames, problems: list[str], force: bool = False) -> FlashItem:
     path = require_file(path, "firmware")
     head = _head(path)
     size = path.stat().st_size
@@ -172,6 +175,8 @@ def _firmware_item(path: Path, names: _PackageNames, problems: list[str]) -> Fla
         problems.append(f"firmware {path.name} is a zip/.kfpkg; give the .bin inside it")
     elif head.startswith(b"LDMK"):
         problems.append(f"firmware {path.name} is a kmodel; pass it with --kmodel FILE --address ADDR")
+    elif not force and (problem := boot_image_problem(path.name, path.read_bytes())):
+        problems.append(f"{problem} (--force writes it anyway)")
     return FlashItem("firmware", path, 0, size, sha256_file(path), names.take(path.name))
 
 
