@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k210.core.errors import BadInputError, ToolFailure
+from k210.core.errors import BadInputError, CheckFailed, ToolFailure
 
 QUANT_MODES = ("float", "uint8")
 INPUT_TYPES = ("float32", "uint8")
@@ -105,6 +105,12 @@ def compile_tflite(tflite: bytes, spec: CompileSpec, *, timeout: float = 900) ->
             raise ToolFailure(f"nncase failed (exit {proc.returncode}): {_tail(log)}")
         result = json.loads(result_file.read_text())
         if not result["ok"]:
+            from .nncase_figures import kpu_memory_error  # it imports this module
+
+            if kpu_memory_error(result["error"]):  # does not fit: exit 1, as when lint finds it (README's table)
+                raise CheckFailed(f"the model does not fit: nncase refused it ('{result['error']}'): a layer's "
+                                  "feature maps do not fit the K210's 2 MiB KPU RAM; lower the input resolution or "
+                                  "the channels of the largest layer (k210 lint shows it)")
             raise BadInputError(f"nncase refused the model: {result['error']}")  # the model, not a crash: 2
         return CompiledKModel((work / "model.kmodel").read_bytes(), parse_memory_summary(log), log)
 
