@@ -89,11 +89,13 @@ def test_canmv_session_accepts_v5(canmv: BoardClient) -> None:
     model = make_arith_kmodel(version=5, mul=3, add=7, input_len=100, pad=2500)
     info = link.load_model(model, inputs=[(w.DT_UINT8, (1, 10, 10, 1))],
                            outputs=[(w.DT_UINT8, (1, 100)), (w.DT_FLOAT32, (1,))])
-    assert info.kmodel_version == 5 and len(info.outputs) == 1  # get_outputs gives output 0 only
+    assert info.kmodel_version == 5 and len(info.outputs) == 2  # get_outputs(index): every output
     x = bytes(range(100))
     outputs, _ = link.infer(x)
-    assert len(outputs) == 1 and outputs[0].shape == (1, 100)
-    assert outputs[0].to_numpy().ravel().tolist() == list(arith_outputs(x, 3, 7)[0])
+    assert [o.shape for o in outputs] == [(1, 100), (1,)]
+    out0, total = arith_outputs(x, 3, 7)
+    assert outputs[0].to_numpy().ravel().tolist() == list(out0)
+    assert outputs[1].to_numpy().tolist() == [total]
     with pytest.raises(BoardError) as err:
         link.infer(bytes(99))
     assert (err.value.name, err.value.detail) == ("BAD_SIZE", 100)
@@ -104,7 +106,7 @@ def test_canmv_noisy_link_then_reboot(canmv: BoardClient) -> None:
     noisy = NoisyPort(canmv.port, {1: "corrupt", 3: "dup", 4: "drop", 6: "garbage"})
     link = BoardClient(noisy, reply_timeout=0.3)
     first = link.hello()
-    # get_outputs() hands back output 0's buffer as float32 values: the declared output says it is uint8.
+    # get_outputs(0) hands back the buffer as float32 values: the declared output says it is uint8.
     link.load_model(make_arith_kmodel(version=5, input_len=52, pad=3000), inputs=[(w.DT_UINT8, (52,))],
                     outputs=[(w.DT_UINT8, (52,))])
     x = bytes(range(50, 102))

@@ -69,12 +69,19 @@ class Runner:
     store: begin(size), write(mv), finish() -> source, abort()   (None: LOAD_MODEL unsupported)
     cache: a k210cache.SampleCache (None: no sample cache; modes KEEP and CACHED unsupported)
     inflate(buf) -> bytes: zlib decompression (None: mode ZLIB unsupported)
+    stream_input: plain inputs go chunk by chunk into backend.open_input(n) (a file the firmware's KPU
+             reads) and backend.infer gets None for the input: no RAM copy; no cache and no inflate.
     """
 
     def __init__(self, backend, send, store, nonce, max_frame=1024, rx_window=4096, max_model=0,
-                 max_input=65536, firmware="k210-runner", fw_version="0", reboot=None, cache=None, inflate=None):
+                 max_input=65536, firmware="k210-runner", fw_version="0", reboot=None, cache=None, inflate=None,
+                 stream_input=False):
         if max_frame < w.MIN_MAX_FRAME:
             raise ValueError("max_frame below %d" % w.MIN_MAX_FRAME)
+        if stream_input and (cache is not None or inflate is not None):
+            raise ValueError("a streamed input has no RAM copy for the sample cache or zlib")
+        self.stream_input = stream_input
+        self._in_file = None
         self.backend = backend
         self.send = send
         self.store = store
@@ -88,7 +95,7 @@ class Runner:
         self.reboot = reboot
         self.decoder = w.FrameDecoder(max_frame)
         self.tx = w.FrameWriter(max_frame)
-        self.input = bytearray(max_input)
+        self.input = bytearray(0 if stream_input else max_input)
         self._input_mv = memoryview(self.input)
         self._scratch = bytearray(w.RECORD_LEN + 4 * w.MAX_NDIM)
         self.cache = cache
@@ -138,6 +145,7 @@ class Runner:
         self.load_version = 0
 
     def _reset_infer(self):
+        self._close_input()
         self.infer_state = IDLE
         self.infer_req = 0
         self.infer_total = 0
@@ -360,6 +368,8 @@ class Runner:
             skip = self.infer_expected - offset
             if mode:
                 self._place(self.infer_expected, p[start + skip:])
+            elif self.stream_input:
+                self._stream(p[start + skip:])
             else:
                 self._input_mv[self.infer_expected:end] = p[start + skip:]
             self.infer_expected = end
@@ -370,8 +380,12 @@ class Runner:
         if mode:
             self.infer_state = IDLE  # a request whose tensor cannot be had is over: the host resends it
             nbytes = self._tensor_of(mode, total)
+        data = self._input_mv
+        if self.stream_input:
+            self._close_input()
+            data = None
         try:
-            micros, records = self.backend.infer(self._input_mv, nbytes)
+            micros, records = self.backend.infer(data, nbytes)
         except RunnerError:
             self.infer_state = IDLE
             raise
@@ -399,6 +413,23 @@ class Runner:
         if len(data):
             body = self._packed if mode & w.MODE_ZLIB else self.input
             body[at - head:at - head + len(data)] = data
+
+    def _stream(self, data):
+        try:
+            self._in_file.write(data)
+        except OSError as e:
+            self._close_input()
+            self.infer_state = IDLE
+            raise RunnerError(w.E_STORAGE, "input file write failed: %s" % e) from None
+
+    def _close_input(self):
+        f = getattr(self, "_in_file", None)
+        self._in_file = None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def _tensor_of(self, mode, total):
         """Put the request's tensor into self.input; its size. Nothing runs on bytes that fail a check."""
@@ -449,6 +480,13 @@ class Runner:
                               self.model_input_bytes)
         if self.infer_state == RECEIVING:
             self.abandoned += 1
+        if self.stream_input:
+            self._close_input()
+            try:
+                self._in_file = self.backend.open_input(total)
+            except OSError as e:
+                self.infer_state = IDLE
+                raise RunnerError(w.E_STORAGE, "cannot open the input file: %s" % e) from None
         self.infer_state = RECEIVING
         self.infer_req = req
         self.infer_total = total

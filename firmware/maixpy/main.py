@@ -9,13 +9,17 @@
 #   machine:        UART(UART.UART1, baud, 8, None, 1, timeout=, read_buf_len=), UART.UART1,
 #                   uart.readinto(buf) / uart.read(n), uart.write(buf), reset()
 #   fpioa_manager:  fm.register(pin, fm.fpioa.UART1_TX / UART1_RX)
-#   KPU (MaixPy-v1):      load(path | flash_offset), set_outputs(task, i, w, h, ch),
+#   KPU (MaixPy-v1, Maix/Maix_kpu.c): load(path | flash_offset), set_outputs(task, i, w, h, ch) -> bool
+#                         (False and a printed line on a shape mismatch, no exception),
 #                         forward(task, list_of_floats) -> fmap, get_output(task, i), deinit(task);
 #                         fmap: bytes(fmap) (buffer protocol), fmap[:1] (fmap.typecode() is broken)
-#   maix.KPU (CanMV v1.0.x): KPU(), load_kmodel(path) / load_kmodel(flash_offset, size),
-#                         run_with_output(path_to_raw_input, getlist=True) -> [float], deinit()
-#   maix.KPU (CanMV feat/kpu): KPU(), load(path | flash_offset), run(image), get_outputs() -> [float]
-#                         (output 0's buffer read as float32), deinit(); image.Image(path), img.pix_to_ai()
+#   maix.KPU (CanMV main, Maix/maix_kpu/Maix_kpu.c): a class: KPU(), load_kmodel(path) /
+#                         load_kmodel(flash_offset, size), run_with_output(path_to_raw_input, getlist=True)
+#                         -> output 0 as [float] (its byte count // 4), deinit()
+#   maix.KPU (CanMV feat/kpu, Maix/modMaix.c + maix_kpu/maix_kpu.c): a zero-argument function that
+#                         mallocs a KPU object: load(path | flash_offset, size=), run(image),
+#                         get_outputs(index) -> [float] (output `index`'s buffer read as byte count // 4
+#                         float32 values), deinit(); image.Image(path), img.pix_to_ai()
 #   utime:          ticks_us(), ticks_diff(a, b)
 #   uhashlib:       sha256() with update()/digest()   (also used by k210runner)
 #   gc:             collect(), mem_free() (optional: sizes MaixPy-v1's float inputs)
@@ -56,7 +60,9 @@ CONFIG = {
     "rx_pin": 11,  # ... and to its TX
     "read_buf_len": 4096,  # UART RX ring: bytes the board holds while it is busy (HELLO rx_window)
     "max_frame": 1024,  # largest frame; keep well below read_buf_len
-    "max_input": 163840,  # largest input tensor, bytes (preallocated; MaixPy-v1 cuts it to what its heap holds)
+    "max_input": 262144,  # largest input tensor, bytes; each firmware cuts it to what its GC heap serves
+    "max_output": 4096,  # CanMV: bytes of outputs (lists of boxed floats) max_input leaves heap for
+    "stream_input": None,  # CanMV main: inputs straight to input_path (None: when RAM buffers would not fit)
     "heap_reserve": 24576,  # GC heap bytes kept free for frames, outputs and the interpreter
     "max_model": 3 * 1024 * 1024,
     "model": None,  # boot model: "/sd/model.kmodel" or a flash offset such as 0x300000
@@ -178,11 +184,21 @@ class MaixPyV1Backend:
 
     def load(self, source, size, version, inputs, outputs):
         self.unload()
+        if version == 4 and not outputs:
+            raise k210runner.RunnerError(w.E_LOAD_FAILED, "MaixPy-v1 runs a kmodel v4 only after KPU.set_outputs for "
+                                         "each output: declare the output shapes (k210 deploy / LOAD_BEGIN do)")
         self.task = self.kpu.load(source)
         if version == 4:
             for i in range(len(outputs)):
                 ow, oh, och = whc(outputs[i][1])
-                self.kpu.set_outputs(self.task, i, ow, oh, och)
+                # Maix_kpu.c py_kpu_class_set_outputs prints its complaint and returns False, it raises nothing:
+                # a model loaded on a False would fail every forward with ERR_OUTPUTS_SET.
+                if self.kpu.set_outputs(self.task, i, ow, oh, och) is not True:
+                    self.unload()
+                    raise k210runner.RunnerError(
+                        w.E_LOAD_FAILED, "KPU.set_outputs(task, %d, w=%d, h=%d, ch=%d) returned False: output %d of "
+                        "this kmodel v4 is not %s (index out of range or another element count)"
+                        % (i, ow, oh, och, i, outputs[i][1]))
         self.version = version
         self.outputs = outputs
         self.input_dtype = inputs[0][0] if inputs else w.DT_FLOAT32
@@ -248,25 +264,97 @@ class MaixPyV1Backend:
         return dtype, shape_or_flat(self.outputs, index, count), raw
 
 
-def output0_record(outputs, raw):
-    """Output 0 from its bytes: the declared dtype and shape when the sizes agree, else float32 values."""
-    if outputs and w.tensor_nbytes(outputs[0][0], outputs[0][1]) == len(raw):
-        return outputs[0][0], tuple(outputs[0][1]), raw
+def returned_output(declared):
+    """(dtype, shape) of what a CanMV KPU hands back for a declared output: its buffer read as
+    byte count // 4 float32 values, re-packed here to the same bytes, so a tail of 1-3 bytes never
+    comes back (a uint8 output of 10 classes returns its first 8)."""
+    dtype, shape = declared
+    nbytes = w.tensor_nbytes(dtype, shape)
+    size = w.DTYPE_SIZES.get(dtype, 0)
+    if nbytes < 0 or not size:
+        return w.DT_FLOAT32, (max(0, nbytes) // 4,)
+    if nbytes % 4 == 0:
+        return dtype, tuple(shape)
+    return dtype, ((nbytes - nbytes % 4) // size,)
+
+
+def output_record(declared, raw):
+    """An output read back as float32 values, in its declared dtype when the bytes are whole."""
+    if declared is not None:
+        dtype, shape = returned_output(declared)
+        if w.tensor_nbytes(dtype, shape) == len(raw):
+            return dtype, shape, raw
     return w.DT_FLOAT32, (len(raw) // 4,), raw
 
 
+def list_cost(out_bytes):
+    """GC heap bytes a CanMV KPU's output list of out_bytes // 4 floats takes, with its re-packed copy."""
+    per_float = float_list_cost()
+    return (out_bytes // 4) * (per_float or 0) + out_bytes
+
+
 class _CanMVBase:
-    """What both CanMV APIs share: the versions their runtime loads, no heap-sized input, deinit to unload."""
+    """What both CanMV APIs share: the versions their runtime loads, output lists of floats."""
 
     kmodel_versions = ()
     kpu = None
+    input_copies = 2  # GC-heap copies of the input the firmware itself makes (see each backend)
+    max_output = 4096  # bytes of outputs HELLO's max_input leaves GC heap for (lists of boxed floats)
+    streams_input = False
 
     def why_not(self, version):
         return "this CanMV build loads kmodel %s; this file is %s" % (
             "/".join("v%d" % v for v in self.kmodel_versions), "kmodel v%d" % version if version else "no kmodel")
 
     def input_limit(self, wanted, reserve, copies=1):
-        return wanted
+        """Largest input the GC heap serves: the firmware's own copies, the runner's `copies` raw buffers,
+        and output lists of max_output bytes. Where the interpreter says nothing of its heap: wanted."""
+        free = heap_free()
+        if free is None or float_list_cost() is None:
+            return wanted
+        fit = (free - reserve - list_cost(self.max_output)) // (self.input_copies + copies)
+        return max(0, min(wanted, fit - fit % 4))
+
+    def _records(self, read):
+        """Every returned output, read with read(i) -> [float] one at a time (each list dropped at once)."""
+        records = []
+        for i in range(len(self.returned)):
+            if len(self.out_bufs) <= i:
+                self.out_bufs.append([bytearray(0)])
+            values = read(i)
+            raw = pack_floats(values, self.out_bufs[i])
+            values = None
+            records.append(output_record(self.outputs[i] if i < len(self.outputs) else None, raw))
+        return records
+
+
+class CanMVBackend(_CanMVBase):
+    """CanMV main `from maix import KPU` (a class, Maix/maix_kpu/Maix_kpu.c): load_kmodel, and
+    run_with_output(path, getlist=True), which reads a raw input file and returns output 0 only.
+    Its nncase runtime is kmodel v4's (MODEL_VERSION 4): v3/v4. py_kpu_run_with_output m_malloc's the
+    file's size on the GC heap on every call and keeps the pointer in the KPU object (km->inputs_addr)
+    until the next call has allocated its own: two inputs on the heap at once. So the runner streams
+    plain inputs straight into the file (streams_input) when the heap cannot also hold them whole."""
+
+    name = "canmv"
+
+    def __init__(self, kpu_class, input_path, versions, max_output=4096):
+        self.kpu_class = kpu_class
+        self.input_path = input_path
+        self.kmodel_versions = tuple(versions)
+        self.max_output = max_output
+        self.kpu = None
+        self.outputs = []
+        self.returned = []
+        self.out_bufs = []
+
+    def choose_streaming(self, wanted, reserve, copies, choice=None):
+        """Stream inputs to the file (no runner buffer, no ZLIB/KEEP/CACHED) when RAM buffers would cut
+        max_input below `wanted`, or when the config says so (choice True/False)."""
+        if choice is None:
+            choice = self.input_limit(wanted, reserve, copies) < wanted
+        self.streams_input = bool(choice)
+        return self.streams_input
 
     def unload(self):
         if self.kpu is not None:
@@ -274,20 +362,8 @@ class _CanMVBase:
             self.kpu = None
             gc.collect()
 
-
-class CanMVBackend(_CanMVBase):
-    """Canaan CanMV v1.0.x `from maix import KPU` with load_kmodel/run_with_output: input through a raw
-    file, output 0 as a float list. Its runtime loads kmodel v3/v4."""
-
-    name = "canmv"
-
-    def __init__(self, kpu_class, input_path, versions):
-        self.kpu_class = kpu_class
-        self.input_path = input_path
-        self.kmodel_versions = tuple(versions)
-        self.kpu = None
-        self.outputs = []
-        self.out_buf = [bytearray(0)]
+    def open_input(self, n):
+        return open(self.input_path, "wb")  # noqa: SIM115 - the runner writes the chunks, then closes it
 
     def load(self, source, size, version, inputs, outputs):
         self.unload()
@@ -297,18 +373,18 @@ class CanMVBackend(_CanMVBase):
         else:
             self.kpu.load_kmodel(source)
         self.outputs = outputs
-        # run_with_output returns output 0 only, as float32.
-        return inputs, [(w.DT_FLOAT32, shape) for _, shape in outputs[:1]]
+        self.returned = [returned_output(o) for o in outputs[:1]] if outputs else [(w.DT_FLOAT32, (0,))]
+        return inputs, self.returned if outputs else []
 
     def infer(self, data, n):
+        if data is not None:  # the input is in the runner's RAM (not streamed): the firmware reads a file
+            with open(self.input_path, "wb") as f:
+                f.write(data[:n])
         gc.collect()
-        with open(self.input_path, "wb") as f:
-            f.write(data[:n])
         start = ticks_us()
         values = self.kpu.run_with_output(self.input_path, getlist=True)
         micros = elapsed_us(start)
-        raw = pack_floats(values, self.out_buf)
-        return micros, [(w.DT_FLOAT32, shape_or_flat(self.outputs, 0, len(values)), raw)]
+        return micros, self._records(lambda i: values)
 
 
 def gray_size(shape, n):
@@ -324,31 +400,47 @@ def gray_size(shape, n):
 
 
 class CanMVKPUBackend(_CanMVBase):
-    """CanMV branch feat/kpu (nncase 1.x runtime): `maix.KPU()` with load(path | offset), run(image) and
-    get_outputs() (output 0 as float32 values). The input reaches the KPU only as an image's `pix_ai`:
-    a grayscale PGM file loaded by the `image` module keeps its bytes exactly, so models whose input is
-    one 8-bit channel run; colour inputs would pass through RGB565 and lose bits, so they are refused."""
+    """CanMV branch feat/kpu (nncase 1.x runtime, v3/v4/v5): `maix.KPU` is a zero-argument function
+    (Maix/modMaix.c mod_maix_new_kpu) that mallocs a KPU object and lists it in maix_kpu_helper's
+    bounded table, so the runner makes one at boot and keeps it: load(path | offset, size=),
+    run(image), get_outputs(index) (maix_kpu.c k210_kpu_get_outputs: output `index`'s buffer read as
+    byte count // 4 float32 values), deinit(). The input reaches the KPU only as an image's pix_ai: a
+    grayscale PGM loaded by the `image` module (GC heap: the pixels) keeps its bytes, and pix_to_ai
+    copies them (GC heap again): two copies. Colour images pass through RGB565 and lose bits, so
+    inputs with channels are refused."""
 
     name = "canmv-kpu"
 
-    def __init__(self, kpu_class, image_module, image_path, versions):
-        self.kpu_class = kpu_class
+    def __init__(self, kpu, image_module, image_path, versions, max_output=4096):
+        self.kpu = kpu
         self.image = image_module
         self.image_path = image_path
         self.kmodel_versions = tuple(versions)
-        self.kpu = None
+        self.max_output = max_output
+        self.loaded = False
         self.inputs = []
         self.outputs = []
-        self.out_buf = [bytearray(0)]
+        self.returned = []
+        self.out_bufs = []
 
     def load(self, source, size, version, inputs, outputs):
         self.unload()
-        kpu = self.kpu_class()
-        kpu.load(source)
-        self.kpu = kpu
+        if isinstance(source, int):
+            self.kpu.load(source, size=size)
+        else:
+            self.kpu.load(source)
+        self.loaded = True
         self.inputs = inputs
         self.outputs = outputs
-        return inputs, list(outputs[:1])  # get_outputs() hands back output 0 only
+        # Every output: get_outputs takes its index. Undeclared outputs: output 0 as float32 values.
+        self.returned = [returned_output(o) for o in outputs] if outputs else [(w.DT_FLOAT32, (0,))]
+        return inputs, self.returned if outputs else []
+
+    def unload(self):
+        if self.loaded:
+            self.kpu.deinit()  # frees the model buffer; the object itself stays for the next load
+            self.loaded = False
+            gc.collect()
 
     def infer(self, data, n):
         size = (n, 1)
@@ -368,11 +460,8 @@ class CanMVKPUBackend(_CanMVBase):
         start = ticks_us()
         self.kpu.run(img)
         micros = elapsed_us(start)
-        values = self.kpu.get_outputs()
         img = None
-        raw = pack_floats(values, self.out_buf)
-        values = None
-        return micros, [output0_record(self.outputs, raw)]
+        return micros, self._records(self.kpu.get_outputs)
 
 
 def heap_free():
@@ -399,19 +488,25 @@ def float_list_cost(n=64):
 
 
 def detect_backend(config):
-    """The KPU API this firmware has: CanMV's `maix.KPU` (v1.0.x: load_kmodel; feat/kpu: load/run/
-    get_outputs), else MaixPy-v1's `KPU` module. HELLO then lists only what that runtime loads."""
+    """The KPU API this firmware has, from what `maix.KPU` is: CanMV main's class (load_kmodel), CanMV
+    feat/kpu's factory function (its objects have get_outputs; feat/kpu has no `KPU` module), else
+    MaixPy-v1's `KPU` module. HELLO then lists only what that runtime loads."""
     try:
-        from maix import KPU as CanMVKPU
+        from maix import KPU as maix_kpu
     except ImportError:
-        CanMVKPU = None
+        maix_kpu = None
     versions = config.get("canmv_kmodel_versions")
-    if CanMVKPU is not None and hasattr(CanMVKPU, "load_kmodel"):
-        return CanMVBackend(CanMVKPU, config["input_path"], versions or (3, 4))
-    if CanMVKPU is not None and hasattr(CanMVKPU, "get_outputs"):
+    max_output = config.get("max_output", 4096)
+    if maix_kpu is not None and hasattr(maix_kpu, "load_kmodel"):
+        return CanMVBackend(maix_kpu, config["input_path"], versions or (3, 4), max_output)
+    if maix_kpu is not None:
+        kpu = maix_kpu()
+        if not hasattr(kpu, "get_outputs"):
+            raise ImportError("maix.KPU() has neither load_kmodel nor get_outputs: a CanMV build this runner "
+                              "does not know")
         import image
 
-        return CanMVKPUBackend(CanMVKPU, image, config["image_path"], versions or (3, 4, 5))
+        return CanMVKPUBackend(kpu, image, config["image_path"], versions or (3, 4, 5), max_output)
     import KPU as kpu
 
     return MaixPyV1Backend(kpu)
@@ -496,13 +591,19 @@ def inflater(config):
 
 def make_runner(config, backend, send):
     store = k210runner.FileStore(config["upload_path"]) if config.get("upload_path") else None
-    inflate = inflater(config)
     reserve = config["heap_reserve"] + 4 * config["max_frame"]
-    max_input = backend.input_limit(config["max_input"], reserve, 2 if inflate is not None else 1)
+    inflate = inflater(config)
+    copies = 2 if inflate is not None else 1
+    choose = getattr(backend, "choose_streaming", None)
+    stream = choose is not None and choose(config["max_input"], reserve, copies, config.get("stream_input"))
+    if stream:  # the input goes straight to the firmware's input file: no RAM copy, so no ZLIB/KEEP/CACHED
+        inflate = None
+        copies = 0
+    max_input = backend.input_limit(config["max_input"], reserve, copies)
     return k210runner.Runner(
         backend, send, store, boot_nonce(config), max_frame=config["max_frame"], rx_window=config["read_buf_len"],
         max_model=config["max_model"], max_input=max_input, firmware=FIRMWARE, fw_version=FW_VERSION,
-        reboot=reboot, cache=sample_cache(config), inflate=inflate)
+        reboot=reboot, cache=None if stream else sample_cache(config), inflate=inflate, stream_input=stream)
 
 
 def main():

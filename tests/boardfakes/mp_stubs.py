@@ -4,11 +4,22 @@
 #   fpioa_manager  fm.register, fm.fpioa.UART1_TX/RX
 #   utime          a deterministic clock (every read advances it 1000 us), so replies match byte for byte
 #   urandom        a deterministic getrandbits
-#   KPU            MaixPy-v1: load/set_outputs/forward/get_output/deinit; fmaps are array.array
-#                  ('f' or 'B': buffer protocol and typed elements) without typecode(), broken on the board
-#   maix.KPU       CanMV v1.0.x: load_kmodel/run_with_output (kmodel v3/v4), or CanMV feat/kpu:
-#                  load/run(image)/get_outputs/deinit (v3/v4/v5) as its maix_kpu.c defines them
-#   image          Image(path of a grayscale PGM), pix_to_ai() (feat/kpu's KPU.run takes only such images)
+#   KPU            MaixPy-v1 (sipeed/MaixPy-v1 components/micropython/port/src/Maix/Maix_kpu.c):
+#                  load/set_outputs/forward/get_output/deinit; set_outputs prints and returns False on a
+#                  shape mismatch (py_kpu_class_set_outputs); fmaps are array.array ('f' or 'B': buffer
+#                  protocol, and subscripts yield floats for 'f' maps, ints for 'B', as py_fmap_subscr)
+#                  without typecode(), broken on the board
+#   maix.KPU       CanMV main (kendryte/canmv main, port/src/Maix/maix_kpu/Maix_kpu.c): a class,
+#                  load_kmodel / run_with_output(path, getlist=True) (kmodel v3/v4): m_malloc's the file's
+#                  size on the GC heap on every call, the previous buffer held until then
+#                  (km->inputs_addr); output 0's buffer as byte count // 4 floats.
+#                  CanMV feat/kpu (branch feat/kpu, port/src/Maix/modMaix.c mod_maix_new_kpu and
+#                  maix_kpu/maix_kpu.c): a zero-argument function returning an object with load(path |
+#                  offset, size=), run(image), get_outputs(index) (that output's buffer as byte count // 4
+#                  floats), deinit() (v3/v4/v5); no `KPU` module
+#   image          Image(path of a grayscale PGM) holds the pixels, pix_to_ai() copies them into pix_ai
+#                  and returns None (feat/kpu omv/py/py_image.c py_image_pix_to_ai, grayscale case)
+#   heap sizes     tests/boardfakes/micropython.py FIRMWARE_HEAP (each firmware's CONFIG_MAIXPY_GC_HEAP_SIZE)
 #   the SD card    RamDisk: open() and a `uos` (mkdir, listdir, stat, remove, rename) over files kept in a
 #   and /flash     dict, for an interpreter without a file system (MicroPython 1.10's build, and CPython,
 #                  which has no /sd): FatFs on /sd, SPIFFS on /flash, as MaixPy-v1 mounts them;
@@ -157,6 +168,15 @@ def make_maixpy_kpu(fs_open, flash):
         return Task(model)
 
     def set_outputs(task, index, w, h, ch):
+        # py_kpu_class_set_outputs: sipeed_kpu_set_outputs_shape's IDX_OUTRANGE / SIZE_NOTMATCH are printed,
+        # and the call returns False; only True marks the output as set.
+        counts = (task.input_len, 1)  # the arithmetic model's outputs: uint8 [n], float32 [1]
+        if index >= len(counts):
+            print("[MAIXPY]kpu: set_outputs arg value error:kmodel output idx %d out of range" % index)
+            return False
+        if w * h * ch != counts[index]:
+            print("[MAIXPY]kpu: set_outputs arg value error: w,c,ch size not match output size")
+            return False
         task.outputs_set[index] = True
         return True
 
@@ -186,31 +206,74 @@ def make_maixpy_kpu(fs_open, flash):
     return module(load=load, set_outputs=set_outputs, forward=forward, get_output=get_output, deinit=deinit)
 
 
+def floats_of(buf):
+    """A KPU output buffer as the firmwares hand it back: byte count // 4 float32 values."""
+    count = len(buf) // 4
+    return list(struct.unpack("<%df" % count, bytes(buf[:4 * count])))
+
+
+def arith_buffers(x, model):
+    """The arithmetic model's output buffers: uint8 [n], float32 [1]."""
+    _, mul, add, n = model
+    out0, total = arith(x, n, mul, add)
+    return [out0, struct.pack("<f", float(total))]
+
+
+def file_size(fs_open, path):
+    """The firmware's get_file_size (f_size), counted in small reads: no copy of the file on the heap."""
+    size = 0
+    with fs_open(path, "rb") as f:
+        while True:
+            piece = f.read(512)
+            if not piece:
+                return size
+            size += len(piece)
+
+
 def make_canmv_v1(fs_open, flash):
-    """CanMV v1.0.x `maix.KPU`: load_kmodel / run_with_output (raw input file), nncase 0.x runtime."""
+    """CanMV main `maix.KPU` (Maix_kpu.c): a class; load_kmodel(path) / load_kmodel(offset, size);
+    run_with_output(path, getlist=True): m_malloc(f_size) on the GC heap, load_file_from_ff into it, the
+    pointer kept in the object (km->inputs_addr) until the next call's m_malloc has returned; then output
+    0 only (kpu_get_output(ctx, 0)) as byte count // 4 floats; None without getlist. nncase 0.x runtime
+    (MODEL_VERSION 4): v3/v4 load, anything else fails with 'Failed to init model'."""
 
     class KPU:
         def __init__(self):
             self.model = None
+            self.inputs_addr = None
 
-        def load_kmodel(self, source, size=0):
-            if isinstance(source, int) and size <= 0:
+        def load_kmodel(self, path=None, size=0):
+            if path is None:
+                raise ValueError("invalid path input")
+            if isinstance(path, int) and size <= 0:
                 raise ValueError("size error!")
-            model = parse_arith(read_model(fs_open, flash, source, size))
+            try:
+                model = parse_arith(read_model(fs_open, flash, path, size))
+            except ValueError:
+                raise OSError("Failed to init model")
             if model[0] not in (3, 4):
                 raise OSError("Failed to init model")
             self.model = model
 
-        def run_with_output(self, input, getlist=False, get_feature=False):
+        def run_with_output(self, input=None, getlist=False, get_feature=False):
+            if input is None:
+                raise ValueError("invalid input")
+            if not isinstance(input, str):
+                raise ValueError("invalid input")
             if self.model is None:
                 raise OSError("Please load kmodel before")
+            buf = bytearray(file_size(fs_open, input))  # m_malloc(f_size): the old buffer still referenced
             with fs_open(input, "rb") as f:
-                x = f.read()
-            out0, _ = arith(x, self.model[3], self.model[1], self.model[2])
-            return [float(v) for v in out0] if getlist else None
+                f.readinto(buf)
+            self.inputs_addr = buf
+            out0 = arith_buffers(buf, self.model)[0]
+            return floats_of(out0) if getlist else None
 
         def deinit(self):
+            if self.model is None:
+                return False
             self.model = None
+            return True
 
     return module(KPU=KPU)
 
@@ -234,14 +297,15 @@ class Image:
         if fields[0] != b"P5" or fields[3] != b"255":
             raise OSError("image: only 8-bit grayscale PGM here")
         self.w, self.h = int(fields[1]), int(fields[2])
-        self.pixels = bytes(data[at + 1:at + 1 + self.w * self.h])
+        self.pixels = bytearray(data[at + 1:at + 1 + self.w * self.h])
         if len(self.pixels) != self.w * self.h:
             raise OSError("image: PGM shorter than its size")
         self.pix_ai = None
 
     def pix_to_ai(self):
-        self.pix_ai = self.pixels
-        return self
+        if self.pix_ai is None:
+            self.pix_ai = bytearray(self.w * self.h)  # xalloc(w*h): a second copy on the GC heap
+        self.pix_ai[:] = self.pixels
 
 
 def make_image(fs_open):
@@ -249,21 +313,25 @@ def make_image(fs_open):
 
 
 def make_canmv_feat_kpu(fs_open, flash):
-    """CanMV feat/kpu `maix.KPU` (maix_kpu.c): load(path | offset) one argument, run(image) with pix_ai,
-    get_outputs() = output 0's buffer read as float32 values, deinit(); nncase 1.x runtime (v3/v4/v5)."""
+    """CanMV feat/kpu `maix.KPU`: modMaix.c registers KPU as MP_DEFINE_CONST_FUN_OBJ_0(mod_maix_new_kpu):
+    each call makes one object (maix_kpu.c k210_kpu_make_new). Its methods (k210_kpu_locals_dict_table):
+    load(path | offset, *, size=0), run(image) (needs pix_ai, image w/h = the model's), get_outputs(index=0)
+    (kpu_get_output(ctx, index), byte count // 4 floats; OSError for an index the model lacks), deinit().
+    nncase 1.x runtime: kmodel v3/v4/v5."""
 
-    class KPU:
+    class K210KPU:
         def __init__(self):
             self.model = None
             self.ran = False
-            self.out0 = b""
+            self.outs = []
 
-        def load(self, source):
-            if isinstance(source, int) and source <= 0:
-                raise ValueError("Model offset error!")
-            if not isinstance(source, (int, str)):
+        def load(self, source, size=0):
+            if isinstance(source, int):
+                if source <= 0:
+                    raise ValueError("Model offset error!")
+            elif not isinstance(source, str):
                 raise ValueError("Load_kmodel need one parameter, path(string) or offset(int)")
-            data = read_model(fs_open, flash, source)
+            data = read_model(fs_open, flash, source, size)
             try:
                 model = parse_arith(data)
             except ValueError:
@@ -274,25 +342,29 @@ def make_canmv_feat_kpu(fs_open, flash):
             self.ran = False
 
         def run(self, img):
+            if self.model is None:
+                raise OSError("Please load kmodel before")
             if not isinstance(img, Image):
                 raise TypeError("can't convert to image")
             if img.pix_ai is None:
                 raise ValueError("Image formart error, use pix_to_ai() method to convert for kpu")
-            if self.model is None:
-                raise OSError("Please load kmodel before")
-            _, mul, add, n = self.model
-            self.out0, _ = arith(img.pix_ai, n, mul, add)
+            self.outs = arith_buffers(img.pix_ai, self.model)
             self.ran = True
 
-        def get_outputs(self):
+        def get_outputs(self, index=0):
             if self.model is None or not self.ran:
-                raise OSError("Please run kmodel before")
-            count = len(self.out0) // 4
-            return list(struct.unpack("<%df" % count, bytes(self.out0[:4 * count])))
+                raise OSError("Please load/run kmodel before")
+            if not 0 <= index < len(self.outs):
+                raise OSError("Failed to get kpu outputs")
+            return floats_of(self.outs[index])
 
         def deinit(self):
             self.model = None
             self.ran = False
+            self.outs = []
+
+    def KPU():  # noqa: N802 - the firmware's name for its factory function
+        return K210KPU()
 
     return module(KPU=KPU)
 
