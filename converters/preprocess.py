@@ -25,7 +25,8 @@ from k210.core.errors import BadInputError
 COLORS = ("rgb", "grayscale")
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("uint8", "float32")
-RESIZES = ("bilinear", "nearest", "none")  # "none": images must already have the model's size
+RESIZES = ("bilinear", "nearest", "letterbox", "none")  # "none": images must already have the model's size
+# letterbox: keep the aspect ratio (bilinear), centre the image and pad the rest with `pad` (MediaPipe's way)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Preprocess:
     layout: str = "NHWC"
     dtype: str = "float32"  # what the kmodel takes (and the board sends): uint8 pixels or float32
     resize: str = "bilinear"
+    pad: int = 0  # the pixel value letterbox pads with (0..255, every channel)
 
     @property
     def color(self) -> str:
@@ -64,6 +66,8 @@ class Preprocess:
                 raise BadInputError(f"--{name} values must be finite numbers")
         if any(v <= 0 for v in self.std):
             raise BadInputError("--std values must be positive")
+        if not 0 <= self.pad <= 255:
+            raise BadInputError(f"--pad-value {self.pad} is not a pixel value (0..255)")
         for name, value, allowed in (("layout", self.layout, LAYOUTS), ("dtype", self.dtype, DTYPES),
                                      ("resize", self.resize, RESIZES)):
             if value not in allowed:
@@ -135,14 +139,15 @@ class Preprocess:
                 mean=tuple(float(v) for v in data.get("mean", (0.0,))),
                 std=tuple(float(v) for v in data.get("std", (1.0,))),
                 layout=str(data.get("layout", "NHWC")), dtype=str(data.get("dtype", "float32")),
-                resize=str(data.get("resize", "bilinear")),
+                resize=str(data.get("resize", "bilinear")), pad=int(data.get("pad", 0)),
             ).validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"the model card's preprocessing spec is unreadable: {exc}") from None
 
     def describe(self) -> str:
         lo, hi = self.input_range
-        text = (f"{self.height}x{self.width} {self.color}, resize {self.resize}, pixels 0..255 -> {lo:g}..{hi:g}")
+        resize = f"letterbox (pad {self.pad})" if self.resize == "letterbox" else self.resize
+        text = (f"{self.height}x{self.width} {self.color}, resize {resize}, pixels 0..255 -> {lo:g}..{hi:g}")
         if any(self.mean) or any(v != 1.0 for v in self.std):
             text += f", then (x - {_fmt(self.mean)}) / {_fmt(self.std)}"
         board = "raw uint8 pixels (nncase applies the rest)" if self.dtype == "uint8" else "float32 tensors"
@@ -162,6 +167,8 @@ class Overrides:
     std: tuple[float, ...] | None = None
     color: str | None = None
     resize: str | None = None
+    pad: int | None = None
+    force: bool = False  # --force-preprocessing: the flags win over the model's own metadata
 
 
 def image_geometry(input_shape: list[int] | tuple[int, ...]) -> tuple[int, int, int, str]:
@@ -212,7 +219,8 @@ def spec_for_model(input_shape: list[int] | tuple[int, ...], *, dtype: str = "fl
             raise BadInputError(f"--color {overrides.color} contradicts the model input {list(input_shape)} "
                                 f"({spec.channels} channel(s): {spec.color})")
         changes: dict[str, Any] = {k: v for k, v in (("input_range", overrides.input_range), ("mean", overrides.mean),
-                                                     ("std", overrides.std), ("resize", overrides.resize))
+                                                     ("std", overrides.std), ("resize", overrides.resize),
+                                                     ("pad", overrides.pad))
                                    if v is not None}
         spec = replace(spec, **changes)
     return spec.validate()
@@ -230,7 +238,75 @@ def fit_image(image: Any, spec: Preprocess, what: str) -> np.ndarray:
         if spec.resize == "none":
             raise BadInputError(f"{what} is {image.size[0]}x{image.size[1]}, the model takes "
                                 f"{spec.width}x{spec.height} and resizing is off (--resize none)")
-        method = Image.Resampling.BILINEAR if spec.resize == "bilinear" else Image.Resampling.NEAREST
-        image = image.resize((spec.width, spec.height), method)
+        if spec.resize == "letterbox":
+            image = letterbox(image, spec)
+        else:
+            method = Image.Resampling.BILINEAR if spec.resize == "bilinear" else Image.Resampling.NEAREST
+            image = image.resize((spec.width, spec.height), method)
     pixels = np.asarray(image, np.uint8)
     return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def letterbox(image: Any, spec: Preprocess) -> Any:
+    """Scale to fit inside the model's size keeping the aspect ratio, centre, pad with `spec.pad`."""
+    from PIL import Image
+
+    scale = min(spec.width / image.size[0], spec.height / image.size[1])
+    width = max(1, min(spec.width, round(image.size[0] * scale)))
+    height = max(1, min(spec.height, round(image.size[1] * scale)))
+    canvas = Image.new(image.mode, (spec.width, spec.height), (spec.pad,) * 3 if image.mode == "RGB" else spec.pad)
+    canvas.paste(image.resize((width, height), Image.Resampling.BILINEAR),
+                 ((spec.width - width) // 2, (spec.height - height) // 2))
+    return canvas
+
+
+# --- what the model says about its own input ----------------------------------------------------
+
+
+def affine(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel (scale, offset) of pixel -> model input: two specs with equal ones preprocess alike."""
+    lo, hi = spec.input_range
+    mean = np.broadcast_to(np.asarray(spec.mean, np.float64), (spec.channels,))
+    std = np.broadcast_to(np.asarray(spec.std, np.float64), (spec.channels,))
+    return (hi - lo) / 255.0 / std, (lo - mean) / std
+
+
+def same_mapping(a: Preprocess, b: Preprocess) -> bool:
+    (sa, oa), (sb, ob) = affine(a), affine(b)
+    return bool(np.allclose(sa, sb, rtol=1e-5, atol=1e-9) and np.allclose(oa, ob, rtol=1e-5, atol=1e-6))
+
+
+def with_metadata(spec: Preprocess, metadata: Any, overrides: Overrides | None) -> tuple[Preprocess, str | None]:
+    """`spec` (defaults and flags applied) checked against the model's metadata (converters.tflite_metadata).
+
+    No flags: the metadata's normalisation becomes the spec. Flags that preprocess differently from the
+    metadata are refused (BadInputError, naming both) unless `overrides.force`. Returns the spec and
+    where its normalisation came from ("metadata", "flags", "flags over metadata") or None.
+    """
+    derived = metadata.input_range() if metadata is not None else None
+    if metadata is not None and metadata.color and metadata.color != spec.color:
+        raise BadInputError(f"the model's metadata says its input is {metadata.color}, the model takes "
+                            f"{spec.channels} channel(s)")
+    if derived is None:
+        return spec, None
+    input_range, mean, std = derived
+    from_metadata = replace(spec, input_range=input_range, mean=mean, std=std).validate()
+    flagged = overrides is not None and any(v is not None for v in (overrides.input_range, overrides.mean,
+                                                                      overrides.std))
+    if not flagged:
+        return from_metadata, "metadata"
+    if same_mapping(spec, from_metadata):
+        return spec, "flags"
+    if overrides is not None and overrides.force:
+        return spec, "flags over metadata"
+    raise BadInputError(f"the preprocessing flags ({_mapping_text(spec)}) contradict the model's own metadata "
+                        f"({metadata.describe()}: {_mapping_text(from_metadata)}): drop the flags, or pass "
+                        "--force-preprocessing to use them anyway")
+
+
+def _mapping_text(spec: Preprocess) -> str:
+    lo, hi = spec.input_range
+    text = f"pixels 0..255 -> {lo:g}..{hi:g}"
+    if any(spec.mean) or any(v != 1.0 for v in spec.std):
+        text += f", then (x - {_fmt(spec.mean)}) / {_fmt(spec.std)}"
+    return text

@@ -15,6 +15,12 @@ from k210.core.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
 from .sidecars import card_path, read_meta
 
 
+def read_input_metadata(tflite: bytes):
+    from k210.converters.tflite_metadata import read_input_metadata as read
+
+    return read(tflite)
+
+
 @dataclass
 class CompileRequest:
     model: Path
@@ -26,6 +32,7 @@ class CompileRequest:
     data_path: str | None = None  # a named set's files, or the user's image folder / .npz / .npy
     overrides: Any = None  # converters.preprocess.Overrides: mean/std/colour/resize (and input range)
     calib: int = 200
+    holdout: float | None = None  # of the user's own data, left for checks (None: host.heldout's default)
     seed: int = 0
     input_node: str | None = None
     output_node: str | None = None
@@ -44,10 +51,10 @@ def compile_model(req: CompileRequest) -> dict:
     meta = read_meta(source.path) or {}
     started = time.perf_counter()
     tfl = convert_to_tflite(source, input_node=req.input_node, output_node=req.output_node)
-    lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
-
     input_type = req.input_type or ("uint8" if req.quant == "uint8" else "float32")
-    prep = preprocess_for(tfl.input_shape, input_type, req)
+    own = read_input_metadata(tfl.data)  # a pretrained .tflite says how its input is normalised
+    prep, normalisation_from = preprocess_for(tfl.input_shape, input_type, req, own)
+    lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
     spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=prep.input_range,
                        input_shape=list(tfl.input_shape))
     if input_type == "uint8" and (any(prep.mean) or any(v != 1.0 for v in prep.std)):
@@ -61,7 +68,10 @@ def compile_model(req: CompileRequest) -> dict:
                                 "the model names one), or --quant float")
         if req.calib < 1:
             raise BadInputError("--calib must be at least 1")
-        calibration = calibration_inputs(dataset_name, req.data_path, req.calib, req.seed, prep, tfl.input_shape)
+        if req.holdout is not None and not 0 <= req.holdout < 1:
+            raise BadInputError("--holdout must be at least 0 and below 1 (the share of your data kept for checks)")
+        calibration = calibration_inputs(dataset_name, req.data_path, req.calib, req.seed, prep, tfl.input_shape,
+                                         holdout=req.holdout)
         spec.calibration = calibration.kmodel
     compiled = compile_tflite(tfl.data, spec)
     if lint_summary and lint_summary.get("estimate_only"):  # lint could only estimate: nncase's figure decides
@@ -102,13 +112,17 @@ def compile_model(req: CompileRequest) -> dict:
             "board_sends": "raw uint8 pixels (nncase maps 0..255 onto input_range)" if input_type == "uint8"
             else "float32 tensors, already normalised",
             "normalisation": meta.get("preprocessing", "x / 255 (uint8 pixels to [0, 1])"),
+            "normalisation_from": normalisation_from or "defaults",
+            "model_metadata": own.describe() if own.says_anything else None,
         },
         "labels": meta.get("labels"),
         "quantisation": {
             "mode": req.quant,
             "calibration": (
                 {"dataset": dataset_name, "data": _abs(req.data_path), "source": calibration.source,
-                 "samples": len(calibration), "method": spec.calibrate_method, "seed": req.seed}
+                 "samples": len(calibration), "method": spec.calibrate_method, "seed": req.seed,
+                 # verify and hil leave these samples out of their checks (host/heldout.py)
+                 "holdout": _holdout(req, dataset_name), "sample_sha256": calibration.hashes}
                 if calibration is not None else None
             ),
         },
@@ -120,23 +134,37 @@ def compile_model(req: CompileRequest) -> dict:
     return card
 
 
-def preprocess_for(input_shape: list[int], input_type: str, req: CompileRequest):
-    """The spec of this compile: the model's geometry, the flags, the compiled input type."""
-    from k210.converters.preprocess import Overrides, spec_for_model
+def preprocess_for(input_shape: list[int], input_type: str, req: CompileRequest, own_metadata=None):
+    """The spec of this compile: the model's geometry, its metadata, the flags, the compiled input type;
+    and where the normalisation came from ("metadata", "flags", "flags over metadata" or None)."""
+    from k210.converters.preprocess import Overrides, spec_for_model, with_metadata
 
     overrides = req.overrides or Overrides()
     if req.input_range is not None and overrides.input_range is None:
         overrides = replace(overrides, input_range=tuple(req.input_range))
-    return spec_for_model(input_shape, dtype=input_type, overrides=overrides)
+    spec = spec_for_model(input_shape, dtype=input_type, overrides=overrides)
+    return with_metadata(spec, own_metadata, overrides)
 
 
 def calibration_inputs(dataset_name: str | None, data_path: str | None, count: int, seed: int, prep,
-                       input_shape: list[int]):
-    """`count` calibration samples through `prep`, in the compiled input's dtype and shape (nncase's PTQ)."""
+                       input_shape: list[int], *, holdout: float | None = None):
+    """`count` calibration samples through `prep`, in the compiled input's dtype and shape (nncase's PTQ);
+    from the user's own data, only from its calibration share (the rest is for checks)."""
+    from .heldout import DEFAULT_HOLDOUT
     from .inputdata import DataRequest, load_inputs
 
-    return load_inputs(DataRequest(dataset_name, data_path, seed, "train", count), prep, input_shape,
-                       purpose="calibration")
+    share = DEFAULT_HOLDOUT if holdout is None else holdout
+    return load_inputs(DataRequest(dataset_name, data_path, seed, "train", count, holdout=share), prep,
+                       input_shape, purpose="calibration")
+
+
+def _holdout(req: CompileRequest, dataset_name: str | None) -> float | None:
+    """The share of the user's own data left for checks (None: a named set's own train/test split applies)."""
+    from .heldout import DEFAULT_HOLDOUT
+
+    if dataset_name is not None:
+        return None
+    return DEFAULT_HOLDOUT if req.holdout is None else req.holdout
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:

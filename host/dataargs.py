@@ -28,8 +28,12 @@ def add_preprocess_args(parser: argparse.ArgumentParser, *, with_range: bool = T
     group.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after the input range, per channel")
     group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divided by after the mean, per channel")
     group.add_argument("--color", choices=("rgb", "grayscale"), help="must match the model's input channels")
-    group.add_argument("--resize", choices=("bilinear", "nearest", "none"),
-                       help="how images are brought to the model's size (default bilinear; none: refuse others)")
+    group.add_argument("--resize", choices=("bilinear", "nearest", "letterbox", "none"),
+                       help="how images are brought to the model's size (default bilinear; letterbox: keep the "
+                            "aspect ratio and pad with --pad-value; none: refuse other sizes)")
+    group.add_argument("--pad-value", type=int, metavar="0..255", help="the pixel value letterbox pads with (0)")
+    group.add_argument("--force-preprocessing", action="store_true",
+                       help="use these flags even where the model's own metadata says otherwise")
 
 
 def add_save_io_arg(parser: argparse.ArgumentParser) -> None:
@@ -42,4 +46,37 @@ def overrides_from(args: argparse.Namespace):
 
     return Overrides(input_range=getattr(args, "input_range", None), mean=getattr(args, "mean", None),
                      std=getattr(args, "std", None), color=getattr(args, "color", None),
-                     resize=getattr(args, "resize", None))
+                     resize=getattr(args, "resize", None), pad=getattr(args, "pad_value", None),
+                     force=bool(getattr(args, "force_preprocessing", False)))
+
+
+def add_rule_args(parser: argparse.ArgumentParser) -> None:
+    """The pass rules (README "Pass rules"), shared by verify and hil."""
+    group = parser.add_argument_group("pass rules (default: the model card's, else guessed per output)")
+    group.add_argument("--output-kind", action="append", default=[], metavar="OUTPUT=KIND",
+                       help="judge output OUTPUT as scores (top-1 agreement) or values (max abs error, NSE, cosine "
+                            "in its own units), e.g. --output-kind 1=values (repeatable)")
+    group.add_argument("--tolerance", action="append", default=[], metavar="[OUTPUT:]KEY=N,...",
+                       help="limits for one output (or all): agreement, max_abs, steps, nse, cosine, e.g. "
+                            "--tolerance 1:max_abs=2.0,nse=0.99 (repeatable; default values: steps=8, nse=0.99, "
+                            "cosine=0.99)")
+    group.add_argument("--outputs", metavar="I[,J]",
+                       help="check only these outputs (the others are reported as not checked)")
+    group.add_argument("--postprocess", metavar="PRESET|FILE.json|JSON",
+                       help="judge a detector by decoded boxes or a segmenter by its mask (presets: "
+                            "mediapipe-face-front, axelerate-yolo2, mask); default: the model card's")
+    group.add_argument("--on-calibration-data", action="store_true",
+                       help="also check on the samples the kmodel was calibrated on (left out by default)")
+
+
+def rule_flags_from(args: argparse.Namespace):
+    """RuleFlags from the command line, checked now (a typo fails before any model runs)."""
+    from k210.host.judge.rules import parse_output_kinds, parse_tolerances
+    from k210.host.judge.tasks import load_postprocess
+    from k210.host.judge.verdict import RuleFlags
+
+    parse_output_kinds(args.output_kind)
+    parse_tolerances(args.tolerance)
+    load_postprocess(args.postprocess)
+    return RuleFlags(output_kinds=list(args.output_kind), tolerances=list(args.tolerance), outputs=args.outputs,
+                     postprocess=args.postprocess, min_agreement=args.min_agreement, min_cosine=args.min_cosine)

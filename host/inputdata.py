@@ -8,12 +8,14 @@ Sources, for a given model input and :class:`~k210.converters.preprocess.Preproc
 - ``--dataset random``: seeded uniform pixels (no labels), a different draw for calibration and checks.
 
 Every stage (calibration, TF reference, simulator, board) gets its input from the same pixels through
-the same spec, so they all see the same data. User data has one split: calibration and checks both use it.
+the same spec, so they all see the same data. User data has one split: compile calibrates on a
+deterministic share of it and verify/hil check the rest (host/heldout.py): the samples a kmodel was
+calibrated on (their hashes are in its card) are left out of checks unless asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ class DataRequest:
     seed: int = 0
     split: str = "test"  # of a named set, for checks (calibration always takes "train")
     limit: int | None = None  # checks: the first N inputs; calibration: how many samples
+    exclude: frozenset[str] = frozenset()  # checks: hashes of samples not to check (the calibration samples)
+    holdout: float = 0.0  # calibration from the user's own data: the share left for checks
 
     def describe(self) -> dict:
         return {"dataset": self.dataset, "data": self.data, "seed": self.seed}
@@ -46,9 +50,18 @@ class ModelInputs:
     labels: np.ndarray | None  # int64 [N], or None when the data has no labels
     class_names: list[str] = field(default_factory=list)
     pixels: np.ndarray | None = None  # uint8 [N, H, W, C] when the data are images
+    hashes: list[str] = field(default_factory=list)  # per sample (host.heldout)
+    excluded: int = 0  # samples left out because the kmodel was calibrated on them
 
     def __len__(self) -> int:
         return len(self.kmodel)
+
+    def subset(self, index: np.ndarray) -> ModelInputs:
+        index = np.asarray(index, np.int64)
+        return replace(self, reference=self.reference[index], kmodel=self.kmodel[index],
+                       labels=None if self.labels is None else self.labels[index],
+                       pixels=None if self.pixels is None else self.pixels[index],
+                       hashes=[self.hashes[i] for i in index] if self.hashes else [])
 
 
 def is_user_data(req: DataRequest) -> bool:
@@ -59,14 +72,48 @@ def load_inputs(req: DataRequest, spec: Preprocess, input_shape: list[int] | tup
                 purpose: str = "check", class_names: list[str] | None = None) -> ModelInputs:
     """The inputs for a model whose (batch 1) input shape is `input_shape`, through `spec`.
 
-    `class_names` (from the model card) name the classes of user data with labels.
+    `class_names` (from the model card) name the classes of user data with labels. Checks leave out
+    `req.exclude`; calibration from the user's own data draws from its calibration share (`req.holdout`).
     """
-    from k210.models.datasets import RANDOM
+    from .heldout import calibration_pool, keep_unless, sample_hashes
 
     if purpose not in PURPOSES:
         raise ValueError(purpose)
     if req.limit is not None and req.limit < 1:
         raise BadInputError("--limit must be at least 1" if purpose == "check" else "--calib must be at least 1")
+    pool = purpose == "calibration" and req.holdout > 0 and is_user_data(req)
+    drop = purpose == "check" and bool(req.exclude)
+    whole = (pool or drop) and req.dataset != _random_name()
+    inputs = _load(replace(req, limit=None) if whole else req, spec, input_shape, purpose, class_names)
+    inputs.hashes = sample_hashes(inputs.pixels if inputs.pixels is not None else inputs.reference)
+    if pool:
+        index = calibration_pool(inputs.hashes, req.holdout)
+        if req.limit is not None and req.limit < len(index):
+            index = np.sort(np.random.default_rng(req.seed).choice(index, size=req.limit, replace=False))
+        return inputs.subset(index)
+    if drop:
+        keep = keep_unless(inputs.hashes, req.exclude)
+        excluded = len(inputs) - len(keep)
+        if whole and req.limit is not None:
+            keep = keep[: req.limit]
+        inputs = inputs.subset(keep)
+        inputs.excluded = excluded
+        if not len(inputs):
+            raise BadInputError(f"every input of {inputs.name} is one of the kmodel's calibration samples: check "
+                                "on other data, or pass --on-calibration-data to check on them anyway")
+    return inputs
+
+
+def _random_name() -> str:
+    from k210.models.datasets import RANDOM
+
+    return RANDOM
+
+
+def _load(req: DataRequest, spec: Preprocess, input_shape: list[int] | tuple[int, ...], purpose: str,
+          class_names: list[str] | None) -> ModelInputs:
+    from k210.models.datasets import RANDOM
+
     per_item = [int(d) for d in input_shape[1:]]
     if req.dataset == RANDOM:
         if req.data is not None:

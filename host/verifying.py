@@ -6,15 +6,13 @@ preprocessing applies, how kmodel outputs pair with the reference's, and the per
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from k210.core.errors import BadInputError, CheckFailed
-
-from .metrics import compare, confusion, is_class_scores, passes
 
 
 @dataclass
@@ -33,6 +31,8 @@ class VerifyRequest:
     workers: int | None = None
     save_io: str | None = None
     progress: Any = None  # callable(total, desc) -> context manager with .update(n)
+    rules: Any = None  # host.judge.verdict.RuleFlags: --output-kind, --tolerance, --outputs, --postprocess
+    on_calibration_data: bool = False  # check on the samples compile calibrated on too
 
 
 # --- the model card's pieces ------------------------------------------------------------------------
@@ -99,33 +99,34 @@ def pair_outputs(reference: list[np.ndarray], kmodel: list[np.ndarray]) -> list[
     raise BadInputError(f"output shapes differ ({detail}): is the reference the model this kmodel was compiled from?")
 
 
-@dataclass
-class OutputFigures:
-    per_output: list[dict[str, Any]] = field(default_factory=list)
+def check_exclusions(card: dict, on_calibration_data: bool) -> frozenset[str]:
+    """The calibration samples' hashes the card records: left out of checks unless asked for."""
+    if on_calibration_data:
+        return frozenset()
+    calibration = (card.get("quantisation") or {}).get("calibration") or {}
+    return frozenset(str(h) for h in calibration.get("sample_sha256") or [])
 
-    def primary(self) -> dict[str, Any]:
-        """The output the headline figures describe: the first one with class scores, else output 0."""
-        return next((o for o in self.per_output if "agreement" in o), self.per_output[0])
+
+def check_data_summary(card: dict, inputs, on_calibration_data: bool) -> dict[str, Any]:
+    """What the check ran on, against what the kmodel was calibrated on (for the report and its verdict line)."""
+    calibration = (card.get("quantisation") or {}).get("calibration") or {}
+    recorded = bool(calibration.get("sample_sha256"))
+    return {"inputs": len(inputs), "calibration_samples_excluded": int(getattr(inputs, "excluded", 0)),
+            "calibration_recorded": recorded, "on_calibration_data": on_calibration_data,
+            "held_out": recorded and not on_calibration_data}
 
 
-def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], labels: np.ndarray | None,
-                    class_names: list[str], *, min_agreement: float, min_cosine: float) -> OutputFigures:
-    """Per output: the validate figures, classification only where labels exist and sizes match the classes."""
-    figures = OutputFigures()
-    classes = len(class_names) if class_names else None
-    for index, (ref, cand) in enumerate(zip(reference, candidate)):
-        scores = is_class_scores(ref.shape[1:], classes, ref)
-        with_labels = labels if scores and classes is not None else None
-        row = {"output": index, "shape": list(cand.shape[1:]),
-               **compare(ref, cand, with_labels, class_scores=scores)}
-        if with_labels is not None and classes:
-            row["confusion"] = {
-                "reference": confusion(with_labels, ref.reshape(len(ref), -1).argmax(1), classes),
-                "kmodel": confusion(with_labels, cand.reshape(len(cand), -1).argmax(1), classes),
-            }
-        row["passed"] = passes(row, min_agreement, min_cosine)
-        figures.per_output.append(row)
-    return figures
+def check_data_phrase(summary: dict[str, Any] | None) -> str:
+    """'on 80 held-out inputs' / 'ON CALIBRATION DATA' for verdict lines."""
+    if not summary:
+        return ""
+    if summary["on_calibration_data"]:
+        return f", on {summary['inputs']} inputs INCLUDING THE CALIBRATION SAMPLES (--on-calibration-data)"
+    if summary["held_out"]:
+        excluded = summary["calibration_samples_excluded"]
+        return (f", on {summary['inputs']} held-out inputs"
+                + (f" ({excluded} calibration samples left out)" if excluded else ""))
+    return f", on {summary['inputs']} inputs (the card records no calibration samples)"
 
 
 def save_io(path: str, inputs, outputs: dict[str, list[np.ndarray]]) -> None:
@@ -154,6 +155,7 @@ def verify(req: VerifyRequest) -> dict[str, Any]:
     from k210.core.fsutil import require_file
 
     from .inputdata import DataRequest, load_inputs
+    from .judge.verdict import RuleFlags, judge_all, rule_set
     from .sidecars import read_card
 
     if req.limit is not None and req.limit < 1:
@@ -173,8 +175,9 @@ def verify(req: VerifyRequest) -> dict[str, Any]:
     source = detect(reference_path)
     spec = preprocess_spec(card, info.inputs[0], req.overrides)
     dataset, data = (req.dataset, req.data) if (req.dataset or req.data) else carded_data(card)
-    inputs = load_inputs(DataRequest(dataset, data, req.seed, "test", req.limit), spec, info.inputs[0].shape,
-                         class_names=card.get("labels"))
+    exclude = check_exclusions(card, req.on_calibration_data)
+    inputs = load_inputs(DataRequest(dataset, data, req.seed, "test", req.limit, exclude=exclude), spec,
+                         info.inputs[0].shape, class_names=card.get("labels"))
     if not inputs.class_names and card.get("labels"):
         inputs.class_names = list(card["labels"])  # unlabelled data: the card still says which output has classes
 
@@ -187,17 +190,23 @@ def verify(req: VerifyRequest) -> dict[str, Any]:
         kmodel_out = simulate(kmodel, inputs.kmodel, workers=req.workers)
     order = pair_outputs(reference_out, kmodel_out)
     reference_out = [reference_out[j] for j in order]
-    figures = compare_outputs(reference_out, kmodel_out, inputs.labels, inputs.class_names,
-                              min_agreement=req.min_agreement, min_cosine=req.min_cosine)
+    flags = req.rules or RuleFlags(min_agreement=req.min_agreement, min_cosine=req.min_cosine)
+    rules = rule_set(flags, card, reference_out, inputs.class_names or card.get("labels"))
+    judgement = judge_all(reference_out, kmodel_out, rules, shapes=[list(k.shape[1:]) for k in kmodel_out],
+                          labels=inputs.labels, class_names=inputs.class_names)
     if req.save_io:
         save_io(req.save_io, inputs, {"reference": reference_out, "kmodel": kmodel_out})
-    primary = figures.primary()
-    report: dict[str, Any] = {k: v for k, v in primary.items() if k not in ("output", "shape", "passed")}
+    primary = next((o for o in judgement.outputs if o["kind"] == "scores" and o["checked"]), judgement.outputs[0])
+    report: dict[str, Any] = {k: v for k, v in primary.items()
+                              if k not in ("output", "shape", "passed", "reasons", "limits", "note", "kind",
+                                           "kind_from", "tolerance", "checked", "uninformative")}
     report.update({
         "kmodel": str(kmodel_path), "reference": str(source.path), "dataset": inputs.name, "source": inputs.source,
         "count": len(inputs), "labels": inputs.class_names if inputs.labels is not None else None,
-        "preprocessing": spec.to_dict(), "outputs": figures.per_output, "primary_output": primary["output"],
-        "min_agreement": req.min_agreement, "min_cosine": req.min_cosine,
-        "passed": all(o["passed"] for o in figures.per_output),
+        "preprocessing": spec.to_dict(), "outputs": judgement.outputs, "tasks": judgement.tasks,
+        "primary_output": primary["output"], "rules": rules.to_dict(),
+        "check_data": check_data_summary(card, inputs, req.on_calibration_data),
+        "min_agreement": flags.min_agreement, "min_cosine": flags.min_cosine,
+        "passed": judgement.passed, "reasons": judgement.reasons(),
     })
     return report

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
                         "the KPU; it calibrates on --dataset, by default the one the model was trained on (its "
                         ".meta.json). float: everything on the CPU, ~4x larger, no calibration data needed")
     p.add_argument("--calib", type=int, default=200, help="calibration samples for --quant uint8 (default 200)")
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help="of your own --data (folder or arrays), the share kept out of calibration for verify/hil's "
+                        "checks (default 0.8; 0: calibrate on all of it, e.g. a calibration-only folder)")
     p.add_argument("--input-type", choices=("float32", "uint8"),
                    help="what the board sends: uint8 raw pixels (default with --quant uint8) or float32")
     p.add_argument("--no-lint", action="store_true", help="skip the compatibility lint before compiling")
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_path(args.output, default, ".kmodel")
     card = compile_model(CompileRequest(
         model=model, output=out, quant=args.quant, input_type=args.input_type, overrides=overrides_from(args),
-        dataset=args.dataset, data_path=args.data, calib=args.calib, seed=args.seed,
+        dataset=args.dataset, data_path=args.data, calib=args.calib, holdout=args.holdout, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
     ))
     return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
@@ -58,6 +61,9 @@ def _text(card: dict, model: Path, out: Path, quant: str) -> str:
     calibration = (card.get("quantisation") or {}).get("calibration")
     if calibration:
         lines.append(f"  calibrated on {calibration['samples']} inputs: {calibration.get('source')}")
+        if calibration.get("holdout"):
+            lines.append(f"  {calibration['holdout']:.0%} of that data held out of calibration: verify and hil check "
+                         "on it (the calibration samples' hashes are in the card)")
     if mem:
         lines.append("  memory " + ", ".join(f"{k} {v}" for k, v in mem.items()))
     for note in card["notes"]:
