@@ -1,8 +1,11 @@
-"""`k210 hil KMODEL --port URL | --virtual`: run a test set on boards, compare with TF and the simulator."""
+"""`k210 hil KMODEL --port URL | --place NAME | --boards FILE | --virtual`: run a test set on boards, compare with
+TF and the simulator."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 
 from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel, json_output_path
 from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
@@ -18,15 +21,29 @@ def add_parser(sub) -> None:
     where = p.add_argument_group("boards")
     where.add_argument("--port", action="append", default=[], metavar="URL",
                        help="a board's port, anything pyserial opens: /dev/ttyUSB0, socket://HOST:PORT, "
-                            "rfc2217://HOST:PORT, loop://. Repeat it to shard the images across boards")
+                            "rfc2217://HOST:PORT, loop://. Repeat it to shard the images across boards "
+                            "(default: K210_PORT, one URL or several separated by commas)")
     where.add_argument("--virtual", action="store_true", help="start virtual boards (k210 board) and use them")
-    where.add_argument("--boards", type=int, default=1, help="how many virtual boards (default 1)")
+    where.add_argument("--boards", default=None, metavar="N|FILE",
+                       help="with --virtual: how many virtual boards (default 1); else a hardware map, boards.yaml: "
+                            "a list of boards (port, baud, firmware, name, reset command), every board whose "
+                            "firmware fits the kmodel is used (host/farm/boardmap.py)")
     add_firmware_arg(where, ("canmv", "maixpy"), what="firmware of virtual boards")
     where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
                        help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
                             "e.g. the C runner's host build "
                             "'firmware/c/build-host/k210_runner_host --pty --exit-with-parent'")
-    where.add_argument("--baud", type=int, default=1_500_000, help="line rate (default 1500000)")
+    where.add_argument("--baud", type=int, default=None, help="line rate (default K210_BAUD, else 1500000)")
+    farm = p.add_argument_group("board farm (labgrid)")
+    farm.add_argument("--place", action="append", default=[], metavar="NAME|GLOB|TAG=VALUE",
+                      help="acquire this labgrid place and use its serial port (ser2net's RFC 2217 from the "
+                           "exporter); repeatable; a glob (k210-*) or tags (board=k210) take every free place that "
+                           "matches. Places are released however the run ends")
+    farm.add_argument("--place-timeout", type=float, default=0.0, metavar="S",
+                      help="wait up to S seconds for a place someone else holds (default 0: refuse at once, "
+                           "naming who holds it)")
+    farm.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="labgrid coordinator (default LG_COORDINATOR, else 127.0.0.1:20408)")
     where.add_argument("--faults", metavar="SPEC",
                        help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500; what real "
                             "lines do: dupchunk=0.2,chunk=32 (chunks sent twice), silence_at=N,silence_s=5, "
@@ -80,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hil.report import failure_line, render
     from ..hil.run import HilConfig, run_hil
 
+    _resolve_boards(args)
     if not 300 <= args.baud <= 0x500000:
         raise BadInputError("--baud must be between 300 and 5242880")
     if not 0 <= args.min_agreement <= 1:
@@ -101,12 +119,55 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io,
         no_cache=args.no_cache, no_zlib=args.no_zlib, golden_ports=args.golden_port, golden_cmds=args.golden_board_cmd)
-    report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
+    with _farm(args, cfg):
+        report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
     if "golden" in report:
         render, failure_line = render_golden, golden_failure_line
     return finish(args, report, text=lambda: _verdict_first(render(report)), passed=report["passed"],
                   failure=None if report["passed"] else failure_line(report),
                   inputs={"kmodel": args.kmodel, "reference": report.get("reference")})
+
+
+def _resolve_boards(args: argparse.Namespace) -> None:
+    """--boards N|FILE, and the K210_PORT / K210_BAUD / K210_FIRMWARE defaults, into the plain options."""
+    from k210.core.errors import BadInputError
+
+    from ..farm import boardmap
+
+    choices = ("canmv", "maixpy")
+    args.firmware = args.firmware or boardmap.env_firmware(choices)
+    args.board_map, count = [], 1
+    if args.boards is not None and args.boards.strip().isdigit():
+        count = int(args.boards)
+    elif args.boards is not None:
+        firmware = firmware_of_kmodel(args.kmodel, args.firmware, choices)
+        args.board_map = boardmap.boards_for(boardmap.load_boards(args.boards), firmware, args.boards)
+        args.port = args.port + [b.port for b in args.board_map]
+    args.boards = count
+    default_baud = boardmap.env_baud(1_500_000)
+    if args.baud is None:
+        args.baud = boardmap.common_baud(args.board_map, default_baud)
+    if not (args.port or args.virtual or args.board_cmd or args.place or args.resume):
+        args.port = boardmap.env_ports()
+    if not 0 <= args.place_timeout < float("inf"):
+        raise BadInputError("--place-timeout must be a number of seconds, 0 or more")
+
+
+@contextlib.contextmanager
+def _farm(args: argparse.Namespace, cfg) -> Iterator[None]:
+    """Board-map resets before the run; labgrid places held for it and released however it ends."""
+    from ..farm import boardmap
+
+    boardmap.reset_boards(args.board_map)
+    if not args.place:
+        yield
+        return
+    from ..farm.lease import PlaceLease
+
+    with PlaceLease(args.place, coordinator=args.coordinator, timeout=args.place_timeout) as lease:
+        cfg.ports = [*cfg.ports, *lease.urls]
+        cfg.on_board_lost = lease.board_lost
+        yield
 
 
 def _verdict_first(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class HilConfig:
     save_io: str | None = None  # .npz with the inputs and every output (TF, simulator, board)
     no_cache: bool = False  # never ask a board to keep or reuse samples (PROTOCOL.md 3.5)
     no_zlib: bool = False  # never send zlib streams
+    on_board_lost: Callable[[str], None] | None = None  # called with a board's name (its URL) when it is given up
     board_args: list[str] = field(default_factory=list)  # extra `k210 board` options for virtual boards
     golden_ports: list[str] = field(default_factory=list)  # a trusted board's port: expected outputs from it
     golden_cmds: list[str] = field(default_factory=list)  # ... or the command that starts one
@@ -420,6 +422,8 @@ def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remai
                 session.stream(work.take, work.give_back, payload_of, collector.sink(session.name))
             except BaseException as exc:
                 errors[session.name] = exc
+                if cfg.on_board_lost is not None:
+                    cfg.on_board_lost(session.name)  # e.g. its labgrid place is let go at once
                 log.warning("%s failed: %s", session.name, exc)
 
         healthy = list(sessions)
