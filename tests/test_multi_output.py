@@ -120,14 +120,21 @@ def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeyp
 
 
 def test_hil_on_a_virtual_board_compares_both_outputs(built, cli, tmp_path):
+    """CanMV main's run_with_output sends output 0 only: without --outputs that is a FAIL naming output 1."""
     report, io = tmp_path / "hil.json", tmp_path / "hil.npz"
-    result = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1",
+    missing = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1",
+                  "-o", tmp_path / "missing.json")
+    assert missing.code == 1 and "output 1: not returned" in missing.err, missing.out + missing.err
+    assert _result(tmp_path / "missing.json")["passed"] is False
+    result = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1", "--outputs", "0",
                  "-o", report, "--save-io", io)
     assert result.code == 0, result.out + result.err
     figures = _result(report)
     assert figures["outputs_compared"] == 2 and len(figures["outputs"]) == 2
     scores, box = figures["outputs"]
     assert scores["board_vs_simulator"]["bit_identical"] == 1.0 and "board_vs_reference" in scores
+    assert scores["board_vs_simulator"]["images_beyond_count"] == 0
+    assert box["checked"] is False and box["not_returned"].startswith("not returned")
     assert "simulator_vs_reference" in box and box["simulator_vs_reference"]["cosine"] > 0.99
     saved = np.load(io)
     assert {"board_output_0", "simulator_output_0", "simulator_output_1", "reference_output_1"} <= set(saved.files)
@@ -144,7 +151,7 @@ def test_a_missing_carded_reference_fails_unless_no_reference(built, cli, tmp_pa
     result = cli("hil", moved / "two.kmodel", "--virtual", "--upload", "--dataset", "random", "--limit", "4")
     assert result.code == 1 and "--no-reference" in result.err
     result = cli("hil", moved / "two.kmodel", "--virtual", "--upload", "--dataset", "random", "--limit", "4",
-                 "--no-reference", "--workers", "1")
+                 "--no-reference", "--workers", "1", "--outputs", "0")
     assert result.code == 0, result.out + result.err
 
 

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel, json_output_path
-from ..dataargs import add_preprocess_args, add_save_io_arg, overrides_from
+from ..dataargs import add_preprocess_args, add_rule_args, add_save_io_arg, overrides_from, rule_flags_from
 
 
 def add_parser(sub) -> None:
@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     where.add_argument("--patience", type=float, default=15.0, metavar="S",
                        help="once running, how long a board may be silent (a reset and boot, a line hiccup) or its "
                             "port gone (reopened at the same URL meanwhile) before the run fails (default 15)")
+    where.add_argument("--allow-lost-boards", action="store_true",
+                       help="a board given up mid-run (dead, silent past --patience) does not fail the run when the "
+                            "others ran its images (default: it does, exit 3; the report says each board's fate)")
     p.add_argument("--upload", action="store_true",
                    help="send the kmodel to the board (and again after a reset) instead of requiring it there")
     p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
@@ -73,6 +76,7 @@ def add_parser(sub) -> None:
     add_preprocess_args(p)
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
+    add_rule_args(p)
     add_json_arg(p, output=True)
     p.add_argument("--report", metavar="DIR",
                    help="write PNG plots (confusion, disagreements, errors, latency), report.json (the JSON "
@@ -91,10 +95,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from k210.core.errors import BadInputError
+    from k210.core.errors import EXIT_FAILURE, BadInputError, ToolFailure
 
     from ..hil.golden import golden_failure_line, render_golden
-    from ..hil.report import failure_line, render
+    from ..hil.report import failure_line, lost_boards_line, render
     from ..hil.run import HilConfig, run_hil
 
     _resolve_boards(args)
@@ -118,11 +122,17 @@ def run(args: argparse.Namespace) -> int:
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         patience=args.patience,
         workers=args.workers, min_cosine=args.min_cosine, overrides=overrides_from(args), save_io=args.save_io,
-        no_cache=args.no_cache, no_zlib=args.no_zlib, golden_ports=args.golden_port, golden_cmds=args.golden_board_cmd)
+        rules=rule_flags_from(args), on_calibration_data=args.on_calibration_data,
+        no_cache=args.no_cache, no_zlib=args.no_zlib, golden_ports=args.golden_port, golden_cmds=args.golden_board_cmd,
+        allow_lost_boards=args.allow_lost_boards)
     with _farm(args, cfg):
         report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
     if "golden" in report:
         render, failure_line = render_golden, golden_failure_line
+    if report.get("lost_boards_fail"):  # the report, then one line on stderr: a board failure, exit 3
+        finish(args, report, text=lambda: _verdict_first(render(report)), passed=False, exit_code=EXIT_FAILURE,
+               inputs={"kmodel": args.kmodel, "reference": report.get("reference")})
+        raise ToolFailure(f"{lost_boards_line(report)} (--allow-lost-boards accepts a lost board)")
     return finish(args, report, text=lambda: _verdict_first(render(report)), passed=report["passed"],
                   failure=None if report["passed"] else failure_line(report),
                   inputs={"kmodel": args.kmodel, "reference": report.get("reference")})

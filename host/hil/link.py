@@ -22,6 +22,7 @@ class SessionStats:
     resyncs: int = 0
     uploads: int = 0
     stale_replies: int = 0
+    wrong_req_results: int = 0  # RESULT parts naming another request than the one they answer: ignored
     max_in_flight: int = 0  # most frames unanswered at once while streaming
     images: int = 0
     stream_seconds: float = 0.0

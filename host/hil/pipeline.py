@@ -250,6 +250,9 @@ class Pipeline:
         if a is None:
             self._forget(msg.seq)
             return
+        if f["req"] != a.req:  # an answer to another request (a replay, a confused board): never this image's
+            self.s.stats.wrong_req_results += 1
+            return
         a.parts[f["offset"]] = f["data"]
         if covered_bytes(a.parts) < f["total"]:
             sent.due = time.monotonic()

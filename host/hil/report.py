@@ -14,7 +14,8 @@ import numpy as np
 
 from k210.core.textfmt import format_table
 from k210.firmware import k210wire as w
-from k210.host.metrics import compare, confusion, is_class_scores, passes
+from k210.host.judge.render import tasks_lines
+from k210.host.metrics import compare, confusion
 
 from .journal import BoardResult
 
@@ -32,12 +33,20 @@ def outputs_returned(results: dict[int, BoardResult], count: int) -> int:
     return min((len(results[i].outputs) for i in range(count)), default=0)
 
 
-def bit_identical(results: dict[int, BoardResult], simulator: np.ndarray, output: int = 0) -> int:
-    """Images whose board output `output` has exactly the simulator's float32 bytes."""
+_NUMPY = {w.DT_FLOAT32: np.float32, w.DT_UINT8: np.uint8, w.DT_INT8: np.int8, w.DT_INT32: np.int32}
+
+
+def bit_identical(results: dict[int, BoardResult], simulator: np.ndarray, output: int = 0,
+                  dtype: int = w.DT_FLOAT32) -> int:
+    """Images whose board output `output` has exactly the simulator's bytes, in the kmodel's output dtype."""
     same = 0
+    numpy_type = _NUMPY.get(dtype)
     for i in range(len(simulator)):
-        t = results[i].outputs[output]
-        if t.dtype == w.DT_FLOAT32 and t.data == np.ascontiguousarray(simulator[i], np.float32).tobytes():
+        outs = results[i].outputs
+        if output >= len(outs) or numpy_type is None:
+            continue
+        t = outs[output]
+        if t.dtype == dtype and t.data == np.ascontiguousarray(simulator[i]).astype(numpy_type).tobytes():
             same += 1
     return same
 
@@ -85,43 +94,126 @@ def _as_list(outputs: np.ndarray | list[np.ndarray] | None) -> list[np.ndarray] 
     return list(outputs) if isinstance(outputs, list) else [outputs]
 
 
+def _structure(results: dict[int, BoardResult], count: int, output: int, dtype: int, values: int
+               ) -> tuple[int, list[str]]:
+    """(images that brought output `output` back well-formed, what was wrong with the others)."""
+    missing, wrong_dtype, wrong_size = [], [], []
+    for i in range(count):
+        outs = results[i].outputs
+        if output >= len(outs):
+            missing.append(i)
+        elif outs[output].dtype != dtype:
+            wrong_dtype.append((i, outs[output].dtype))
+        elif len(outs[output].data) != w.tensor_nbytes(dtype, (values,)):
+            wrong_size.append((i, len(outs[output].data)))
+    problems = []
+    name = w.DTYPE_NAMES.get(dtype, str(dtype))
+    if wrong_dtype:
+        i, got = wrong_dtype[0]
+        problems.append(f"{len(wrong_dtype)} images came back as {w.DTYPE_NAMES.get(got, got)}, the kmodel's output "
+                        f"is {name} (first: image {i})")
+    if wrong_size:
+        i, got = wrong_size[0]
+        problems.append(f"{len(wrong_size)} images came back with {got} bytes, the kmodel's output has "
+                        f"{w.tensor_nbytes(dtype, (values,))} (first: image {i})")
+    return count - len(missing) - len(wrong_dtype) - len(wrong_size), problems + (
+        [f"{len(missing)} images came back without it (first: image {missing[0]})"] if missing and len(missing) < count
+        else [])
+
+
+def _firmwares(results: dict[int, BoardResult], boards: list[dict[str, Any]], count: int) -> str:
+    by_port = {b["port"]: f"{b.get('firmware') or 'its firmware'}" for b in boards}
+    names = sorted({by_port.get(results[i].board, "its firmware") for i in range(count)})
+    return " / ".join(names) or "its firmware"
+
+
 def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None, dataset: str, split: str,
                  class_names: list[str], labels: np.ndarray | None, reference: np.ndarray | list[np.ndarray] | None,
                  simulator: np.ndarray | list[np.ndarray], results: dict[int, BoardResult],
                  segments: list[dict[str, Any]], boards: list[dict[str, Any]], min_agreement: float,
-                 min_cosine: float = 0.99) -> dict[str, Any]:
-    """Every output compared, board vs simulator vs TF; the headline figures are the primary output's
-    (the first with class scores, else output 0). `simulator` and `reference`: one array per output."""
+                 min_cosine: float = 0.99, output_dtypes: list[int] | None = None, rules: Any = None,
+                 check_data: dict[str, Any] | None = None, card: dict | None = None) -> dict[str, Any]:
+    """Every output compared, board vs simulator vs TF, and judged (README "Pass rules"):
+    - every output of the kmodel must come back for every image, with its dtype and element count;
+    - board vs simulator: bit identity within the allowance of host.judge.identity, image by image;
+    - board vs TF (or vs the simulator without TF): the output's pass rule, and the decoded task.
+    `simulator` and `reference`: one array per output; `output_dtypes`: the kmodel's (k210wire codes)."""
+    from k210.host.judge.identity import board_vs_simulator
+    from k210.host.judge.verdict import RuleFlags, judge_all, rule_set
+
     sims = [np.asarray(o, np.float64) for o in _as_list(simulator) or []]
     refs = _as_list(reference)
     count = len(sims[0])
     sims = [o.reshape(count, -1) for o in sims]
     refs = None if refs is None else [np.asarray(o, np.float64).reshape(count, -1) for o in refs]
+    dtypes = list(output_dtypes) if output_dtypes is not None else [w.DT_FLOAT32] * len(sims)
+    expected = refs if refs is not None else sims
+    if rules is None:
+        rules = rule_set(RuleFlags(min_agreement=min_agreement, min_cosine=min_cosine), card or {}, expected,
+                         class_names)
     returned = outputs_returned(results, count)
-    classes = len(class_names) if class_names else None
+    firmware = _firmwares(results, boards, count)
     micros = np.array([results[i].micros for i in range(count)], np.float64)
     link = link_figures(segments)
     per_output: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    boards_out: list[np.ndarray] = []
     for k, sim in enumerate(sims):
-        scores = is_class_scores(sim.shape[1:], classes, None if refs is None else refs[k])
-        row: dict[str, Any] = {"output": k, "values": int(sim.shape[1]), "class_scores": scores,
-                               "on_board": k < returned}
-        if k < returned:
-            board = board_outputs(results, count, k)
-            row["board_vs_simulator"] = {**_pair(sim, board, scores),
-                                         "bit_identical": bit_identical(results, sim, k) / count}
-            if refs is not None:
-                row["board_vs_reference"] = _pair(refs[k], board, scores)
+        rule = rules.rules[k]
+        good, problems = _structure(results, count, k, dtypes[k], sim.shape[1])
+        row: dict[str, Any] = {"output": k, "values": int(sim.shape[1]), "class_scores": rule.kind == "scores",
+                               "dtype": w.DTYPE_NAMES.get(dtypes[k], str(dtypes[k])), **rule.to_dict(),
+                               "on_board": good == count, "returned_images": good}
         if refs is not None:
-            row["simulator_vs_reference"] = _pair(refs[k], sim, scores)
-        checked = row.get("board_vs_reference", row.get("board_vs_simulator", row.get("simulator_vs_reference")))
-        # Nothing to compare (not sent back by the board, no TF): reported as such, not counted as a failure.
-        row["compared"] = checked is not None
-        row["passed"] = checked is None or passes(checked, min_agreement, min_cosine)
+            row["simulator_vs_reference"] = _pair(refs[k], sim, rule.kind == "scores")
+        if good == 0 and not problems:
+            row["not_returned"] = f"not returned ({firmware} did not send it)"
+        if good < count:
+            why = row.get("not_returned") or "; ".join(problems)
+            if rule.checked:
+                reasons.append(f"output {k}: {why}" + ("; name the outputs to check with --outputs" if good == 0
+                                                       else ""))
+            row["board_problems"] = problems
+            boards_out.append(sim)  # placeholder, never judged: the structure failed
+            row["passed"] = not rule.checked
+            per_output.append(row)
+            continue
+        board = board_outputs(results, count, k)
+        boards_out.append(board)
+        identity = board_vs_simulator(board, sim, row["dtype"])
+        row["board_vs_simulator"] = {**_pair(sim, board, rule.kind == "scores"),
+                                     "bit_identical": bit_identical(results, sim, k, dtypes[k]) / count, **identity}
+        if identity["images_beyond_count"] and rule.checked:
+            worst = identity["worst"]
+            steps = f" = {worst['in_steps']:.1f} steps" if worst.get("in_steps") else ""
+            reasons.append(f"output {k}: the board differs from the simulator beyond {identity['allowance']} on "
+                           f"{identity['images_beyond_count']} of {count} images (first: "
+                           f"{', '.join(map(str, identity['images_beyond'][:5]))}; worst: image {worst['image']}, "
+                           f"off by {worst['max_difference']:.4g}{steps})")
+        if refs is not None:
+            row["board_vs_reference"] = _pair(refs[k], board, rule.kind == "scores")
         per_output.append(row)
-    primary = next((r for r in per_output if r["class_scores"] and r["on_board"]), per_output[0])
+    structural_ok = all(r.get("on_board") or not r["checked"] for r in per_output)
+    judgement = None
+    if structural_ok:
+        shapes = [[r["values"]] for r in per_output]
+        if rules.postprocess:  # decoders need the kmodel's own output shapes
+            shapes = [list(s) for s in _output_shapes(card, per_output)]
+        judgement = judge_all(expected, boards_out, rules, shapes=shapes, labels=None, class_names=class_names)
+        for row, judged in zip(per_output, judgement.outputs):
+            row["judged"] = {key: judged[key] for key in ("passed", "reasons", "limits", "uninformative", "note")
+                             if key in judged}
+            if "output_step" in judged:
+                row["judged"]["output_step"] = judged["output_step"]
+        reasons += judgement.reasons()
+    for row in per_output:
+        row["passed"] = not any(r.startswith(f"output {row['output']}:") for r in reasons) and row.get(
+            "passed", True)
+        row["compared"] = True
+    scored = [r for r in per_output if r["class_scores"] and r["on_board"]]
+    primary = scored[0] if scored else per_output[0]
     k = primary["output"]
-    with_labels = labels is not None and primary["class_scores"] and classes is not None
+    with_labels = labels is not None and primary["class_scores"] and classes_match(class_names, sims[k])
     board = board_outputs(results, count, k) if primary["on_board"] else np.zeros((count, sims[k].shape[1]))
     report: dict[str, Any] = {
         "kmodel": kmodel,
@@ -135,6 +227,9 @@ def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None,
         "outputs_compared": len(sims),
         "board_outputs_returned": returned,
         "outputs": per_output,
+        "tasks": judgement.tasks if judgement else [],
+        "rules": rules.to_dict(),
+        "check_data": check_data,
         "board_vs_simulator": primary.get("board_vs_simulator", {}),
         "latency_us": {
             "median": float(np.median(micros)), "p90": float(np.percentile(micros, 90)),
@@ -150,7 +245,8 @@ def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None,
         "min_cosine": min_cosine,
     }
     if with_labels:
-        assert labels is not None and classes is not None
+        assert labels is not None
+        classes = sims[k].shape[1]
         report["board_accuracy"] = _accuracy(board, labels)
         report["simulator_accuracy"] = _accuracy(sims[k], labels)
         report["confusion"] = {"board": confusion(labels, board.argmax(1), classes),
@@ -159,11 +255,26 @@ def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None,
         report["board_vs_reference"] = primary.get("board_vs_reference", {})
         report["simulator_vs_reference"] = primary["simulator_vs_reference"]
         if with_labels:
-            assert labels is not None and classes is not None
+            assert labels is not None
             report["reference_accuracy"] = _accuracy(refs[k], labels)
-            report["confusion"]["reference"] = confusion(labels, refs[k].argmax(1), classes)
-    report["passed"] = all(r["passed"] for r in per_output)
+            report["confusion"]["reference"] = confusion(labels, refs[k].argmax(1), sims[k].shape[1])
+    report["reasons"] = reasons
+    report["passed"] = not reasons
     return report
+
+
+def classes_match(class_names: list[str], outputs: np.ndarray) -> bool:
+    return bool(class_names) and len(class_names) == outputs.shape[1]
+
+
+def _output_shapes(card: dict | None, per_output: list[dict[str, Any]]) -> list[list[int]]:
+    """Per output, its shape without the batch (the card's, else flat)."""
+    carded = [o.get("shape") for o in (card or {}).get("outputs") or []]
+    shapes = []
+    for i, row in enumerate(per_output):
+        shape = carded[i] if i < len(carded) and carded[i] else None
+        shapes.append(list(shape[1:]) if shape and int(np.prod(shape[1:])) == row["values"] else [row["values"]])
+    return shapes
 
 
 # Figures that depend on timing, not on the outputs: they differ between runs of the same test.
@@ -185,11 +296,11 @@ def render(r: dict[str, Any]) -> str:
             for o in r["outputs"] for name, key in pairs if key in o]
     lines = [f"{r['kmodel']} on {len(r['boards'])} board(s), {r['count']} {r['dataset']} {r['split']} inputs",
              format_table(("comparison", "top-1 agreement", "max abs err", "MAE", "RMSE", "cosine", "NSE"), rows)]
-    if r["board_outputs_returned"] < r["outputs_compared"]:
-        rest = ("compared simulator vs TF" if "simulator_vs_reference" in r
-                else "not compared (no TF reference either)")
-        lines.append(f"the board returned {r['board_outputs_returned']} of {r['outputs_compared']} outputs "
-                     f"(CanMV's run_with_output gives output 0 only): the others are {rest}")
+    for o in r["outputs"]:
+        if o.get("board_problems") or o.get("not_returned"):
+            what = o.get("not_returned") or "; ".join(o["board_problems"])
+            lines.append(f"output {o['output']}: {what}" + ("" if o["checked"] else " (not checked: --outputs)"))
+    lines += tasks_lines(r.get("tasks") or [])
     acc = [(name, r[key]) for name, key in (("board", "board_accuracy"), ("simulator", "simulator_accuracy"),
                                             ("TF reference", "reference_accuracy")) if key in r]
     identical = r["board_vs_simulator"].get("bit_identical") if r["board_vs_simulator"] else None
@@ -211,7 +322,9 @@ def render(r: dict[str, Any]) -> str:
                  f"{link['board_seconds']:.2f} board-seconds), retries {r['retries']}, resets {r['resets']}")
     for b in r["boards"]:
         lines.append(f"  {b['port']}: {b['firmware']} {b['fw_version']} ({b['backend']}), {b['images']} images, "
-                     f"model checked by {b['identified_by']}")
+                     f"model checked by {b['identified_by']}"
+                     + (f"; FAILED after {b['failed_after_images']} images: {b['error']}"
+                        if b.get("fate") == "failed" else ""))
         troubles = board_troubles(b)
         if troubles:
             lines.append(f"    {troubles}")
@@ -220,13 +333,40 @@ def render(r: dict[str, Any]) -> str:
         dropped = resumed["damaged_lines_dropped"]
         lines.append(f"journal: {resumed['resumed_results']} results resumed"
                      + (f", {dropped} damaged lines dropped (their images run again)" if dropped else ""))
-    checked = "board vs TF" if "board_vs_reference" in r else "board vs simulator"
-    head = r.get("board_vs_reference") or r["board_vs_simulator"]
-    figure = (f"agreement {head['agreement']:.4f} (minimum {r['min_agreement']})" if "agreement" in head
-              else f"cosine {head['cosine']:.6f} (minimum {r['min_cosine']})")
-    lines.append(f"{'PASS' if r['passed'] else 'FAIL'}: {checked} {figure}"
-                 + (f", {r['outputs_compared']} outputs compared" if many else ""))
+    for reason in r.get("reasons") or []:
+        lines.append(f"  why: {reason}")
+    verdict, lost = verdict_line(r), lost_boards_line(r, errors=False)
+    lines.append(verdict + (f"; {lost}" if lost and lost not in verdict else ""))
     return "\n".join(lines)
+
+
+def verdict_line(r: dict[str, Any]) -> str:
+    """PASS/FAIL with the deciding figures (board vs TF, else vs the simulator) and what the check ran on."""
+    from k210.host.judge.render import headline
+    from k210.host.verifying import check_data_phrase
+
+    what = "board vs TF:" if r.get("reference") else "board vs simulator:"
+    judged = {**r, "outputs": [_judged_view(o) for o in r["outputs"]]}
+    return headline(judged, what) + check_data_phrase(r.get("check_data"))
+
+
+def _judged_view(o: dict[str, Any]) -> dict[str, Any]:
+    """One output's row as the verdict line reads it: the board vs TF (else simulator) figures and its rule."""
+    figures = o.get("board_vs_reference") or o.get("board_vs_simulator") or o.get("simulator_vs_reference") or {}
+    judged = o.get("judged") or {}
+    return {**figures, "output": o["output"], "kind": o["kind"], "limits": judged.get("limits", {}),
+            "note": judged.get("note") or ("" if o["checked"] else "not checked (--outputs)")}
+
+
+def lost_boards_line(r: dict[str, Any], errors: bool = True) -> str:
+    """Which boards were given up mid-run, after how many images (the others ran their images), and why."""
+    lost = [b for b in r.get("boards", []) if b.get("fate") == "failed"]
+    if not lost:
+        return ""
+    which = ", ".join(f"{b['port']} failed after {b['failed_after_images']} images"
+                      + (f" ({b['error']})" if errors else "") for b in lost)
+    verdict = "the run fails" if r.get("lost_boards_fail") else "allowed by --allow-lost-boards"
+    return f"{len(lost)} of {len(r['boards'])} boards lost: {which}; {verdict}"
 
 
 def board_troubles(b: dict[str, Any]) -> str:
@@ -237,6 +377,9 @@ def board_troubles(b: dict[str, Any]) -> str:
                      f"({b['waited_s']:.1f} s, longest {b['longest_wait_s']:.1f} s)")
     if b.get("reopens"):
         parts.append(f"port reopened {_times(b['reopens'])} (after {b['reopen_waited_s']:.1f} s)")
+    failed_tries = b.get("reopen_tries", 0) - b.get("reopens", 0)
+    if failed_tries > 0:
+        parts.append(f"{failed_tries} failed {'try' if failed_tries == 1 else 'tries'} to reopen its port")
     samples = b.get("samples") or {}
     if samples.get("zlib") or samples.get("cached"):
         parts.append(f"samples: {samples['zlib']} as zlib, {samples['cached']} by hash ({samples['hits']} found, "
@@ -249,15 +392,5 @@ def _times(n: int) -> str:
 
 
 def failure_line(r: dict[str, Any]) -> str:
-    """Which outputs failed, and on what figure."""
-    parts = []
-    for o in r["outputs"]:
-        if o["passed"]:
-            continue
-        key = next(k for k in ("board_vs_reference", "board_vs_simulator", "simulator_vs_reference") if k in o)
-        f = o[key]
-        what = key.replace("_vs_", " vs ").replace("reference", "TF")
-        parts.append(f"output {o['output']} {what} top-1 agreement {f['agreement']:.4f} is below {r['min_agreement']}"
-                     if "agreement" in f else f"output {o['output']} {what} cosine {f['cosine']:.4f} is below "
-                     f"{r['min_cosine']}")
-    return "; ".join(parts) or "the check failed"
+    """Why the run failed, every reason on one line."""
+    return "; ".join(r.get("reasons") or []) or "the check failed"

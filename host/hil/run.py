@@ -72,6 +72,9 @@ class HilConfig:
     board_args: list[str] = field(default_factory=list)  # extra `k210 board` options for virtual boards
     golden_ports: list[str] = field(default_factory=list)  # a trusted board's port: expected outputs from it
     golden_cmds: list[str] = field(default_factory=list)  # ... or the command that starts one
+    rules: Any = None  # host.judge.verdict.RuleFlags: --output-kind, --tolerance, --outputs, --postprocess
+    on_calibration_data: bool = False  # check on the samples the kmodel was calibrated on too
+    allow_lost_boards: bool = False  # a board given up mid-run (the others ran its images) does not fail the run
 
     @property
     def golden(self) -> bool:
@@ -126,7 +129,7 @@ def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
     """The inputs as the kmodel and TF each take them (one preprocessing spec), labels, and the TF model."""
     from k210.converters.kmodel import parse_kmodel
     from k210.host.inputdata import DataRequest, load_inputs
-    from k210.host.verifying import carded_data, preprocess_spec, resolve_reference
+    from k210.host.verifying import carded_data, check_exclusions, preprocess_spec, resolve_reference
 
     reference = resolve_reference(cfg.reference, card, Path(cfg.kmodel), no_reference=cfg.no_reference or cfg.golden)
     if cfg.golden:
@@ -137,7 +140,9 @@ def prepare(cfg: HilConfig, kmodel: KModel, card: dict) -> _Prepared:
         kmodel_input = parse_kmodel(kmodel.data).inputs[0]
     spec = preprocess_spec(card, kmodel_input, cfg.overrides)
     dataset, data = (cfg.dataset, cfg.data) if (cfg.dataset or cfg.data) else carded_data(card)
-    inputs = load_inputs(DataRequest(dataset, data, cfg.seed, cfg.split, cfg.limit), spec, kmodel_input.shape,
+    exclude = check_exclusions(card, cfg.on_calibration_data)  # held-out data by default (host/heldout.py)
+    inputs = load_inputs(DataRequest(dataset, data, cfg.seed, cfg.split, cfg.limit, exclude=exclude), spec,
+                         kmodel_input.shape,
                          class_names=card.get("labels"))
     if not inputs.class_names and card.get("labels"):
         inputs.class_names = list(card["labels"])
@@ -314,18 +319,30 @@ def run_hil(cfg: HilConfig) -> dict[str, Any]:
             journal.close()
     if cfg.golden:
         return _golden_report(cfg, kmodel, prep, results, golden, segments, golden_segment["boards"])
+    from k210.host.verifying import check_data_summary
+
     report = build_report(
         kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, reference_path=prep.reference_path,
         dataset=prep.dataset, split=cfg.split, class_names=prep.class_names, labels=prep.labels,
         reference=reference, simulator=simulator, results=results, segments=segments,
         boards=segments[-1]["boards"] if segments else [], min_agreement=cfg.min_agreement,
-        min_cosine=cfg.min_cosine)
+        min_cosine=cfg.min_cosine, output_dtypes=[d for d, _ in kmodel.outputs],
+        rules=_rules(cfg, card, reference if reference is not None else simulator, prep.class_names),
+        check_data=check_data_summary(card, prep.inputs, cfg.on_calibration_data), card=card)
     if cfg.resume:
         report["journal"] = journal_figures(segments)
+    judge_boards(report, cfg.allow_lost_boards)
     _write_outputs(cfg, report, results, simulator[0], None if reference is None else reference[0])
     if cfg.save_io:
         _save_io(cfg.save_io, prep, results, simulator, reference)
     return report
+
+
+def _rules(cfg: HilConfig, card: dict, expected: list[np.ndarray], class_names: list[str]):
+    from k210.host.judge.verdict import RuleFlags, rule_set
+
+    flags = cfg.rules or RuleFlags(min_agreement=cfg.min_agreement, min_cosine=cfg.min_cosine)
+    return rule_set(flags, card, expected, class_names or card.get("labels"))
 
 
 def _preprocessing_hash(prep: _Prepared) -> str:
@@ -334,6 +351,27 @@ def _preprocessing_hash(prep: _Prepared) -> str:
 
     text = json.dumps(prep.preprocessing, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def judge_boards(report: dict[str, Any], allow_lost: bool) -> None:
+    """A board given up mid-run fails the run (exit 3: a board failure) unless lost boards are allowed;
+    either way the report says which and when (each board's fate, lost_boards_line)."""
+    lost = [b for b in report.get("boards", []) if b.get("fate") == "failed"]
+    report["boards_lost"] = len(lost)
+    report["lost_boards_fail"] = bool(lost) and not allow_lost
+    if report["lost_boards_fail"]:
+        from .report import lost_boards_line
+
+        report["passed"] = False
+        report.setdefault("reasons", []).append(lost_boards_line(report, errors=False))
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    from k210.core.errors import EXIT_CHECK_FAILED, EXIT_FAILURE, EXIT_OK
+
+    if report.get("lost_boards_fail"):
+        return EXIT_FAILURE
+    return EXIT_OK if report["passed"] else EXIT_CHECK_FAILED
 
 
 def journal_figures(segments: list[dict[str, Any]]) -> dict[str, int]:
@@ -353,6 +391,7 @@ def _golden_report(cfg: HilConfig, kmodel: KModel, prep: _Prepared, results: dic
     report = build_golden_report(kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, dataset=prep.dataset,
                                  split=cfg.split, results=results, golden=golden, count=count, segments=segments,
                                  golden_boards=golden_boards, min_cosine=cfg.min_cosine)
+    judge_boards(report, cfg.allow_lost_boards)
     _write_outputs(cfg, report, results, np.zeros(count), None)  # no plots: they are of TF/simulator figures
     if cfg.save_io:
         save_io(cfg.save_io, prep.inputs, {"golden": outputs_of(golden, count), "board": outputs_of(results, count)})
@@ -424,7 +463,8 @@ def _stream(cfg: HilConfig, prep: _Prepared, sessions: list[BoardSession], remai
                 errors[session.name] = exc
                 if cfg.on_board_lost is not None:
                     cfg.on_board_lost(session.name)  # e.g. its labgrid place is let go at once
-                log.warning("%s failed: %s", session.name, exc)
+                session.note_failure(exc)  # its fate goes into the report; the run's end says it on stderr
+                log.info("%s failed: %s", session.name, exc)
 
         healthy = list(sessions)
         threads: list[threading.Thread] = []
@@ -467,7 +507,7 @@ def _write_outputs(cfg: HilConfig, report: dict[str, Any], results: dict[int, Bo
     from .report import board_outputs
 
     # The same JSON envelope every k210 command writes (host/envelope.schema.json).
-    envelope = to_json(build_envelope("hil", report, exit_code=0 if report["passed"] else 1,
+    envelope = to_json(build_envelope("hil", report, exit_code=exit_code(report),
                                       inputs={"kmodel": cfg.kmodel, "reference": report.get("reference")})) + "\n"
     if cfg.json_out:
         write_text_atomic(cfg.json_out, envelope)

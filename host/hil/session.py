@@ -8,6 +8,7 @@ recovery.py says how resets and losses are handled.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from k210.firmware import k210wire as w
 
 from .channel import Channel
 from .framesize import FrameSizer
+from .hello_check import check_hello
 from .link import SessionStats
-from .messages import BoardError, BoardTimeout, Hello, Message, ModelInfo
+from .messages import HOST_MAX_FRAME, MAX_RX_WINDOW, BoardError, BoardTimeout, Hello, Message, ModelInfo
 from .model import KModel, identify, wrong_model_message
 from .pipeline import Pipeline, ResultSink
 from .ports import Port
@@ -65,6 +67,8 @@ class BoardSession:
         self._live: tuple[float, int, int] | None = None
         self.sample_modes = ALL_MODES  # INFER modes the host may use where the board has them (samples.py)
         self.samples: SamplePlanner | None = None
+        self.failure = ""  # why this board was given up while streaming ("" while it is fine)
+        self.failed_after = 0  # images it had done by then
 
     @property
     def sizer(self) -> FrameSizer:
@@ -85,7 +89,8 @@ class BoardSession:
     # -- timing ----------------------------------------------------------------------------------
 
     def _max_reply_bytes(self) -> int:
-        return w.cobs_max_encoded(self.hello.max_frame if self.hello else 1024) + 1
+        # Never more than the host takes: a HELLO that claims 4 GiB frames must not stretch every wait to hours.
+        return w.cobs_max_encoded(min(self.hello.max_frame, HOST_MAX_FRAME) if self.hello else 1024) + 1
 
     def _reply_wait(self, request_bytes: int) -> float:
         return self.reply_slack + 2 * self.port.wire_seconds(request_bytes + self._max_reply_bytes())
@@ -200,6 +205,7 @@ class BoardSession:
         if hello.proto != w.PROTOCOL_VERSION:
             raise BadInputError(f"{self.name}: the board's runner speaks protocol v{hello.proto}, this host "
                                 f"v{w.PROTOCOL_VERSION}: copy this version's firmware/ onto it")
+        check_hello(hello, self.name)  # every field, before a frame is sized by it (exit 3 for one that cannot work)
         self.hello = hello
         return hello
 
@@ -344,7 +350,8 @@ class BoardSession:
     def window(self) -> int:
         """Bytes the host may have unanswered: the board's RX ring, less a little for duplicated bytes."""
         assert self.hello is not None
-        return max(self.hello.max_frame, self.hello.rx_window - self.hello.rx_window // 32)
+        ring = min(self.hello.rx_window, MAX_RX_WINDOW)
+        return max(w.cobs_max_encoded(self.hello.frame_limit) + 1, ring - ring // 32)
 
     # -- recovery ---------------------------------------------------------------------------------
 
@@ -372,6 +379,23 @@ class BoardSession:
                               "--resume) so the harness can send it again")
         self.upload(self._kmodel, check=False)
 
+    def _check_cache_claims(self) -> None:
+        """Ask a board that offers a sample cache for a sample nobody ever sent it (a random SHA-256): an honest
+        board answers NOT_CACHED; one that answers with a RESULT claims samples it never received, and
+        every CACHED answer of it would be a guess. Such a board is refused (exit 3)."""
+        body = w.encode_payload(w.INFER_CHUNK, {"req": self.next_req(), "total": w.SHA_LEN, "offset": 0,
+                                                "mode": w.MODE_CACHED, "data": os.urandom(w.SHA_LEN)})
+        try:
+            self.transact(w.INFER_CHUNK, body, (w.RESULT,), work=(w.SHA_LEN, self.patience))
+        except BoardError as exc:
+            if exc.code == w.E_NOT_CACHED:
+                return
+            raise ToolFailure(f"{self.name}: the board offers a sample cache but answered a CACHED request with "
+                              f"{exc.name} ({exc.text}); run with --no-cache") from None
+        raise ToolFailure(f"{self.name}: the board answered a sample it was never sent (a random SHA-256, asked in "
+                          "CACHED mode) with a RESULT: its sample cache cannot be trusted; run with --no-cache, "
+                          "or fix its firmware")
+
     # -- streaming --------------------------------------------------------------------------------
 
     def stream(self, take: Callable[[], int | None], give_back: Callable[[list[int]], None],
@@ -383,6 +407,8 @@ class BoardSession:
         self._live = (started, out0, in0)
         if self.samples is None:
             self.samples = SamplePlanner(self.hello, payload_of, self.sample_modes)
+            if self.samples.modes & w.MODE_CACHED:
+                self._despite_resets(self._check_cache_claims)
         self.samples.payload_of = payload_of
         pipeline = Pipeline(self, take, payload_of, on_result, self.samples)
         try:
@@ -403,6 +429,11 @@ class BoardSession:
             self.stats.bytes_from_board += self.port.bytes_in - in0
             self._live = None
 
+    def note_failure(self, exc: BaseException) -> None:
+        """The board was given up: its fate goes into the figures (and so into the report)."""
+        self.failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.failed_after = self.stats.images
+
     def figures(self) -> dict:
         """This board's streaming figures so far (also while it streams), for the journal and report."""
         s = self.stats
@@ -417,9 +448,13 @@ class BoardSession:
             "port": self.name, "baud": self.port.baud, "seconds": seconds, "bytes_to_board": to_board,
             "bytes_from_board": from_board, "images": s.images, "retries": s.retries, "resets": s.resets,
             "resyncs": s.resyncs, "uploads": s.uploads, "max_in_flight": s.max_in_flight,
+            "wrong_req_results": s.wrong_req_results,
             "waits": s.waits, "waited_s": round(s.waited_s, 3), "longest_wait_s": round(s.longest_wait_s, 3),
             "chunk_bytes": self._sizer.chunk() if self._sizer else 0,  # INFER data bytes per frame, lately
             "reopens": self.port.reopens, "reopen_waited_s": round(self.port.reopen_waited_s, 3),
+            "reopen_tries": self.port.reopen_tries,
+            "fate": "failed" if self.failure else "finished", "error": self.failure,
+            "failed_after_images": self.failed_after if self.failure else None,
             "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
             "backend": hello.backend if hello else "", "rx_window": hello.rx_window if hello else 0,
