@@ -1,11 +1,14 @@
-"""Lint an ONNX file (when the onnx package is installed): the compiler's ONNX op table and the same
+"""Lint an ONNX file (when the onnx package is installed): the compiler's ONNX op table, the nodes
+nncase 1.9 imports but fails on (onnx_rules, measured on onnx's single-op node tests), and the same
 K210 placement rules as for TFLite, applied to ONNX's NCHW nodes. Advisory: `k210 compile` takes
-the TensorFlow-side formats, and nothing here was checked by compiling ONNX with nncase."""
+the TensorFlow-side formats, and the KPU placements here were not checked by compiling ONNX."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from k210.converters.kpu_rules import (
     KPU_FILTERS,
@@ -23,9 +26,11 @@ from k210.core.errors import BadInputError
 
 from .firmware import firmware_for
 from .memory import memory_problems, memory_summary
+from .onnx_rules import OnnxContext, refusal
 from .report import LintReport
 from .tflite_lint import check_quant, compiler_table
 
+_SMALL_CONSTANT = 4096  # elements: axes, starts, scales; weights stay out of the rules' look-ups
 _ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSwish", "Clip"}
 _KPU_CAPABLE = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
 
@@ -36,6 +41,7 @@ class _Graph:
     initializers: dict[str, list[int]]
     consumers: dict[str, int]
     kpu_tails: dict[str, tuple[str, bool, bool]] = field(default_factory=dict)  # tensor -> (conv, depthwise, pool free)
+    rules: OnnxContext | None = None  # what host/lint/onnx_rules looks up (nncase 1.9 only)
 
 
 def lint_onnx(path: Path, *, compiler: str, quant: str) -> LintReport:
@@ -51,6 +57,7 @@ def lint_onnx(path: Path, *, compiler: str, quant: str) -> LintReport:
     except Exception:  # shapes are optional: rules that need them then stay conservative
         pass
     graph = _index(model.graph)
+    graph.rules = _rule_context(model, graph) if table.key == "nncase1.9" else None
     rows = [_place(i, node, graph, table, quant) for i, node in enumerate(model.graph.node)]
     report = LintReport(source=str(path), format="onnx", compiler=table.key, quant=quant, ops=rows)
     report.problems += [f"{r.name} ({r.op}): {r.reason}" for r in rows if r.placement is Placement.UNSUPPORTED]
@@ -60,10 +67,12 @@ def lint_onnx(path: Path, *, compiler: str, quant: str) -> LintReport:
     report.memory = _memory(rows, graph, quant, model.graph)
     problems, notes = memory_problems(report.memory)
     report.problems += problems
+    report.estimate_problems += problems
     report.notes += notes
     report.firmware = firmware_for(table.kmodel_version)
-    report.notes.append("ONNX lint is advisory: k210 compile takes Keras/SavedModel/.pb/.tflite, and these placements "
-                        "were not checked by compiling ONNX with nncase")
+    report.notes.append("ONNX lint is advisory: k210 compile takes Keras/SavedModel/.pb/.tflite; the refusals here "
+                        "were measured by compiling onnx's single-op node tests with nncase 1.9 "
+                        "(benchmarks/onnx_single_ops), the KPU placements were not")
     return report
 
 
@@ -90,6 +99,35 @@ def _index(graph) -> _Graph:
     return _Graph(shapes, initializers, consumers)
 
 
+def _rule_context(model, graph: _Graph) -> OnnxContext:
+    """Small constants (axes, starts, scales: initializers and Constant nodes), graph inputs, types, producers."""
+    from onnx import numpy_helper
+
+    constants: dict[str, np.ndarray] = {}
+    types: dict[str, int] = {}
+    shapes = dict(graph.shapes)
+    for init in model.graph.initializer:
+        types[init.name] = init.data_type
+        shapes[init.name] = list(init.dims)
+        if int(np.prod(init.dims)) <= _SMALL_CONSTANT:
+            constants[init.name] = numpy_helper.to_array(init)
+    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        types.setdefault(value.name, value.type.tensor_type.elem_type)
+    producers = {}
+    for node in model.graph.node:
+        for out in node.output:
+            producers[out] = node
+        if node.op_type == "Constant" and node.output:
+            for attribute in node.attribute:
+                if attribute.name == "value" and int(np.prod(attribute.t.dims)) <= _SMALL_CONSTANT:
+                    constants[node.output[0]] = numpy_helper.to_array(attribute.t)
+                    types[node.output[0]] = attribute.t.data_type
+    initialized = {init.name for init in model.graph.initializer}
+    graph_inputs = {value.name for value in model.graph.input if value.name not in initialized}
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+    return OnnxContext(constants, graph_inputs, shapes, producers, types, opset)
+
+
 def _attr(node, name: str, default):
     for attribute in node.attribute:
         if attribute.name == name:
@@ -106,6 +144,9 @@ def _place(index: int, node, graph: _Graph, table, quant: str) -> OpPlacement:
     if node.op_type not in table.onnx_ops:
         return row(Placement.UNSUPPORTED, f"{table.title} cannot import it: "
                                           f"'{table.unsupported_onnx.format(op=node.op_type)}'")
+    refused = refusal(node, graph.rules, quant) if graph.rules is not None else None
+    if refused is not None:
+        return row(Placement.UNSUPPORTED, f"{table.title} fails on it: {refused[0]}", refused[1])
     if quant != "uint8":
         capable = node.op_type in _KPU_CAPABLE | _ACTIVATIONS | {"MaxPool", "AveragePool"}
         return row(Placement.CPU, NEEDS_PTQ if capable else "runs on the RISC-V CPU")
