@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from k210.firmware import k210wire as w
 
-from .messages import HOST_MAX_FRAME, Message
+from .messages import HOST_MAX_FRAME, Message, printable
 from .ports import Port
 
 log = logging.getLogger("k210.hil")
 
 SAMPLE_BYTES = 256  # raw bytes kept to say what a port that does not speak the protocol sends
+LOGS_KEPT = 256  # the board's last LOG lines kept; older ones are only counted (a chatty board cannot fill memory)
 
 
 class Channel:
@@ -25,7 +27,8 @@ class Channel:
         self.echoes = 0  # our own requests coming back: a loopback, not a board
         self.other_versions: set[int] = set()
         self.bad_messages = 0
-        self.logs: list[tuple[int, str]] = []
+        self.logs: deque[tuple[int, str]] = deque(maxlen=LOGS_KEPT)  # the last LOG frames (level, text)
+        self.logs_seen = 0  # every LOG frame, those no longer kept included
         self.frames_sent = 0
 
     def next_seq(self) -> int:
@@ -57,6 +60,16 @@ class Channel:
         self._inbox[:0] = messages
 
     @property
+    def logs_dropped(self) -> int:
+        """LOG frames received but no longer kept."""
+        return self.logs_seen - len(self.logs)
+
+    def logs_since(self, seen: int) -> list[tuple[int, str]]:
+        """The LOG lines that came after the first `seen` (as many of them as are still kept)."""
+        new = self.logs_seen - seen
+        return list(self.logs)[-new:] if new > 0 else []
+
+    @property
     def frames_dropped(self) -> int:
         return self._decoder.dropped()
 
@@ -74,8 +87,15 @@ class Channel:
             self.bad_messages += 1
             log.debug("undecodable %s from the board: %s", w.TYPE_NAMES.get(mtype, hex(mtype)), exc)
             return
+        for key, value in fields.items():  # a board's texts end up in one-line errors and on terminals
+            if isinstance(value, str):
+                fields[key] = printable(value)
         if mtype == w.LOG:
             self.logs.append((fields["level"], fields["text"]))
-            log.info("board %s: %s", self.port.url, fields["text"])
+            self.logs_seen += 1
+            if self.logs_seen <= LOGS_KEPT:  # a flood is not echoed line by line
+                log.info("board %s: %s", self.port.url, fields["text"])
+            elif self.logs_seen == LOGS_KEPT + 1:
+                log.info("board %s: more LOG lines; only the last %d are kept", self.port.url, LOGS_KEPT)
             return
         self._inbox.append(Message(mtype, flags, seq, fields))

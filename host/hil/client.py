@@ -19,6 +19,7 @@ from typing import Any
 
 from k210.firmware import k210wire as w
 
+from .hello_check import check_hello
 from .messages import BoardError, BoardLinkError, BoardReset, BoardTimeout, Hello, Message, ModelInfo, Tensor
 from .pipeline import covered_bytes
 from .ports import Port
@@ -87,6 +88,7 @@ class BoardClient:
         hello = Hello.from_fields(msg.fields)
         if hello.proto != w.PROTOCOL_VERSION:
             raise BoardLinkError(f"board speaks protocol {hello.proto}, host {w.PROTOCOL_VERSION}")
+        check_hello(hello, self.session.name)
         self.session.hello = hello
         return hello
 
@@ -188,7 +190,7 @@ class BoardClient:
 
     def _call(self, mtype: int, payload: bytes, expect: tuple[int, ...], *, work: tuple[int, float] | None = None,
               reset_ok: bool = False) -> Message:
-        logs = len(self.session.channel.logs)
+        logs = self.session.channel.logs_seen
         try:
             return self.session.transact(mtype, payload, expect, work=work)
         except BoardRestarted as restart:
@@ -198,7 +200,7 @@ class BoardClient:
             raise BoardReset(restart.hello) from None
         finally:
             if self.on_log:
-                for level, text in self.session.channel.logs[logs:]:
+                for level, text in self.session.channel.logs_since(logs):
                     self.on_log(level, text)
 
     def _whole_result(self, first: Message) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
 
 HOST_MAX_FRAME = 1 << 16  # largest frame the host accepts; boards announce max_frame <= this
+MAX_RX_WINDOW = 1 << 20  # the most of a board's announced RX window the host fills (a K210 has 6 MiB of SRAM)
 
 
 class BoardLinkError(ToolFailure):
@@ -39,6 +40,11 @@ class BoardError(BoardLinkError):
         self.detail = detail
         self.text = text
         self.req = req
+
+
+def printable(text: str) -> str:
+    """A board's text as one safe line: control characters (newlines, terminal escapes) become '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,20 @@ class Hello:
         return 1 << ((self.caps >> w.CAP_CACHE_LOG2_SHIFT) & 0xFF)
 
     @property
+    def frame_limit(self) -> int:
+        """Largest frame (decoded bytes) the host sends: within the board's max_frame, the host's own limit,
+        and the board's RX window once COBS-encoded with its delimiter (a board that holds 100 bytes while
+        busy must not be sent frames of 700)."""
+        room = min(self.rx_window, MAX_RX_WINDOW) - 1  # the 0x00 delimiter
+        fits = max(0, room - 1 - room // 255)  # cobs_max_encoded(n) = n + n // 254 + 1 <= room
+        while fits > 0 and w.cobs_max_encoded(fits) > room:
+            fits -= 1
+        return min(self.max_frame, HOST_MAX_FRAME, fits)
+
+    @property
     def chunk_size(self) -> int:
         """Largest data bytes per LOAD/INFER chunk that fit the board's frames."""
-        return min(self.max_frame, HOST_MAX_FRAME) - w.CHUNK_OVERHEAD
+        return self.frame_limit - w.CHUNK_OVERHEAD
 
     @classmethod
     def from_fields(cls, f: dict[str, Any]) -> Hello:
