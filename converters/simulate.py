@@ -42,8 +42,11 @@ class KModelSimulator:
         return [self.sim.get_output_tensor(i).to_numpy().copy() for i in range(self.sim.outputs_size)]
 
 
-def _init_worker(kmodel: bytes) -> None:
+def _init_worker(kmodel: bytes, parent: int) -> None:
     global _simulator
+    from k210.core.lifeline import die_with_parent
+
+    die_with_parent(parent)  # a kill -9 of the CLI leaves no worker (nor the resource tracker) behind
     _simulator = KModelSimulator(kmodel)
 
 
@@ -89,7 +92,8 @@ def simulate(
     context = multiprocessing.get_context("spawn")
     results: list[list[np.ndarray]] = []
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(kmodel,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(kmodel, os.getpid())) as pool:
             for piece, out in zip(pieces, pool.map(_run_chunk, pieces)):
                 results.append(out)
                 if progress:

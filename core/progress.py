@@ -25,12 +25,14 @@ class PlainProgress:
             self._last = now
             self._print()
 
-    def _print(self, final: bool = False) -> None:
+    def _print(self, final: bool = False, stopped: bool = False) -> None:
         elapsed = time.monotonic() - self.started
         rate = self.n / elapsed if elapsed > 0 else 0.0
         of = f"/{self.total}" if self.total else ""
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        done = " done" if final else ""
+        # "done" only for work that was: a run that failed or fell short ends "stopped".
+        short = stopped or (self.total is not None and self.n < self.total)
+        done = (" stopped" if short else " done") if final else ""
         extra = f", {self.postfix}" if self.postfix else ""
         print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.1f} {self.unit}/s{extra}{done}",
               file=self.stream, flush=True)
@@ -41,17 +43,17 @@ class PlainProgress:
     def set_postfix_str(self, text: str) -> None:
         self.postfix = text
 
-    def close(self) -> None:
+    def close(self, stopped: bool = False) -> None:
         if not self._closed:
             self._closed = True
             if self.n and time.monotonic() - self.started >= self.every:
-                self._print(final=True)
+                self._print(final=True, stopped=stopped)
 
     def __enter__(self) -> PlainProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(stopped=exc_type is not None)
 
 
 def progress_every() -> float:

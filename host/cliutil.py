@@ -101,15 +101,17 @@ def load_dataset_arg(args: argparse.Namespace, name: str | None = None):
 
 def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | Callable[[], str] | None = None,
            passed: bool = True, inputs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
-           files: Iterable[str | os.PathLike[str] | None] = (), failure: str | None = None) -> int:
+           files: Iterable[str | os.PathLike[str] | None] = (), failure: str | None = None,
+           exit_code: int | None = None) -> int:
     """The end of every command: the envelope to stdout (--json) or the text, the envelope to `files`.
 
-    Returns the exit code: 0, or 1 when `passed` is false (a check failed; `failure` says which, on stderr)."""
+    Returns the exit code: 0, or 1 when `passed` is false (a check failed; `failure` says which, on stderr);
+    `exit_code` instead where the command ran to its end and still failed otherwise (e.g. a board was lost)."""
     from k210.core.fsutil import write_text_atomic
 
     from .envelope import build_envelope, to_json
 
-    code = EXIT_OK if passed else EXIT_CHECK_FAILED
+    code = exit_code if exit_code is not None else EXIT_OK if passed else EXIT_CHECK_FAILED
     envelope = build_envelope(args.command, dict(result), exit_code=code, inputs=inputs)
     for path in files:
         if path is not None:

@@ -43,6 +43,7 @@ class Port:
         self.patience = patience
         self.reopens = 0
         self.reopen_waited_s = 0.0
+        self.reopen_tries = 0  # every try to reopen it, those that failed included
         self._use_fd = use_fd  # False: only pyserial's read/write (wrappers that damage frames see every byte)
         self._attach(serial_port)
 
@@ -95,13 +96,15 @@ class Port:
         self._out.clear()  # lost with the line
         if self._reopen is None or self.patience <= 0:
             raise ToolFailure(f"lost the board on {self.url}: {why}") from None
-        log.warning("lost %s (%s): reopening it for up to %g s", self.url, why, self.patience)
+        # Said at INFO: a port that comes back is said once below, one that does not by the run's one error line.
+        log.info("lost %s (%s): reopening it for up to %g s", self.url, why, self.patience)
         started = time.monotonic()
         pause = REOPEN_FIRST_S
         tries = 0
         while True:
             time.sleep(pause)
             tries += 1
+            self.reopen_tries += 1
             try:
                 serial_port = self._reopen()
                 break

@@ -37,6 +37,7 @@ from .uart import BoardReboot, make_machine
 from .wire import Line
 
 FIRMWARES = ("canmv", "maixpy", "mlperf-tiny")
+WORKDIR_PREFIX = "k210-board-"  # then the owner's pid and a random part
 FLASH_MODEL_OFFSET = 0x300000  # where `k210 flash` and MaixPy put a model
 CANMV_VERSIONS = (5,)  # what the simulator can run; real CanMV feat/kpu also loads v3/v4
 
@@ -75,7 +76,10 @@ class VirtualBoard:
         self.options = options
         self.log = log or (lambda text: print(f"k210 board: {text}", file=sys.stderr, flush=True))
         self._own_workdir = options.workdir is None
-        self.workdir = Path(options.workdir or tempfile.mkdtemp(prefix="k210-board-"))
+        if self._own_workdir:
+            remove_orphaned_workdirs()
+        # The owner's pid in the name: a board killed with -9 leaves its directory, the next one removes it.
+        self.workdir = Path(options.workdir or tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         for sub in ("sd", "flash"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.flash = Flash()
@@ -201,6 +205,19 @@ class VirtualBoard:
             if not self.workdir.exists():
                 return
             time.sleep(0.01)
+
+
+def remove_orphaned_workdirs(parent: str | None = None) -> list[Path]:
+    """Remove the work directories of virtual boards whose process is gone (killed with -9); which ones."""
+    from k210.core.lifeline import pid_alive
+
+    removed = []
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = path.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def exit_with_parent(cleanup: Callable[[], None] | None = None) -> None:
