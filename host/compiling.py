@@ -37,6 +37,8 @@ class CompileRequest:
     input_node: str | None = None
     output_node: str | None = None
     lint: bool = True
+    output_kinds: dict[int, str] | None = None  # how verify/hil judge each output (host/judge/rules.py)
+    postprocess: dict | None = None  # the decoded task verify/hil judge by (host/judge/tasks.py)
 
 
 def compile_model(req: CompileRequest) -> dict:
@@ -102,8 +104,11 @@ def compile_model(req: CompileRequest) -> dict:
         "compiler": {"name": "nncase", "version": metadata.version("nncase"), "target": "k210",
                      "seconds": round(compile_seconds, 3)},
         "inputs": [{"name": tfl.input_name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"} for d in info.inputs],
-        "outputs": [{"name": name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"}
-                    for name, d in zip(_output_names(tfl.output_name, len(info.outputs)), info.outputs)],
+        "outputs": [{"name": name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC",
+                     **({"kind": (req.output_kinds or {})[i]} if i in (req.output_kinds or {}) else {})}
+                    for i, (name, d) in enumerate(zip(_output_names(tfl.output_name, len(info.outputs)),
+                                                      info.outputs))],
+        "postprocess": req.postprocess,
         "preprocessing": {
             "spec": prep.to_dict(),  # the one spec calibration, verify, hil and deploy all apply
             "summary": prep.describe(),

@@ -44,19 +44,9 @@ def tflite_path() -> Path:
 
 def anchor_centres() -> np.ndarray:
     """float32 [896, 2]: (x, y) of every anchor's centre in [0, 1], in the model's output order."""
-    centres = []
-    layer = 0
-    while layer < len(STRIDES):
-        stride = STRIDES[layer]
-        same = sum(1 for s in STRIDES[layer:] if s == stride)  # consecutive layers of this stride
-        per_cell = same * ANCHORS_PER_LAYER
-        cells = -(-INPUT_SIZE // stride)  # ceil
-        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-        ys, xs = np.meshgrid(grid, grid, indexing="ij")
-        cell_centres = np.stack([xs.reshape(-1), ys.reshape(-1)], axis=1)
-        centres.append(np.repeat(cell_centres, per_cell, axis=0))
-        layer += same
-    return np.concatenate(centres).astype(np.float32)
+    from .decoders import ssd_anchor_centres
+
+    return ssd_anchor_centres(INPUT_SIZE, INPUT_SIZE, STRIDES, ANCHORS_PER_LAYER)
 
 
 def decode_boxes(regressors: np.ndarray) -> np.ndarray:
@@ -87,10 +77,6 @@ def best_box(regressors: np.ndarray, classificators: np.ndarray) -> tuple[np.nda
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of boxes (xmin, ymin, xmax, ymax), element-wise over the leading axes."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = width * height
-    area = lambda box: np.clip(box[..., 2] - box[..., 0], 0, None) * np.clip(box[..., 3] - box[..., 1], 0, None)  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    from .decoders import iou as box_iou
+
+    return box_iou(a, b)

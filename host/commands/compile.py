@@ -24,6 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("--input-type", choices=("float32", "uint8"),
                    help="what the board sends: uint8 raw pixels (default with --quant uint8) or float32")
     p.add_argument("--no-lint", action="store_true", help="skip the compatibility lint before compiling")
+    p.add_argument("--output-kind", action="append", default=[], metavar="OUTPUT=KIND",
+                   help="record in the card how verify/hil judge an output: scores or values (repeatable)")
+    p.add_argument("--postprocess", metavar="PRESET|FILE.json|JSON",
+                   help="record in the card the decoder verify/hil judge this detector or segmenter by (presets: "
+                        "mediapipe-face-front, axelerate-yolo2, mask)")
     add_json_arg(p)
     add_dataset_args(p)
     add_preprocess_args(p)
@@ -41,8 +46,21 @@ def run(args: argparse.Namespace) -> int:
         model=model, output=out, quant=args.quant, input_type=args.input_type, overrides=overrides_from(args),
         dataset=args.dataset, data_path=args.data, calib=args.calib, holdout=args.holdout, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
+        output_kinds=_output_kinds(args.output_kind), postprocess=_postprocess(args.postprocess),
     ))
     return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
+
+
+def _output_kinds(items: list[str]) -> dict[int, str]:
+    from ..judge.rules import parse_output_kinds
+
+    return parse_output_kinds(items)
+
+
+def _postprocess(text: str | None) -> dict | None:
+    from ..judge.tasks import load_postprocess
+
+    return load_postprocess(text)
 
 
 def _text(card: dict, model: Path, out: Path, quant: str) -> str:

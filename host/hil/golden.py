@@ -78,8 +78,9 @@ def compare_output(board: dict[int, BoardResult], golden: dict[int, BoardResult]
 def build_golden_report(*, kmodel: str, kmodel_sha256: str, dataset: str, split: str,
                         results: dict[int, BoardResult], golden: dict[int, BoardResult], count: int,
                         segments: list[dict[str, Any]], golden_boards: list[dict[str, Any]],
-                        min_cosine: float) -> dict[str, Any]:
-    """The run's figures, board vs golden board for every output both returned."""
+                        min_cosine: float, expected_outputs: int = 0) -> dict[str, Any]:
+    """The run's figures, board vs golden board for every output both returned; both must return every
+    one of the kmodel's `expected_outputs` (0: as many as the golden board returns)."""
     per_board = min((len(results[i].outputs) for i in range(count)), default=0)
     per_golden = min((len(golden[i].outputs) for i in range(count)), default=0)
     rows = [compare_output(results, golden, count, k, min_cosine) for k in range(min(per_board, per_golden))]
@@ -95,8 +96,9 @@ def build_golden_report(*, kmodel: str, kmodel_sha256: str, dataset: str, split:
         "images_per_s": link["images_per_s"], "link_utilisation": link["link_utilisation"],
         "retries": link["retries"], "resets": link["resets"], "link": link,
         "boards": segments[-1]["boards"] if segments else [], "min_cosine": min_cosine,
-        # Both boards must send the same number of outputs, and every one must match.
-        "passed": per_board == per_golden and bool(rows) and all(r["passed"] for r in rows),
+        # Both boards must send every output of the kmodel, and every one must match.
+        "expected_outputs": expected_outputs or per_golden,
+        "passed": per_board == per_golden >= max(1, expected_outputs) and bool(rows) and all(r["passed"] for r in rows),
     }
 
 
@@ -119,6 +121,10 @@ def render_golden(r: dict[str, Any]) -> str:
 
 
 def golden_failure_line(r: dict[str, Any]) -> str:
+    expected = r.get("expected_outputs") or 0
+    if min(r["board_outputs_returned"], r["golden"]["outputs_returned"]) < max(1, expected):
+        return (f"the kmodel has {expected} output(s); the board returned {r['board_outputs_returned']}, the golden "
+                f"board {r['golden']['outputs_returned']}: no output, no pass")
     if r["board_outputs_returned"] != r["golden"]["outputs_returned"]:
         return (f"the board returned {r['board_outputs_returned']} outputs, the golden board "
                 f"{r['golden']['outputs_returned']}")
