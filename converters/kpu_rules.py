@@ -589,8 +589,13 @@ def _split_producer(ctx: _Context, op: OpInfo) -> None:
         return  # an activation sits between them
     if producer.placement is Placement.KPU_PARTIAL and "stride 2" in producer.reason:
         return
-    producer.lowered_convs += 1
-    producer.reason += "; emitted twice by nncase (the PReLU after it takes both halves from the KPU)"
+    # Once per reader of its output: the PReLU's two halves, and any other op that reads it too (measured:
+    # hand_recrop's depthwise conv and residual Adds that feed a PReLU and a max pool are emitted three times).
+    others = len(ctx.consumers.get(op.inputs[0], [])) - 1
+    producer.lowered_convs += 1 + others
+    times = "twice" if not others else f"{2 + others} times"
+    also = f", and once more for each of its {others} other reader{'s' if others != 1 else ''}" if others else ""
+    producer.reason += f"; emitted {times} by nncase (the PReLU after it takes both halves from the KPU{also})"
 
 
 def _transpose_conv_rule(ctx: _Context, op: OpInfo, name: str) -> OpPlacement:

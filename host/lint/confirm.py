@@ -18,8 +18,9 @@ from .report import LintReport
 # Ops that nncase turns into one KPUConv2D when lint places them on the KPU (Add and PReLU say how many
 # convs they become in OpPlacement.lowered_convs).
 _KPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
-# Ops that stay a Conv2D in nncase's stackvm (CPU) module when lint places them on the CPU.
-_CPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+# Ops that stay a Conv2D in nncase's stackvm (CPU) module when lint places them on the CPU (a transposed
+# conv too: nncase lowers it to pad + Conv2D, measured in a float kmodel).
+_CPU_CONV_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
 
 
 def lint_figures(report: LintReport) -> dict:
