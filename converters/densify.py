@@ -46,8 +46,21 @@ class Densified:
 
 def count_sparse_weights(data: bytes) -> int:
     """How many DENSIFY ops take a constant sparse tensor (0: nothing to fold)."""
+    if not _has_densify(data):
+        return 0  # the common case, without unpacking the whole model
     model = _load(data)
     return sum(len(_foldable(model, graph)) for graph in model.subgraphs or [])
+
+
+def _has_densify(data: bytes) -> bool:
+    if len(data) < 8 or data[4:8] != _TFLITE_IDENTIFIER:
+        return True  # let _load say what is wrong
+    try:
+        root = _schema().Model.GetRootAs(data, 0)
+        codes = [root.OperatorCodes(i) for i in range(root.OperatorCodesLength())]
+    except Exception:  # a damaged flatbuffer: _load raises the one-line error
+        return True
+    return any(max(int(c.BuiltinCode()), int(c.DeprecatedBuiltinCode())) == _DENSIFY for c in codes)
 
 
 def _foldable(model, graph) -> list[int]:

@@ -7,7 +7,8 @@ from k210.converters.tflite_reader import TFLiteInfo
 
 QUANTISED_FIX = (
     "convert the float model (no tf.lite.Optimize.DEFAULT, no representative_dataset) and let nncase quantise "
-    "it: --quant uint8"
+    "it: --quant uint8; holding only this downloaded .tflite, fetch the float32 or float16 release of the same "
+    "model (k210 compile folds float16 and sparse weights itself)"
 )
 
 
