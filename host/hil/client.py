@@ -28,6 +28,7 @@ from .session import BoardSession
 
 DEFAULT_BAUD = 1_500_000  # assumed for links without a baud rate (loop://, in-process fakes)
 MAX_RESTARTS = 3  # STALE answers to one inference before it is given up
+MAX_RESULT_BYTES = 64 << 20  # the largest RESULT taken: outputs of a K210 model live in its 6 MiB of SRAM
 
 
 @dataclass
@@ -206,14 +207,25 @@ class BoardClient:
     def _whole_result(self, first: Message) -> dict[str, Any]:
         """A RESULT bigger than one frame comes in parts with the same seq: collect them by offset."""
         f = first.fields
+        if f["total"] > MAX_RESULT_BYTES:
+            raise BoardLinkError(f"RESULT of request {f['req']} declares {f['total']:,} bytes; at most "
+                                 f"{MAX_RESULT_BYTES:,} are taken")
         parts = {f["offset"]: f["data"]}
         deadline = time.monotonic() + self.session._reply_wait(0)
+        # However its parts come (a board may send overlapping ones without end), a RESULT gets the time its
+        # declared size takes on the line, twice, and never more memory than that size, twice.
+        give_up = deadline + 2 * self.session.port.wire_seconds(f["total"])
+        kept = len(f["data"])
         while covered_bytes(parts) < f["total"]:
-            left = deadline - time.monotonic()
+            left = min(deadline, give_up) - time.monotonic()
             if left <= 0:
                 raise BoardTimeout(f"RESULT of request {f['req']}: {covered_bytes(parts)} of {f['total']} bytes came")
             for msg in self.session.channel.poll(min(0.05, left)):
                 if msg.type == w.RESULT and msg.seq == first.seq:
+                    kept += len(msg.fields["data"])
+                    if kept > 2 * f["total"] + (1 << 16):  # twice the size, and a frame of slack
+                        raise BoardLinkError(f"RESULT of request {f['req']}: {kept:,} bytes of parts for "
+                                             f"{f['total']:,} declared")
                     parts[msg.fields["offset"]] = msg.fields["data"]
                     deadline = time.monotonic() + self.session._reply_wait(0)
         blob = bytearray(f["total"])

@@ -42,9 +42,12 @@ class BoardError(BoardLinkError):
         self.req = req
 
 
+_CONTROLS = {c: "?" for c in (*range(0x20), *range(0x7F, 0xA0))}  # C0, DEL and C1: newlines, terminal escapes
+
+
 def printable(text: str) -> str:
     """A board's text as one safe line: control characters (newlines, terminal escapes) become '?'."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+    return text.translate(_CONTROLS)
 
 
 @dataclass(frozen=True)
