@@ -150,7 +150,7 @@ class ArraysOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: only its 
                 if value is inst:
                     self.memo[key] = built
             return
-        if not isinstance(inst, np.ndarray) or type(inst) is not np.ndarray:
+        if type(inst) is not np.ndarray:
             raise BadInputError(f"refusing pickle: BUILD on a {type(inst).__name__}")
         if not isinstance(state, tuple) or len(state) != 5:
             raise BadInputError("refusing pickle: an array state that numpy does not write")

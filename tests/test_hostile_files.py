@@ -108,7 +108,8 @@ def test_json_config_with_nan_or_infinity_is_bad_input(tmp_path, runner_dir, cli
 # -- 8. names on the board: portable to FAT/SPIFFS, duplicates found case-folded -------------------------------
 
 
-@pytest.mark.parametrize("name", ["mainé.kmodel", "m odel.kmodel", "m\tx.kmodel", ".hidden.kmodel", "a:b.kmodel"])
+@pytest.mark.parametrize("name", ["mainé.kmodel", "m odel.kmodel", "m\tx.kmodel", ".hidden.kmodel", "a:b.kmodel",
+                                  "m.kmodel."])
 def test_names_that_fat_or_spiffs_would_not_keep_are_refused(tmp_path, runner_dir, cli, name):
     kmodel = write(tmp_path / "m.kmodel", kmodel_v4())
     line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, "--kmodel", kmodel, "--kmodel-name", name))

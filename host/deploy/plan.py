@@ -27,7 +27,7 @@ SPIFFS_BYTES = 3 * 1024 * 1024  # MaixPy's /flash: the last 3 MiB of the SPI fla
 BIG_FOR_SPIFFS = 1024 * 1024
 # Names on the board: FAT (/sd) and SPIFFS (/flash) both store these bytes as they are, and the raw REPL
 # carries them intact; FAT compares names case-insensitively, so duplicates are found case-folded.
-PORTABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+PORTABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(?<!\.)")  # FAT drops a trailing dot: "main.py." is main.py
 
 
 @dataclass(frozen=True)
