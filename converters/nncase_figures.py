@@ -22,16 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compile import parse_memory_summary
+from .compile import KPU_MEMORY_MESSAGES, kpu_memory_error, parse_memory_summary  # noqa: F401 - re-exported
 
 _OP_LINE = re.compile(r"^\[(\w+)\]")
-# What nncase 1.9 says when feature maps do not fit the 2 MiB KPU RAM (the second measured here on a
-# 3x3x32 conv over 240x320x3).
-KPU_MEMORY_MESSAGES = ("KPU allocator cannot allocate more memory", "Allocator has ran out of memory")
-
-
-def kpu_memory_error(error: str | None) -> bool:
-    return any(message in (error or "") for message in KPU_MEMORY_MESSAGES)
 
 
 @dataclass
