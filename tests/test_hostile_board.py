@@ -100,6 +100,19 @@ def test_a_hello_the_host_cannot_work_with_is_refused_naming_the_field(kmodel, l
     assert f"the board's HELLO says {field}" in line and seconds < BOUND_S
 
 
+def test_a_reset_whose_hello_changes_the_fields_is_checked_again(kmodel):
+    code, envelope, stderr, seconds = hil(kmodel, "reset-shrinks")
+    line = one_line(stderr)
+    assert code == 3 and envelope["passed"] is False and "the board's HELLO says max_frame 22" in line, stderr
+
+
+def test_a_board_error_text_cannot_break_the_one_line_or_the_terminal(kmodel):
+    code, envelope, stderr, _ = hil(kmodel, "escape-error")
+    line = one_line(stderr)
+    assert code == 3 and envelope["passed"] is False and "INFER_FAILED" in line and "boom?second line?[2J" in line
+    assert "\x1b" not in stderr and "\x07" not in stderr and "\r" not in stderr
+
+
 def test_a_small_rx_window_is_respected(kmodel, tmp_path):
     stats = tmp_path / "stats.json"
     code, envelope, stderr, _ = hil(kmodel, "small-window", stats=stats)

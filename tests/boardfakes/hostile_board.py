@@ -16,6 +16,8 @@ pseudo-terminal, and a relay between them that rewrites what the board says, as 
     log-flood       40 LOG frames (with terminal escapes and newlines) after every reply
     cache-claims    HELLO announces a sample cache; every CACHED request is answered with a RESULT although
                     the board never received the sample
+    escape-error    every RESULT becomes ERROR INFER_FAILED whose text holds newlines and terminal escapes
+    reset-shrinks   honest for 5 images, then a reboot whose HELLO says max_frame 22 (the fields change mid-run)
     result-flood    the first RESULT declares 1 GiB and comes in overlapping parts, one byte further each,
                     without end (the host must neither wait for ever nor keep every part)
 
@@ -44,7 +46,7 @@ from k210.firmware import k210wire as w  # noqa: E402
 
 LIES = ("honest", "zero-outputs", "replay", "wrong-values", "wrong-shape", "wrong-dtype", "tiny-frame",
         "tiny-window", "small-window", "huge-fields", "no-input", "bad-caps", "log-flood", "cache-claims",
-        "result-flood")
+        "result-flood", "reset-shrinks", "escape-error")
 INNER_MAX_FRAME = 4096  # the runner's own frames: a whole RESULT of the 784-byte arithmetic model fits one
 SMALL_WINDOW = 300
 FLOOD = 40
@@ -56,26 +58,43 @@ class Relay:
         self.fd = fd
         self.stats_path = stats
         self.stats = {"largest_host_frame": 0, "dropped_host_frames": 0, "host_frames": 0}
+        self.boot()
+        self.first_result: dict | None = None
+        self.results = 0
+        self.rebooted = False
+        self.event_seq = 0x8000
+        self.request_modes: dict[int, int] = {}
+
+    def boot(self) -> None:
+        """A fresh runner: a new nonce, no model (what a reset leaves)."""
         self.backend = ArithBackend()
         nonce = int.from_bytes(os.urandom(4), "little")
         self.runner = k210runner.Runner(self.backend, self.to_host, MemoryStore(), nonce, max_frame=INNER_MAX_FRAME,
                                         rx_window=16384, max_model=1 << 20, max_input=65536, firmware="hostile",
                                         fw_version="1")
-        self.first_result: dict | None = None
-        self.event_seq = 0x8000
-        self.request_modes: dict[int, int] = {}
 
     # -- board -> host ----------------------------------------------------------------------------------
 
     def to_host(self, frame: bytes) -> None:
         for _version, mtype, flags, seq, payload in w.decode_frames(bytes(frame)):
             fields = w.decode_message(mtype, payload)
+            if self.lie == "escape-error" and mtype == w.RESULT:
+                text = "boom\nsecond line\x1b[2J\x1b]0;owned\x07\r"
+                error = {"code": w.E_INFER_FAILED, "req": fields["req"], "detail": 0, "text": text}
+                os.write(self.fd, w.encode_frame(w.ERROR, flags, seq, w.encode_payload(w.ERROR, error)))
+                return
             if self.lie == "result-flood" and mtype == w.RESULT:
                 self.flood_result(seq, fields)
                 return
             out = self.rewrite(mtype, fields)
             os.write(self.fd, w.encode_frame(mtype, flags, seq, w.encode_payload(mtype, out)) if out is not None
                      else bytes(frame))
+            if mtype == w.RESULT:
+                self.results += 1
+                if self.lie == "reset-shrinks" and self.results == 5:
+                    self.rebooted = True
+                    self.boot()
+                    self.runner.announce()
             if self.lie == "log-flood" and flags & w.FLAG_REPLY:
                 for i in range(FLOOD):
                     text = f"\x1b[2J\x1b[31mflood {i}\nTraceback (most recent call last):\r" + "x" * 150
@@ -100,7 +119,8 @@ class Relay:
                        "small-window": {"max_frame": 1024, "rx_window": SMALL_WINDOW},
                        "huge-fields": {"max_frame": 0xFFFFFFFF, "rx_window": 0xFFFFFFFF},
                        "no-input": {"max_input": 0}, "bad-caps": {"caps": 20 << w.CAP_CACHE_LOG2_SHIFT},
-                       "cache-claims": {"caps": w.CAP_CACHE | (20 << w.CAP_CACHE_LOG2_SHIFT)}}.get(lie)
+                       "cache-claims": {"caps": w.CAP_CACHE | (20 << w.CAP_CACHE_LOG2_SHIFT)},
+                       "reset-shrinks": {"max_frame": 22} if self.rebooted else None}.get(lie)
             return {**f, **changes} if changes else None
         if mtype != w.RESULT:
             return None
