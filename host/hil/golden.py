@@ -64,14 +64,18 @@ def compare_output(board: dict[int, BoardResult], golden: dict[int, BoardResult]
     """Output `k` of the board against the golden board's, image by image."""
     dtypes = {(board[i].outputs[k].dtype, golden[i].outputs[k].dtype) for i in range(count)}
     same_dtype = all(b == g for b, g in dtypes)
+    # The same bytes under other dims (or another dtype) are another tensor: never identical.
+    shapes_differ = [i for i in range(count) if tuple(board[i].outputs[k].shape) != tuple(golden[i].outputs[k].shape)]
     identical = sum(board[i].outputs[k].dtype == golden[i].outputs[k].dtype
+                    and tuple(board[i].outputs[k].shape) == tuple(golden[i].outputs[k].shape)
                     and board[i].outputs[k].data == golden[i].outputs[k].data for i in range(count))
     figures = compare(*(np.stack([r[i].outputs[k].to_numpy().astype(np.float64).reshape(-1) for i in range(count)])
                         for r in (golden, board)), class_scores=False)
     row = {"output": k, "dtype": "/".join(sorted({w.DTYPE_NAMES.get(d, str(d)) for pair in dtypes for d in pair})),
            "same_dtype": same_dtype, "images": count, "bit_identical": identical,
            "max_abs_error": figures["max_abs_error"], "mae": figures["mae"], "cosine": figures["cosine"]}
-    row["passed"] = identical == count if same_dtype else figures["cosine"] >= min_cosine
+    row["shapes_differ"] = len(shapes_differ)
+    row["passed"] = (identical == count if same_dtype else figures["cosine"] >= min_cosine) and not shapes_differ
     return row
 
 
@@ -128,6 +132,11 @@ def golden_failure_line(r: dict[str, Any]) -> str:
     if r["board_outputs_returned"] != r["golden"]["outputs_returned"]:
         return (f"the board returned {r['board_outputs_returned']} outputs, the golden board "
                 f"{r['golden']['outputs_returned']}")
+    shaped = [o for o in r["outputs"] if o.get("shapes_differ")]
+    if shaped:
+        o = shaped[0]
+        return (f"output {o['output']}: the board's tensor has other dims than the golden board's on "
+                f"{o['shapes_differ']} of {o['images']} images")
     return "; ".join(f"output {o['output']} bit-identical on {o['bit_identical']} of {o['images']} images"
                      + ("" if o["same_dtype"] else f", cosine {o['cosine']:.4f} below {r['min_cosine']}")
                      for o in r["outputs"] if not o["passed"]) or "the check failed"
