@@ -390,7 +390,8 @@ def _golden_report(cfg: HilConfig, kmodel: KModel, prep: _Prepared, results: dic
     count = len(prep.kmodel_inputs)
     report = build_golden_report(kmodel=str(cfg.kmodel), kmodel_sha256=kmodel.sha256, dataset=prep.dataset,
                                  split=cfg.split, results=results, golden=golden, count=count, segments=segments,
-                                 golden_boards=golden_boards, min_cosine=cfg.min_cosine)
+                                 golden_boards=golden_boards, min_cosine=cfg.min_cosine,
+                                 expected_outputs=len(kmodel.outputs))
     judge_boards(report, cfg.allow_lost_boards)
     _write_outputs(cfg, report, results, np.zeros(count), None)  # no plots: they are of TF/simulator figures
     if cfg.save_io:
