@@ -157,3 +157,30 @@ def _options(tflite, op, opcode: str) -> dict:
     if hasattr(opt, "FusedActivationFunction"):
         out["activation"] = _ACTIVATIONS.get(opt.FusedActivationFunction(), "?")
     return out
+
+
+HEADS = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid"}
+
+
+def output_heads(data: bytes) -> list[tuple[int, str | None]]:
+    """Per model output (TFLite order): its element count and the activation that makes it, when that is a
+    softmax or a sigmoid (class scores), else None. Ops that only reshape (RESHAPE, SQUEEZE) are looked through."""
+    import math
+
+    info = read_tflite(data)
+    producer = {t: op for op in info.ops for t in op.outputs}
+    heads: list[tuple[int, str | None]] = []
+    for tensor in info.outputs:
+        index, head = tensor.index, None
+        for _ in range(4):  # a few reshapes at most between the activation and the output
+            op = producer.get(index)
+            if op is None:
+                break
+            if op.opcode in HEADS:
+                head = HEADS[op.opcode]
+                break
+            if op.opcode not in ("RESHAPE", "SQUEEZE") or not op.inputs:
+                break
+            index = op.inputs[0]
+        heads.append((math.prod(d for d in tensor.shape if d > 0), head))
+    return heads

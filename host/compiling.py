@@ -104,10 +104,10 @@ def compile_model(req: CompileRequest) -> dict:
         "compiler": {"name": "nncase", "version": metadata.version("nncase"), "target": "k210",
                      "seconds": round(compile_seconds, 3)},
         "inputs": [{"name": tfl.input_name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"} for d in info.inputs],
-        "outputs": [{"name": name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC",
+        "outputs": [{"name": name, "shape": d.shape, "dtype": d.dtype, "layout": "NHWC", "head": head,
                      **({"kind": (req.output_kinds or {})[i]} if i in (req.output_kinds or {}) else {})}
-                    for i, (name, d) in enumerate(zip(_output_names(tfl.output_name, len(info.outputs)),
-                                                      info.outputs))],
+                    for i, (name, d, head) in enumerate(zip(_output_names(tfl.output_name, len(info.outputs)),
+                                                            info.outputs, _heads(tfl.data, info.outputs)))],
         "postprocess": req.postprocess,
         "preprocessing": {
             "spec": prep.to_dict(),  # the one spec calibration, verify, hil and deploy all apply
@@ -174,6 +174,27 @@ def _holdout(req: CompileRequest, dataset_name: str | None) -> float | None:
 
 def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:
     return list(values) * channels if len(values) == 1 else list(values)
+
+
+def _heads(tflite: bytes, outputs) -> list[str | None]:
+    """Per kmodel output, the softmax/sigmoid that makes it in the TFLite model (paired by element count)."""
+    import math
+
+    from k210.converters.tflite_reader import output_heads
+
+    try:
+        heads = output_heads(tflite)
+    except Exception:  # noqa: BLE001 - a hint for the pass rules, never a reason to fail a compile
+        return [None] * len(outputs)
+    left = list(heads)
+    result = []
+    for desc in outputs:
+        size = math.prod(d for d in desc.shape if d > 0)
+        match = next((h for h in left if h[0] == size), None)
+        if match is not None:
+            left.remove(match)
+        result.append(match[1] if match else None)
+    return result
 
 
 def _output_names(joined: str, count: int) -> list[str]:

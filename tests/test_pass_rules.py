@@ -315,3 +315,17 @@ def test_face_detector_is_judged_by_its_decoded_boxes(cli, tmp_path: Path) -> No
         assert result.code == 0 and "detection: recall" in result.out.splitlines()[0]
     else:
         assert result.code == 1 and "detection (outputs 0, 1)" in result.err, result.err
+
+
+def test_the_head_of_a_vector_makes_scores_the_head_of_a_map_does_not() -> None:
+    from k210.converters.tflite_reader import output_heads
+    from k210.host.judge.rules import resolve_rules
+
+    selfie = (MEDIAPIPE / "selfie_segmentation" / "selfie_segmentation.tflite").read_bytes()
+    assert output_heads(selfie) == [(256 * 256, "sigmoid")]
+    card = {"outputs": [{"shape": [1, 256, 256, 1], "head": "sigmoid"}, {"shape": [1, 10], "head": "softmax"},
+                        {"shape": [1, 4], "head": None}]}
+    rules = resolve_rules(3, sizes=[65536, 10, 4], references=[None, None, None], classes=None, card=card,
+                          flag_kinds={}, flag_tolerances={}, chosen=None, task_outputs=set())
+    assert [r.kind for r in rules] == ["values", "scores", "values"]
+    assert rules[1].kind_from == "guessed: a softmax head"

@@ -160,8 +160,12 @@ def card_rules(card: dict) -> tuple[dict[int, str], dict[int | None, Tolerance]]
 # --- guessing ----------------------------------------------------------------------------------------
 
 
-def guess_kind(reference: np.ndarray | None, classes: int | None, per_image_values: int) -> tuple[str, str]:
-    """(kind, why) from what the model gives: softmax-like rows or as many values as labels -> scores."""
+def guess_kind(reference: np.ndarray | None, classes: int | None, per_image_values: int,
+               head: str | None = None) -> tuple[str, str]:
+    """(kind, why) from what the model gives: a softmax/sigmoid head (the card's, from the TFLite graph),
+    softmax-like rows, or as many values as labels -> scores."""
+    if per_image_values >= 2 and head in ("softmax", "sigmoid"):  # a vector's head: a map's (a mask) is values
+        return "scores", f"guessed: a {head} head"
     if per_image_values >= 2 and classes is not None and per_image_values == classes:
         return "scores", f"guessed: {classes} values, as many as the card's labels"
     if reference is not None and len(reference) and per_image_values >= 2:
@@ -169,6 +173,15 @@ def guess_kind(reference: np.ndarray | None, classes: int | None, per_image_valu
         if (rows >= -1e-6).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
             return "scores", "guessed: every row is a probability vector (a softmax head)"
     return "values", "guessed: not class scores"
+
+
+def _head(card: dict, index: int) -> str | None:
+    """The card's softmax/sigmoid head of output `index`, when that output is one vector (not a map)."""
+    outputs = card.get("outputs") or []
+    entry = outputs[index] if index < len(outputs) and isinstance(outputs[index], dict) else {}
+    shape = entry.get("shape") or []
+    vector = len([d for d in shape[1:] if d != 1]) == 1
+    return entry.get("head") if vector else None
 
 
 def resolve_rules(count: int, *, sizes: list[int], references: list[np.ndarray | None], classes: int | None,
@@ -189,7 +202,7 @@ def resolve_rules(count: int, *, sizes: list[int], references: list[np.ndarray |
         elif i in card_kinds:
             kind, why = card_kinds[i], "model card"
         else:
-            kind, why = guess_kind(references[i], classes, sizes[i])
+            kind, why = guess_kind(references[i], classes, sizes[i], _head(card, i))
         tolerance = default_tolerance(kind if kind != TASK else "values", min_agreement, min_cosine)
         for layer in (card_tolerances.get(None), card_tolerances.get(i), flag_tolerances.get(None),
                       flag_tolerances.get(i)):
