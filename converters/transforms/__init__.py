@@ -1,0 +1,88 @@
+"""Graph transforms of a float TFLite model before nncase: data-free quantisation (Nagel et al., ICCV 2019).
+
+`apply` runs, in this order, cross-layer equalisation, high-bias absorption and empirical bias
+correction, each optional, and checks the result against the original in the TFLite interpreter:
+equalisation and absorption must leave the float outputs unchanged (relative L2 difference at most
+EQUIVALENCE, else a ToolFailure: a transform bug must never reach a kmodel); bias correction changes
+the float model on purpose (it cancels the expected weight-quantisation error), so its own change is
+reported beside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from k210.core.errors import BadInputError, ToolFailure
+
+EQUIVALENCE = 1e-4  # measured ~1e-7..1e-6 (float32 rounding); 1e-4 leaves room for deep graphs
+TRANSFORMS = ("equalize", "absorb-bias", "bias-correct")
+
+
+@dataclass(frozen=True)
+class TransformOptions:
+    equalize: bool = False
+    absorb_bias: bool = False
+    bias_correct: bool = False
+    sweeps: int = 3
+
+    @property
+    def any(self) -> bool:
+        return self.equalize or self.absorb_bias or self.bias_correct
+
+    def names(self) -> list[str]:
+        return [n for n, on in zip(TRANSFORMS, (self.equalize, self.absorb_bias, self.bias_correct)) if on]
+
+    def flags(self) -> list[str]:
+        """The `k210 compile` flags that ask for these transforms."""
+        if self.equalize and self.absorb_bias and self.bias_correct:
+            return ["--dfq"]
+        return [f"--{n}" for n in self.names()]
+
+
+@dataclass
+class Transformed:
+    tflite: bytes
+    report: dict
+
+
+def apply(tflite: bytes, options: TransformOptions, calibration: np.ndarray | None,
+          *, check_inputs: np.ndarray | None = None) -> Transformed:
+    """`tflite` transformed as `options` ask; `calibration` is float model inputs [N, *input]."""
+    from . import graph as g
+    from .bias import correct_bias
+    from .equalize import EqualizeReport, absorb_high_bias, equalize
+    from .measure import outputs, relative_difference
+
+    if not options.any:
+        return Transformed(tflite, {"transforms": []})
+    if (options.absorb_bias or options.bias_correct) and (calibration is None or not len(calibration)):
+        raise BadInputError("--absorb-bias and --bias-correct measure the model on calibration data: pass --dataset "
+                            "or --data")
+    samples = None if calibration is None else np.asarray(calibration, np.float32)[:32]
+    model = g.Model(tflite)
+    eq = EqualizeReport()
+    if options.equalize:
+        equalize(model, samples, sweeps=options.sweeps, report=eq)
+    if options.absorb_bias:
+        absorb_high_bias(model, samples, eq)
+    probe = samples if samples is not None else check_inputs
+    equivalent = model.to_bytes()
+    report: dict = {"transforms": options.names(), "basis": eq.basis if options.equalize else None,
+                    "pairs": [p.describe() for p in eq.pairs], "skipped": eq.skipped}
+    if probe is not None and (options.equalize or options.absorb_bias):
+        before = outputs(tflite, probe)
+        difference = relative_difference(before, outputs(equivalent, probe))
+        report["float_difference"] = difference
+        if not difference <= EQUIVALENCE:
+            raise ToolFailure(f"equalisation changed the float model's outputs by {difference:.2e} (relative): "
+                              "a transform bug; compile without --equalize/--absorb-bias and report it")
+    if options.bias_correct:
+        corrected = correct_bias(model, samples)
+        report["bias_corrected"] = corrected.layers
+        final = model.to_bytes()
+        report["bias_correction_float_change"] = relative_difference(outputs(equivalent, samples),
+                                                                     outputs(final, samples))
+        return Transformed(final, report)
+    return Transformed(equivalent, report)
