@@ -242,7 +242,8 @@ static void idle(void)
 }
 
 /* The board's SPI flash sits on SPI3, chip select 0; the w25qxx driver comes from
- * kendryte-standalone-demo (CMake: K210_W25QXX_DIR). */
+ * kendryte-standalone-demo's face_detect/ folder (CMake: K210_W25QXX_DIR; its flash_w25qxx/ driver has
+ * other signatures and no direct write or erase, and CMake refuses it). */
 #if K210_FLASH_MODEL_SIZE > 0 || K210_CACHE_FLASH_SIZE > 0
 static void flash_init(void)
 {
@@ -275,12 +276,33 @@ static int cache_read(void *ctx, uint32_t addr, uint8_t *buf, uint32_t n)
     return w25qxx_read_data(K210_CACHE_FLASH_ADDR + addr, buf, n, W25QXX_QUAD_FAST) == W25QXX_OK ? 0 : -1;
 }
 
+/* face_detect/w25qxx.c returns W25QXX_OK whatever the chip did: what was programmed or erased is read
+ * back and compared, 64 bytes at a time, so a failing chip is an error and not a silently bad cache. */
+static int cache_verify(uint32_t addr, const uint8_t *want, uint32_t n)
+{
+    uint8_t got[64];
+    while (n) {
+        uint32_t k = n < sizeof got ? n : (uint32_t)sizeof got;
+        if (w25qxx_read_data(K210_CACHE_FLASH_ADDR + addr, got, k, W25QXX_QUAD_FAST) != W25QXX_OK)
+            return -1;
+        for (uint32_t i = 0; i < k; i++)
+            if (got[i] != (want ? want[i] : 0xFFu))
+                return -1;
+        addr += k;
+        n -= k;
+        if (want)
+            want += k;
+    }
+    return 0;
+}
+
 static int cache_program(void *ctx, uint32_t addr, const uint8_t *data, uint32_t n)
 {
     (void)ctx;
     /* write_data_direct only page-programs (the store erased these bytes); it does not write to data. */
-    return w25qxx_write_data_direct(K210_CACHE_FLASH_ADDR + addr, (uint8_t *)(uintptr_t)data, n) == W25QXX_OK ? 0
-                                                                                                             : -1;
+    if (w25qxx_write_data_direct(K210_CACHE_FLASH_ADDR + addr, (uint8_t *)(uintptr_t)data, n) != W25QXX_OK)
+        return -1;
+    return cache_verify(addr, data, n);
 }
 
 static int cache_erase(void *ctx, uint32_t addr)
@@ -290,7 +312,7 @@ static int cache_erase(void *ctx, uint32_t addr)
         return -1;
     while (w25qxx_is_busy() == W25QXX_BUSY) /* the driver only starts the erase */
         ;
-    return 0;
+    return cache_verify(addr, NULL, K210_FLASH_SECTOR);
 }
 
 static const k210s_flash_t cache_flash = {
