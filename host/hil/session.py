@@ -252,6 +252,7 @@ class BoardSession:
         raise ToolFailure(f"{self.name}: the board keeps resetting")
 
     def _ensure_model(self, kmodel: KModel, upload: bool) -> str:
+        self._check_input(kmodel)
         info = self.model_info()
         verdict = identify(info, kmodel)
         if verdict:
@@ -280,6 +281,15 @@ class BoardSession:
         if len(kmodel.data) > hello.max_model:
             raise BadInputError(f"{self.name}: {kmodel.path} has {len(kmodel.data)} bytes, the board takes at "
                                 f"most {hello.max_model}")
+
+    def _check_input(self, kmodel: KModel) -> None:
+        """An input bigger than the board's max_input (its firmware's limit, HELLO) is refused before a run."""
+        hello = self.hello
+        assert hello is not None
+        if kmodel.input_bytes > hello.max_input:
+            raise BadInputError(f"{self.name}: {kmodel.path} takes an input of {kmodel.input_bytes} bytes; the "
+                                f"board's runner ({hello.firmware} {hello.fw_version}, {hello.backend}) takes at most "
+                                f"{hello.max_input} (firmware/README.md: largest input per firmware)")
 
     def _check_version(self, kmodel: KModel) -> None:
         hello = self.hello
