@@ -21,6 +21,7 @@ from k210.core.errors import BadInputError, CheckFailed, ToolFailure
 
 QUANT_MODES = ("float", "uint8")
 INPUT_TYPES = ("float32", "uint8")
+CALIBRATE_METHODS = ("no_clip", "l2", "kld_m0", "kld_m1", "kld_m2", "cdf")  # nncase 1.9's PTQ choices
 
 _MEMORY_LINE = re.compile(r"^\s*(\.?[A-Za-z_]+)\s+[\d.]+\s*[KMG]?B\s+\((\d+) B\)\s*$")
 _STAGE_LINE = re.compile(r"^\s*\d+(\.\d+)*\.?\s+[A-Z].*\.\.\.\s*$")
@@ -35,6 +36,7 @@ class CompileSpec:
     input_type: str = "float32"  # "uint8": the board sends raw pixels, nncase maps them to input_range
     input_range: tuple[float, float] = (0.0, 1.0)
     calibrate_method: str = "no_clip"
+    use_mse_quant_w: bool = False  # KPU weights quantised by least squares instead of min/max
     input_shape: list[int] = field(default_factory=list)  # NHWC, batch 1
     mean: list[float] | None = None  # per channel, applied by nncase after input_range (uint8 input only)
     std: list[float] | None = None
@@ -42,6 +44,9 @@ class CompileSpec:
     def validate(self) -> None:
         if self.quant not in QUANT_MODES:
             raise BadInputError(f"unknown quantisation '{self.quant}' (choose from {', '.join(QUANT_MODES)})")
+        if self.calibrate_method not in CALIBRATE_METHODS:
+            raise BadInputError(f"unknown calibration method '{self.calibrate_method}' "
+                                f"(choose from {', '.join(CALIBRATE_METHODS)})")
         if self.input_type not in INPUT_TYPES:
             raise BadInputError(f"unknown input type '{self.input_type}' (choose from {', '.join(INPUT_TYPES)})")
         if self.quant == "uint8" and (self.calibration is None or len(self.calibration) == 0):
@@ -57,6 +62,7 @@ class CompileSpec:
             "input_range": list(self.input_range),
             "calibrate_method": self.calibrate_method if self.quant == "uint8" else None,
             "calibration_samples": 0 if self.calibration is None else int(len(self.calibration)),
+            "use_mse_quant_w": self.use_mse_quant_w,
         }
 
 
@@ -80,6 +86,7 @@ def compile_tflite(tflite: bytes, spec: CompileSpec, *, timeout: float = 900) ->
             "input_range": list(spec.input_range),
             "input_shape": list(spec.input_shape),
             "calibrate_method": spec.calibrate_method,
+            "use_mse_quant_w": spec.use_mse_quant_w,
             "calibration": None,
             "mean": spec.mean,
             "std": spec.std,

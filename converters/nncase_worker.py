@@ -35,6 +35,7 @@ def build_options(request: dict):
         options.input_type = "float32"
     options.quant_type = "uint8"
     options.w_quant_type = "uint8"
+    options.use_mse_quant_w = bool(request.get("use_mse_quant_w", False))
     return options
 
 

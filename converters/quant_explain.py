@@ -29,7 +29,8 @@ import numpy as np
 
 from k210.core.errors import BadInputError, ToolFailure
 
-CALIBRATE_METHODS = ("no_clip", "l2", "kld_m0", "kld_m1", "kld_m2", "cdf")
+from .compile import CALIBRATE_METHODS  # one list: compile and explain offer the same methods
+
 _LAYER_LINE = re.compile(r"^layer name: (.*)$")
 _COSINE_LINE = re.compile(r"^cosine: (\S+)$")
 # nncase IR ops that only move or convert data: they say nothing about where a layer computes.
@@ -90,6 +91,7 @@ class LayerError:
     float_min: float
     float_max: float
     float_p999: float  # 99.9th percentile of |f|: how wide the range is compared with typical values
+    channel_cosines: list[float] | None = None  # per channel (last axis) over images and positions
 
 
 @dataclass
@@ -338,12 +340,17 @@ def nncase_cosine_by_tensor(layers: list[Layer], cosines: list[tuple[str, float]
 # --- comparing ------------------------------------------------------------------------------------
 
 
-def layer_error(reference: np.ndarray, quantised: np.ndarray) -> LayerError:
+def layer_error(reference: np.ndarray, quantised: np.ndarray, channels: int | None = None) -> LayerError:
+    """`channels`: the tensor's last axis, measured channel by channel too (a wiped narrow channel hides
+    behind a wide one in the whole tensor's cosine)."""
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
     got = np.asarray(quantised, np.float64).reshape(len(quantised), -1)
     if ref.shape != got.shape:
         raise ToolFailure(f"probe output has {got.shape[1]} values per image, TFLite's tensor {ref.shape[1]}")
     cosine = _cosines(ref, got)
+    per_channel = None
+    if channels and channels > 1 and ref.size % channels == 0:
+        per_channel = [float(c) for c in _cosines(ref.reshape(-1, channels).T, got.reshape(-1, channels).T)]
     ref_norm = float(np.linalg.norm(ref))
     return LayerError(
         cosine=float(cosine.mean()),
@@ -352,6 +359,7 @@ def layer_error(reference: np.ndarray, quantised: np.ndarray) -> LayerError:
         float_min=float(ref.min()),
         float_max=float(ref.max()),
         float_p999=float(np.percentile(np.abs(ref), 99.9)),
+        channel_cosines=per_channel,
     )
 
 

@@ -38,6 +38,9 @@ class CompileRequest:
     output_node: str | None = None
     lint: bool = True
     output_kinds: dict[int, str] | None = None  # how verify/hil judge each output (host/judge/rules.py)
+    calibrate_method: str = "no_clip"  # nncase's PTQ activation ranges: no_clip (min/max), l2, kld_m0.., cdf
+    mse_weights: bool = False  # KPU weights quantised by least squares (nncase's use_mse_quant_w)
+    transforms: Any = None  # converters.transforms.TransformOptions: equalisation etc. before nncase
     postprocess: dict | None = None  # the decoded task verify/hil judge by (host/judge/tasks.py)
 
 
@@ -58,7 +61,11 @@ def compile_model(req: CompileRequest) -> dict:
     prep, normalisation_from = preprocess_for(tfl.input_shape, input_type, req, own)
     lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
     spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=prep.input_range,
-                       input_shape=list(tfl.input_shape))
+                       input_shape=list(tfl.input_shape), calibrate_method=req.calibrate_method,
+                       use_mse_quant_w=req.mse_weights)
+    if req.quant != "uint8" and (req.mse_weights or (req.transforms is not None and req.transforms.any)):
+        raise BadInputError("--mse-weights and the transforms (--equalize, --absorb-bias, --bias-correct, --dfq) "
+                            "act on uint8 quantisation: drop them or use --quant uint8")
     if input_type == "uint8" and (any(prep.mean) or any(v != 1.0 for v in prep.std)):
         spec.mean, spec.std = _per_channel(prep.mean, prep.channels), _per_channel(prep.std, prep.channels)
     dataset_name = req.dataset or (None if req.data_path else meta.get("dataset"))
@@ -75,7 +82,8 @@ def compile_model(req: CompileRequest) -> dict:
         calibration = calibration_inputs(dataset_name, req.data_path, req.calib, req.seed, prep, tfl.input_shape,
                                          holdout=req.holdout)
         spec.calibration = calibration.kmodel
-    compiled = compile_tflite(tfl.data, spec)
+    model_bytes, transformed = _transform(tfl.data, req.transforms, calibration)
+    compiled = compile_tflite(model_bytes, spec)
     if lint_summary and lint_summary.get("estimate_only"):  # lint could only estimate: nncase's figure decides
         from k210.host.lint.confirm import gate_on_nncase
 
@@ -126,10 +134,12 @@ def compile_model(req: CompileRequest) -> dict:
             "calibration": (
                 {"dataset": dataset_name, "data": _abs(req.data_path), "source": calibration.source,
                  "samples": len(calibration), "method": spec.calibrate_method, "seed": req.seed,
+                 "use_mse_quant_w": spec.use_mse_quant_w,
                  # verify and hil leave these samples out of their checks (host/heldout.py)
                  "holdout": _holdout(req, dataset_name), "sample_sha256": calibration.hashes}
                 if calibration is not None else None
             ),
+            "transforms": transformed,
         },
         "memory": compiled.memory,
         "notes": tfl.notes,
@@ -137,6 +147,16 @@ def compile_model(req: CompileRequest) -> dict:
     }
     write_json_atomic(card_path(req.output), card)
     return card
+
+
+def _transform(tflite: bytes, options, calibration) -> tuple[bytes, dict | None]:
+    """The float model after the asked transforms (checked against the original), and what they did."""
+    if options is None or not options.any:
+        return tflite, None
+    from k210.converters.transforms import apply
+
+    done = apply(tflite, options, None if calibration is None else calibration.reference)
+    return done.tflite, done.report
 
 
 def preprocess_for(input_shape: list[int], input_type: str, req: CompileRequest, own_metadata=None):

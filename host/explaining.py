@@ -3,9 +3,13 @@
 1. The baseline uint8 build, with nncase's quant-error dump and module regions, run on the checks.
 2. Probe builds: intermediate tensors as extra kmodel outputs, simulator vs TFLite at each; first a
    spread of checkpoints, then every layer between the last good one and the first bad one.
-3. Fixes, each a full build scored like the baseline: other calibration methods, more and other
-   calibration samples, a float input, MSE weight quantisation, and the float kmodel as the bound.
-4. Notes where the architecture is the problem (residual adds on the KPU, wide activation ranges).
+3. Per-channel evidence: each layer's channel ranges in TFLite (max / median channel range, how many
+   channels get only a few steps of the per-tensor uint8 scale) and its per-channel cosine; the cause
+   is the first layer whose channels a per-tensor step wipes, even when its own cosine looks fine.
+4. Fixes, each a full build scored like the baseline and each one a `k210 compile` line: other
+   calibration methods, more calibration samples, a float input, MSE weight quantisation, the graph
+   transforms (equalisation, bias absorption and correction), and the float kmodel as the bound.
+5. Notes where the architecture is the problem (residual adds on the KPU, wide activation ranges).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from k210.converters import quant_explain as qx
+from k210.converters.transforms import TransformOptions
 from k210.core.errors import BadInputError
 
 Agreement = Callable[[list[np.ndarray], list[np.ndarray]], float]
 _JOINS = ("ADD", "SUB", "CONCATENATION", "MUL")  # ops that join branches (residuals, skips)
 BRANCH_RATIO = 8.0  # branches whose peaks differ this much share one uint8 scale badly
+WIPED_STEPS = 4  # a channel whose whole range fits in this many uint8 steps of its tensor's scale is wiped out
 
 
 @dataclass
@@ -36,6 +42,8 @@ class ExplainData:
     checks_float: np.ndarray
     more_calibration: tuple[np.ndarray, np.ndarray] | None = None  # (kmodel, float), several times N
     name: str = "data"
+    calibration_hashes: list[str] = field(default_factory=list)  # host.heldout's, for the kept builds' cards
+    more_hashes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +61,10 @@ class ExplainOptions:
     dump_ir: bool = True  # nncase's module regions: which node runs on the KPU (slower on big models)
     dump_repeats: int = 2  # nncase's dump, run this many times: it varies from build to build
     progress: Callable[[str], None] | None = None
+    transforms: bool = True  # try equalisation, bias absorption and bias correction as fixes
+    compile_base: list[str] | None = None  # `k210 compile` arguments naming model and data (no fix flags)
+    keep: Path | None = None  # write every build's kmodel and card here
+    card_base: dict | None = None  # card fields every kept build shares (source, preprocessing, calibration data)
 
 
 def top1_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
@@ -93,8 +105,9 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
                          dump_quant_error=True)
         repeats.append(qx.nncase_cosine_by_tensor(graph.layers, again.nncase_cosines))
     measured = _probe(tflite, input_shape, graph, data, options, probe_n, say)
-    say("float ranges of every tensor (TFLite)")
+    say("float ranges of every tensor and channel (TFLite)")
     ranges = qx.tflite_ranges(tflite, data.checks_float[:probe_n], [layer.tensor for layer in graph.layers])
+    channels = _channel_ranges(tflite, data.checks_float[:probe_n], graph)
 
     rows = []
     for i, layer in enumerate(graph.layers):
@@ -108,15 +121,29 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
             "float_min": None if span is None else span.low, "float_max": None if span is None else span.high,
             "float_p999": None if span is None else span.p999,
             "branch_peaks": [ranges[t].peak for t in layer.inputs if t in ranges] if layer.opcode in _JOINS else [],
+            **_channel_row(channels.get(layer.tensor)),
             **({} if error is None else {
                 "cosine": error.cosine, "max_abs_error": error.max_abs_error,
-                "relative_error": error.relative_error}),
+                "relative_error": error.relative_error, **_channel_cosine_row(error, options.min_cosine)}),
         })
     probed = [r for r in rows if r["probed"]]
     first_bad = next((r for r in probed if r["cosine"] < options.min_cosine), None)
     drop = _largest_drop(probed)
 
+    cause = _cause(rows, graph)
+    baseline["compile_command"] = _compile_line(options, options.spec, len(data.calibration_kmodel), None)
+    if options.keep is not None:
+        _keep(options, "baseline", base.kmodel, baseline, data.calibration_hashes, None)
     fixes = _try_fixes(tflite, input_shape, data, options, reference, agreement, baseline, say) if options.fixes else []
+    after = next((f["transform_report"] for f in reversed(fixes) if f.get("transform_report")), None)
+    if after is not None:
+        say("channel ranges after the transforms (TFLite)")
+        transformed = _channel_ranges(after.pop("tflite"), data.checks_float[:probe_n], graph)
+        for row, layer in zip(rows, graph.layers):
+            span = transformed.get(layer.tensor)
+            row["channel_spread_after"] = None if span is None else span.spread()
+    for fix in fixes:
+        fix.pop("transform_report", None)
     report = {
         "agreement_name": options.agreement_name,
         "checks": len(data.checks_kmodel),
@@ -130,10 +157,74 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
         "largest_drop": drop,
         "fixes": fixes,
         "nncase_dump_layers": len(base.nncase_cosines),
+        "cause": cause,
+        "transforms_applied": None if after is None else after,
     }
     report["notes"] = notes(report)
     report["best_fix"] = max(fixes, key=lambda f: (f["agreement"], f["cosine"])) if fixes else None
+    buildable = [baseline] + [f for f in fixes if f.get("compile_command") and f["spec"]["quant"] == "uint8"]
+    report["best_build"] = max(buildable, key=lambda f: (f["agreement"], f["cosine"]))
     return report
+
+
+# --- per-channel evidence ------------------------------------------------------------------------
+
+
+def _channel_ranges(tflite: bytes, inputs: np.ndarray, graph: qx.GraphLayers) -> dict:
+    from k210.converters.transforms.measure import channel_ranges
+
+    return channel_ranges(tflite, inputs, [layer.tensor for layer in graph.layers if len(layer.shape) >= 2])
+
+
+def _channel_row(span) -> dict[str, Any]:
+    """How one per-tensor uint8 scale serves the layer's channels (nncase's range holds 0)."""
+    if span is None or len(span.spans) < 2:
+        return {"channels": None}
+    spans = span.spans
+    step = (max(float(span.high.max()), 0.0) - min(float(span.low.min()), 0.0)) / 255
+    wiped = [int(c) for c in np.flatnonzero(spans <= WIPED_STEPS * step)] if step > 0 else []
+    widest = int(spans.argmax())
+    return {"channels": len(spans), "channel_spread": span.spread(), "channel_span_max": float(spans.max()),
+            "channel_span_median": float(np.median(spans)), "uint8_step": step, "wiped_channels": len(wiped),
+            "widest_channel": widest, "widest_low": float(span.low[widest]), "widest_high": float(span.high[widest]),
+            "wiped_span_max": float(spans[wiped].max()) if wiped else None}
+
+
+def _channel_cosine_row(error: qx.LayerError, min_cosine: float) -> dict[str, Any]:
+    cosines = error.channel_cosines
+    if not cosines:
+        return {"channel_cosine_min": None}
+    values = np.asarray(cosines)
+    return {"channel_cosine_min": float(values.min()), "channel_cosine_median": float(np.median(values)),
+            "channels_below": int((values < min_cosine).sum())}
+
+
+def _cause(rows: list[dict], graph: qx.GraphLayers) -> dict | None:
+    """The first layer whose tensor is uint8 on the K210 (it runs on the KPU, or feeds a KPU layer) and
+    whose narrow channels get at most WIPED_STEPS steps of the per-tensor scale a wide channel sets."""
+    readers: dict[int, list[int]] = {}
+    for i, layer in enumerate(graph.layers):
+        for t in layer.inputs:
+            readers.setdefault(t, []).append(i)
+    for row, layer in zip(rows, graph.layers):
+        if not row.get("channels") or row["channel_spread"] < BRANCH_RATIO:
+            continue
+        quantised = row["runs_on"] in ("KPU", "fused") or any(
+            rows[j]["runs_on"] in ("KPU", "fused") for j in readers.get(layer.tensor, []))
+        if not quantised or row["wiped_channels"] < max(1, row["channels"] // 4):
+            continue
+        steps = int(np.ceil(row["wiped_span_max"] / row["uint8_step"])) if row["uint8_step"] > 0 else 0
+        text = (f"layer {row['index']} {_short(row['name'])} ({row['op']}, {row['runs_on']}): channel "
+                f"{row['widest_channel']} spans {row['widest_low']:.3g}..{row['widest_high']:.3g}, "
+                f"{row['wiped_channels']} of the other {row['channels'] - 1} span <= {row['wiped_span_max']:.3g}: "
+                f"one uint8 step is {row['uint8_step']:.3g}, so they get <= {steps} step(s)")
+        if row.get("cosine") is not None:
+            text += f" (its cosine {row['cosine']:.4f}"
+            if row.get("channel_cosine_min") is not None:
+                text += f", worst channel {row['channel_cosine_min']:.4f}"
+            text += ")"
+        return {"index": row["index"], "name": row["name"], "text": text}
+    return None
 
 
 def _reference_outputs(tflite: bytes, graph: qx.GraphLayers, inputs: np.ndarray) -> list[np.ndarray]:
@@ -190,8 +281,9 @@ def _probe(tflite: bytes, input_shape: list[int], graph: qx.GraphLayers, data: E
         reference = qx.tflite_tensors(tflite, data.checks_float[:n], tensors)
         if len(built.outputs) != len(tensors):
             raise BadInputError(f"the probe kmodel has {len(built.outputs)} outputs for {len(tensors)} tensors")
+        channels = {layer.tensor: layer.shape[-1] if layer.shape else None for layer in layers}
         for tensor, out in zip(tensors, built.outputs):
-            measured[tensor] = qx.layer_error(reference[tensor], out)
+            measured[tensor] = qx.layer_error(reference[tensor], out, channels.get(tensor))
         ordered = [i for i in range(len(layers)) if layers[i].tensor in measured]
         bad = next((i for i in ordered if measured[layers[i].tensor].cosine < options.min_cosine), None)
         if bad is None:
@@ -229,41 +321,159 @@ def _lint_placements(tflite: bytes, graph: qx.GraphLayers) -> dict[int, str]:
         "kpu", "KPU").replace("cpu", "CPU") for layer in graph.layers}
 
 
+@dataclass
+class _Trial:
+    name: str
+    spec: qx.BuildSpec
+    calibration: np.ndarray
+    checks: np.ndarray
+    calibration_name: str
+    transforms: TransformOptions | None = None
+    buildable: bool = True  # `k210 compile` can make this build (calibrating on the checks is a diagnosis only)
+    hashes: list[str] = field(default_factory=list)
+
+
+def _trials(data: ExplainData, options: ExplainOptions) -> list[_Trial]:
+    base = options.spec
+    n = len(data.calibration_kmodel)
+    trials = [_Trial(f"calibration method {m}", replace(base, calibrate_method=m), data.calibration_kmodel,
+                     data.checks_kmodel, "baseline", hashes=data.calibration_hashes)
+              for m in options.methods if m != base.calibrate_method]
+    if data.more_calibration is not None:
+        more_k, _ = data.more_calibration
+        trials.append(_Trial(f"{len(more_k)} calibration samples (baseline {n})", base, more_k, data.checks_kmodel,
+                             "more samples", hashes=data.more_hashes))
+    trials.append(_Trial(f"calibrated on the {len(data.checks_kmodel)} check inputs themselves", base,
+                         data.checks_kmodel, data.checks_kmodel, "check inputs", buildable=False))
+    if base.input_type == "uint8":
+        trials.append(_Trial("float32 input (no uint8 input step)", replace(base, input_type="float32", mean=None,
+                                                                            std=None),
+                             data.calibration_float, data.checks_float, "baseline", hashes=data.calibration_hashes))
+    mse = replace(base, use_mse_quant_w=True)
+    trials.append(_Trial("weights quantised by least squares (use_mse_quant_w)", mse, data.calibration_kmodel,
+                         data.checks_kmodel, "baseline", hashes=data.calibration_hashes))
+    if options.transforms:
+        for name, transforms, spec in (
+                ("cross-layer equalisation", TransformOptions(equalize=True), base),
+                ("equalisation + high-bias absorption", TransformOptions(equalize=True, absorb_bias=True), base),
+                ("equalisation + bias absorption + bias correction (dfq)",
+                 TransformOptions(equalize=True, absorb_bias=True, bias_correct=True), base),
+                ("dfq + least-squares weights", TransformOptions(equalize=True, absorb_bias=True,
+                                                                 bias_correct=True), mse)):
+            trials.append(_Trial(name, spec, data.calibration_kmodel, data.checks_kmodel, "baseline", transforms,
+                                 hashes=data.calibration_hashes))
+    if options.try_float:
+        trials.append(_Trial("float kmodel (no PTQ: CPU only, no KPU)",
+                             replace(base, quant="float", input_type="float32", mean=None, std=None),
+                             data.calibration_float, data.checks_float, "none"))
+    return trials
+
+
 def _try_fixes(tflite: bytes, input_shape: list[int], data: ExplainData, options: ExplainOptions,
                reference: list[np.ndarray], agreement: Agreement, baseline: dict, say: Callable[[str], None]
                ) -> list[dict[str, Any]]:
-    base = options.spec
-    n = len(data.calibration_kmodel)
-    trials: list[tuple[str, qx.BuildSpec, np.ndarray, np.ndarray, str]] = []
-    for method in options.methods:
-        if method != base.calibrate_method:
-            trials.append((f"calibration method {method}", replace(base, calibrate_method=method),
-                           data.calibration_kmodel, data.checks_kmodel, "baseline"))
-    if data.more_calibration is not None:
-        more_k, _ = data.more_calibration
-        trials.append((f"{len(more_k)} calibration samples (baseline {n})", base, more_k, data.checks_kmodel,
-                       "more samples"))
-    trials.append((f"calibrated on the {len(data.checks_kmodel)} check inputs themselves", base, data.checks_kmodel,
-                   data.checks_kmodel, "check inputs"))
-    if base.input_type == "uint8":
-        float_spec = replace(base, input_type="float32", mean=None, std=None)
-        trials.append(("float32 input (no uint8 input step)", float_spec, data.calibration_float, data.checks_float,
-                       "baseline"))
-    trials.append(("weights quantised by least squares (use_mse_quant_w)", replace(base, use_mse_quant_w=True),
-                   data.calibration_kmodel, data.checks_kmodel, "baseline"))
-    if options.try_float:
-        trials.append(("float kmodel (no PTQ: CPU only, no KPU)",
-                       replace(base, quant="float", input_type="float32", mean=None, std=None),
-                       data.calibration_float, data.checks_float, "none"))
+    from k210.converters.transforms import apply
+
+    transformed: dict[TransformOptions, Any] = {}
     results = []
-    for name, spec, calibration, checks, calibration_name in trials:
-        say(f"fix: {name}")
-        built = qx.build(tflite, spec, input_shape=input_shape, calibration=calibration, inputs=checks)
-        scored = _score(name, spec, built, reference, _paired(reference, built.outputs), agreement,
-                        len(calibration) if spec.quant == "uint8" else 0, calibration_name, options.extra)
+    for trial in _trials(data, options):
+        say(f"fix: {trial.name}")
+        model = tflite
+        if trial.transforms is not None:
+            if trial.transforms not in transformed:
+                transformed[trial.transforms] = apply(tflite, trial.transforms, data.calibration_float)
+            model = transformed[trial.transforms].tflite
+        built = qx.build(model, trial.spec, input_shape=input_shape, calibration=trial.calibration, inputs=trial.checks)
+        samples = len(trial.calibration) if trial.spec.quant == "uint8" else 0
+        scored = _score(trial.name, trial.spec, built, reference, _paired(reference, built.outputs), agreement,
+                        samples, trial.calibration_name, options.extra)
         scored["agreement_change"] = scored["agreement"] - baseline["agreement"]
+        scored["compile_command"] = _compile_line(options, trial.spec, samples, trial.transforms) \
+            if trial.buildable else None
+        if trial.transforms is not None:
+            report = dict(transformed[trial.transforms].report)
+            scored["transforms"] = {k: v for k, v in report.items() if k != "tflite"}
+            scored["transform_report"] = {**report, "tflite": model}
+        if options.keep is not None:
+            _keep(options, trial.name, built.kmodel, scored, trial.hashes, scored.get("transforms"))
         results.append(scored)
     return results
+
+
+def _compile_line(options: ExplainOptions, spec: qx.BuildSpec, samples: int,
+                  transforms: TransformOptions | None) -> str | None:
+    """The `k210 compile` command that makes this build (None without the base arguments)."""
+    import shlex
+
+    if options.compile_base is None:
+        return None
+    words = ["k210", "compile", *options.compile_base]
+    if spec.quant == "float":
+        words += ["--quant", "float"]
+    else:
+        words += ["--calib", str(samples), "--input-type", spec.input_type]
+        if spec.calibrate_method != "no_clip":
+            words += ["--calibrate-method", spec.calibrate_method]
+        if spec.use_mse_quant_w:
+            words.append("--mse-weights")
+        if transforms is not None:
+            words += transforms.flags()
+    return shlex.join(words)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "build"
+
+
+def _keep(options: ExplainOptions, name: str, kmodel: bytes, scored: dict, hashes: list[str],
+          transforms: dict | None) -> None:
+    """The build's kmodel and a model card beside it (what compile's card says, for verify and hil)."""
+    import os
+
+    from k210.converters.kmodel import parse_kmodel
+    from k210.core.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
+
+    from .sidecars import card_path
+
+    folder = options.keep
+    assert folder is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_slug(name)}.kmodel"
+    write_bytes_atomic(path, kmodel)
+    info = parse_kmodel(kmodel)
+    base = dict(options.card_base or {})
+    source = dict(base.pop("source", None) or {})
+    if source.get("path"):
+        source.update(path=os.path.relpath(Path(source["path"]).resolve(), folder.resolve()), path_base="card")
+    calibration = dict(base.pop("calibration", None) or {})
+    spec = scored["spec"]
+    card = {
+        "card_version": 1,
+        "kmodel": {"file": path.name, "sha256": sha256_file(path), "size": len(kmodel), "version": info.version,
+                   "modules": [m.type for m in info.modules], "kpu_code": info.has_kpu_code,
+                   "loaded_by": info.loaders},
+        "source": source or None,
+        "inputs": [{"shape": d.shape, "dtype": d.dtype, "layout": "NHWC"} for d in info.inputs],
+        "outputs": [{"name": f"output_{i}", "shape": d.shape, "dtype": d.dtype, "layout": "NHWC"}
+                    for i, d in enumerate(info.outputs)],
+        **base,
+        "quantisation": {
+            "mode": spec["quant"],
+            "calibration": None if spec["quant"] != "uint8" else {
+                **calibration, "samples": scored["calibration_samples"], "method": spec["calibrate_method"],
+                "use_mse_quant_w": spec["use_mse_quant_w"], "sample_sha256": list(hashes),
+                "from": scored["calibration"]},
+            "transforms": transforms,
+        },
+        "built_by": "k210 explain",
+        "compile_command": scored.get("compile_command"),
+        "explain": {"agreement": scored["agreement"], "cosine": scored["cosine"]},
+    }
+    if spec["input_type"] == "float32" and isinstance(card.get("preprocessing"), dict):
+        card["preprocessing"] = {**card["preprocessing"], "input_type": "float32",
+                                 "board_sends": "float32 tensors, already normalised"}
+    write_json_atomic(card_path(path), card)
+    scored["kept"] = str(path)
 
 
 # --- what the figures say ----------------------------------------------------------------------
@@ -276,6 +486,10 @@ def notes(report: dict[str, Any]) -> list[str]:
         said.append(f"nncase's float import already differs from TFLite (output cosine {report['import_cosine']:.4f} "
                     "before any quantisation): the loss is not only quantisation")
     bad = report["first_bad"]
+    cause = report.get("cause")
+    if cause is not None:
+        said.append(f"cause: {cause['text']}; cross-layer equalisation (k210 compile --equalize) evens the "
+                    "channels out where the next layer is a conv or dense layer")
     if bad is None:
         said.append(f"every probed layer keeps cosine >= {report['min_cosine']} against TFLite")
     else:
@@ -331,6 +545,9 @@ def notes(report: dict[str, Any]) -> list[str]:
         best = max(helped, key=lambda f: (f["agreement"], f["cosine"]))
         said.append(f"best uint8 fix: {best['name']} ({report['agreement_name']} {best['agreement']:.4f}, "
                     f"baseline {base['agreement']:.4f})")
+    applied = report.get("transforms_applied")
+    if applied and applied.get("skipped"):
+        said.append(f"equalisation left {len(applied['skipped'])} layer pair(s) alone, e.g. {applied['skipped'][0]}")
     said.append("outputs are float32 already (nncase dequantises the last layer; output_range applies only to "
                 "uint8 outputs)")
     return said
@@ -357,17 +574,26 @@ def render(report: dict[str, Any]) -> str:
              f"{base['cosine']:.4f} on {report['checks']} inputs ({report['data']})",
              f"nncase's float import vs TFLite: output cosine {report['import_cosine']:.6f}", ""]
     rows = []
+    cause = (report.get("cause") or {}).get("index")
+    after = any(r.get("channel_spread_after") is not None for r in report["layers"])
     for r in report["layers"]:
-        mark = "*" if report["first_bad"] and r["index"] == report["first_bad"]["index"] else ""
+        mark = ("*" if report["first_bad"] and r["index"] == report["first_bad"]["index"] else "") + \
+            ("!" if r["index"] == cause else "")
         rows.append([f"{r['index']}{mark}", _short(r["name"]), r["op"], r["runs_on"],
                      "-" if r["nncase_cosine"] is None else f"{r['nncase_cosine']:.4f}",
                      f"{r['cosine']:.4f}" if r["probed"] else "-",
+                     f"{r['channel_cosine_min']:.4f}" if r.get("channel_cosine_min") is not None else "-",
                      f"{r['max_abs_error']:.3g}" if r["probed"] else "-",
-                     "-" if r["float_min"] is None else f"{r['float_min']:.3g}..{r['float_max']:.3g}"])
-    lines.append(f"per layer: cosine and max err measured (kmodel in nncase's simulator vs TFLite, "
-                 f"{report['probe_images']} inputs); nncase cos from its quant-error dump; * first bad")
-    lines.append(format_table(["#", "layer", "op", "runs on", "nncase cos", "cosine", "max err", "float range"],
-                              rows))
+                     "-" if r["float_min"] is None else f"{r['float_min']:.3g}..{r['float_max']:.3g}",
+                     _spread(r.get("channel_spread")) if r.get("channels") else "-",
+                     f"{r['wiped_channels']}/{r['channels']}" if r.get("channels") else "-"]
+                    + ([_spread(r.get("channel_spread_after"))] if after else []))
+    lines.append(f"per layer: cosine, worst channel's cosine and max err measured (kmodel in nncase's simulator vs "
+                 f"TFLite, {report['probe_images']} inputs); nncase cos from its quant-error dump; ch spread = max "
+                 f"channel range / median channel range; wiped = channels within {WIPED_STEPS} uint8 steps of the "
+                 "tensor's scale; * first bad, ! cause")
+    lines.append(format_table(["#", "layer", "op", "runs on", "nncase cos", "cosine", "worst ch", "max err",
+                               "float range", "ch spread", "wiped"] + (["spread after dfq"] if after else []), rows))
     if report["fixes"]:
         lines += ["", "fixes tried"]
         lines.append(format_table(["fix", name, "change", "cosine", "KPU"],
@@ -375,9 +601,19 @@ def render(report: dict[str, Any]) -> str:
                                     f"{f['cosine']:.4f}", "yes" if f["kpu_code"] else "no"]
                                    for f in report["fixes"]]))
     lines += [""] + [f"- {note}" for note in report["notes"]]
+    best = report.get("best_build")
+    if best is not None and best.get("compile_command"):
+        lines += ["", f"best build ({best['name']}: {name} {best['agreement']:.4f}, cosine {best['cosine']:.4f}):",
+                  f"  {best['compile_command']}"]
+        if best.get("kept"):
+            lines.append(f"  kept: {best['kept']} (and its card)")
     if report.get("plot"):
         lines.append(f"plot: {report['plot']}")
     return "\n".join(lines)
+
+
+def _spread(value: float | None) -> str:
+    return "-" if value is None else ("inf" if not np.isfinite(value) else f"{value:.1f}")
 
 
 def _short(name: str, width: int = 32) -> str:

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--postprocess", metavar="PRESET|FILE.json|JSON",
                    help="record in the card the decoder verify/hil judge this detector or segmenter by (presets: "
                         "mediapipe-face-front, axelerate-yolo2, mask)")
+    add_quant_fix_args(p)
     add_json_arg(p)
     add_dataset_args(p)
     add_preprocess_args(p)
@@ -47,8 +48,40 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_path=args.data, calib=args.calib, holdout=args.holdout, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
         output_kinds=_output_kinds(args.output_kind), postprocess=_postprocess(args.postprocess),
+        calibrate_method=args.calibrate_method, mse_weights=args.mse_weights, transforms=transform_options(args),
     ))
     return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
+
+
+def add_quant_fix_args(p) -> None:
+    """The uint8 fixes `k210 explain` tries, each one a compile flag (explain prints the line of its best)."""
+    from k210.converters.compile import CALIBRATE_METHODS
+
+    group = p.add_argument_group("uint8 quantisation fixes (k210 explain tries them and prints the best line)")
+    group.add_argument("--calibrate-method", choices=CALIBRATE_METHODS, default="no_clip",
+                       help="how nncase sets activation ranges from the calibration samples (default no_clip: "
+                            "min/max; l2 and kld_* clip rare outliers)")
+    group.add_argument("--mse-weights", action="store_true",
+                       help="quantise the KPU weights by least squares (nncase's use_mse_quant_w) instead of min/max")
+    group.add_argument("--equalize", action="store_true",
+                       help="cross-layer equalisation before nncase: conv/depthwise/dense pairs joined by a ReLU or "
+                            "nothing get their channels' ranges evened out (the float model stays the same; "
+                            "ReLU6 pairs are skipped and listed in the card)")
+    group.add_argument("--absorb-bias", action="store_true",
+                       help="high-bias absorption: channel offsets moved into the next 1x1/dense layer's bias")
+    group.add_argument("--bias-correct", action="store_true",
+                       help="empirical bias correction: each KPU conv's bias cancels the mean error its uint8 "
+                            "weights add, measured on the calibration data")
+    group.add_argument("--dfq", action="store_true",
+                       help="all three: --equalize --absorb-bias --bias-correct (data-free quantisation, "
+                            "Nagel et al. 2019)")
+
+
+def transform_options(args: argparse.Namespace):
+    from k210.converters.transforms import TransformOptions
+
+    return TransformOptions(equalize=args.equalize or args.dfq, absorb_bias=args.absorb_bias or args.dfq,
+                            bias_correct=args.bias_correct or args.dfq)
 
 
 def _output_kinds(items: list[str]) -> dict[int, str]:
@@ -78,7 +111,15 @@ def _text(card: dict, model: Path, out: Path, quant: str) -> str:
         lines.append(f"  preprocessing {prep['summary']}")
     calibration = (card.get("quantisation") or {}).get("calibration")
     if calibration:
-        lines.append(f"  calibrated on {calibration['samples']} inputs: {calibration.get('source')}")
+        lines.append(f"  calibrated on {calibration['samples']} inputs: {calibration.get('source')} "
+                     f"(method {calibration.get('method')}"
+                     f"{', least-squares weights' if calibration.get('use_mse_quant_w') else ''})")
+    transforms = (card.get("quantisation") or {}).get("transforms")
+    if transforms:
+        lines.append(f"  transforms {', '.join(transforms['transforms'])}: {len(transforms['pairs'])} layer pair(s) "
+                     f"changed, {len(transforms['skipped'])} skipped"
+                     + (f", float outputs within {transforms['float_difference']:.1e} of the original"
+                        if transforms.get("float_difference") is not None else ""))
         if calibration.get("holdout"):
             lines.append(f"  {calibration['holdout']:.0%} of that data held out of calibration: verify and hil check "
                          "on it (the calibration samples' hashes are in the card)")

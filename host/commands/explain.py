@@ -31,6 +31,13 @@ def add_parser(sub) -> None:
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="exit 1 when the baseline's top-1 agreement is below this (default 0.99)")
     p.add_argument("--report", metavar="DIR", help="write explain.json (the envelope) and layers.png there")
+    p.add_argument("--keep", metavar="DIR",
+                   help="keep every kmodel explain builds there, each with its model card (verify and hil take them)")
+    p.add_argument("--no-transforms", action="store_true",
+                   help="skip the graph transforms (equalisation, bias absorption, bias correction) among the fixes")
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help="of your own --data, the share kept out of calibration for the checks (as compile; default "
+                        "0.8)")
     add_json_arg(p, output=True)
     add_preprocess_args(p)
     add_io_node_args(p)
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from k210.core.errors import BadInputError
 
     from ..cliutil import json_output_path, progress_every
+    from ..compiling import calibration_inputs
     from ..explaining import ExplainData, ExplainOptions, explain, plot, render
     from ..inputdata import DataRequest, load_inputs
 
@@ -68,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise BadInputError(f"--report {report_dir} exists and is not a directory")
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None and keep.exists() and not keep.is_dir():
+        raise BadInputError(f"--keep {keep} exists and is not a directory")
+    if args.holdout is not None and not 0 <= args.holdout < 1:
+        raise BadInputError("--holdout must be at least 0 and below 1 (the share of your data kept for checks)")
 
     source = detect(args.model)
     if source.format in (ModelFormat.KMODEL, ModelFormat.ONNX):
@@ -77,20 +90,25 @@ def run(args: argparse.Namespace) -> int:
     prep = spec_for_model(tfl.input_shape, dtype=args.input_type, overrides=overrides_from(args))
     shape = list(tfl.input_shape)
 
-    def inputs(purpose: str, limit: int, spec):
-        return load_inputs(DataRequest(args.dataset, args.data, args.seed, "test", limit), spec, shape, purpose=purpose)
+    def calibrate(count: int):  # as `k210 compile` draws them, so the printed compile line rebuilds the same
+        return calibration_inputs(args.dataset, args.data, count, args.seed, prep, shape, holdout=args.holdout)
 
-    calibration = inputs("calibration", args.calib, prep)
-    checks = inputs("check", args.limit, prep)
-    more = None
+    calibration = calibrate(args.calib)
+    more = extra = None
     more_count = args.more_calib or 4 * args.calib
     if more_count != len(calibration):
         try:
-            extra = inputs("calibration", more_count, prep)
+            extra = calibrate(more_count)
         except BadInputError:  # fewer samples than asked for: the fix is skipped, not the run
             extra = None
         if extra is not None and len(extra) != len(calibration):
             more = (extra.kmodel, extra.reference)
+        else:
+            extra = None
+    # held-out checks: none of the samples any build calibrated on
+    exclude = frozenset(calibration.hashes) | frozenset(extra.hashes if extra is not None else [])
+    checks = load_inputs(DataRequest(args.dataset, args.data, args.seed, "test", args.limit, exclude=exclude), prep,
+                         shape, purpose="check")
 
     spec = BuildSpec(calibrate_method=args.method, input_type=args.input_type, input_range=prep.input_range,
                      mean=_per_channel(prep.mean, prep.channels) if args.input_type == "uint8" else None,
@@ -99,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
         spec = BuildSpec(calibrate_method=spec.calibrate_method, input_type=spec.input_type,
                          input_range=spec.input_range)
     data = ExplainData(calibration.kmodel, calibration.reference, checks.kmodel, checks.reference,
-                       more_calibration=more, name=checks.name)
+                       more_calibration=more, name=checks.name, calibration_hashes=list(calibration.hashes),
+                       more_hashes=list(extra.hashes) if extra is not None else [])
     say = _progress_printer(progress_every())
     report = explain(tfl.data, shape, data, ExplainOptions(
         spec=spec, probes=args.probes, probe_images=args.probe_images, min_cosine=args.min_cosine,
-        fixes=not args.no_fixes, try_float=not args.no_float, progress=say))
+        fixes=not args.no_fixes, try_float=not args.no_float, progress=say, transforms=not args.no_transforms,
+        compile_base=compile_base(args), keep=keep, card_base=_card_base(args, source, prep, calibration)))
     report.update({"model": str(source.path), "notes_model": tfl.notes, "min_agreement": args.min_agreement})
     passed = report["baseline"]["agreement"] >= args.min_agreement
     files = [output]
@@ -113,6 +133,57 @@ def run(args: argparse.Namespace) -> int:
         files.append(report_dir / "explain.json")
     return finish(args, report, text=lambda: render(report), passed=passed, inputs={"model": source.path},
                   files=files)
+
+
+def compile_base(args: argparse.Namespace) -> list[str]:
+    """The `k210 compile` arguments that name the same model, data and preprocessing as this explain."""
+    words = [args.model]
+    words += ["--dataset", args.dataset] if args.dataset else []
+    words += ["--data", args.data] if args.data else []
+    if args.seed:
+        words += ["--seed", str(args.seed)]
+    if args.holdout is not None:
+        words += ["--holdout", f"{args.holdout:g}"]
+    for flag, value in (("--input-node", args.input_node), ("--output-node", args.output_node),
+                        ("--color", args.color), ("--resize", args.resize)):
+        if value:
+            words += [flag, value]
+    if getattr(args, "input_range", None) is not None:
+        words += ["--input-range", ",".join(f"{v:g}" for v in args.input_range)]
+    for flag, values in (("--mean", args.mean), ("--std", args.std)):
+        if values is not None:
+            words += [flag, ",".join(f"{v:g}" for v in values)]
+    if args.pad_value is not None:
+        words += ["--pad-value", str(args.pad_value)]
+    if args.force_preprocessing:
+        words.append("--force-preprocessing")
+    return words
+
+
+def _card_base(args: argparse.Namespace, source, prep, calibration) -> dict:
+    """What every build explain keeps shares in its card: the source model, preprocessing, calibration data."""
+    from pathlib import Path
+
+    from k210.core.fsutil import sha256_file
+
+    from ..compiling import _hashable_file
+    from ..heldout import DEFAULT_HOLDOUT
+    from ..sidecars import read_meta
+
+    meta = read_meta(source.path) or {}
+    return {
+        "source": {"path": str(source.path.resolve()), "format": source.format.value,
+                   "sha256": sha256_file(_hashable_file(source.path))},
+        "preprocessing": {"spec": prep.to_dict(), "summary": prep.describe(), "input_type": args.input_type,
+                          "input_range": list(prep.input_range),
+                          "board_sends": "raw uint8 pixels (nncase maps 0..255 onto input_range)"
+                          if args.input_type == "uint8" else "float32 tensors, already normalised"},
+        "labels": meta.get("labels"),
+        "calibration": {"dataset": args.dataset, "data": str(Path(args.data).resolve()) if args.data else None,
+                        "source": calibration.source, "seed": args.seed,
+                        "holdout": None if args.dataset else (DEFAULT_HOLDOUT if args.holdout is None
+                                                              else args.holdout)},
+    }
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
