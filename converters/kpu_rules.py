@@ -76,6 +76,15 @@ UNSUPPORTED_FIXES = {
 }
 
 
+# MediaPipe's own TFLite custom ops (its selfie segmentation and hair models ship them).
+CUSTOM_FIXES = {
+    "Convolution2DTransposeBias": "MediaPipe's transposed conv with bias: in the source model use UpSampling2D + a "
+    "3x3 Conv2D (nncase 1.9 fails on a stride-2 TRANSPOSE_CONV too)",
+    "MaxPoolingWithArgmax2D": "MediaPipe's pool with argmax: use MaxPooling2D and UpSampling2D in the source model",
+    "MaxUnpooling2D": "MediaPipe's unpooling: use UpSampling2D in the source model",
+}
+
+
 @dataclass
 class OpPlacement:
     index: int
@@ -173,7 +182,7 @@ def _importability(ctx: _Context, op: OpInfo, name: str) -> OpPlacement | None:
             fix = "build the model from TFLite builtin ops only (no SELECT_TF_OPS)"
         else:
             reason = f"custom op {code}: '{message}'"
-            fix = "replace the custom op with builtin layers"
+            fix = CUSTOM_FIXES.get(code, "replace the custom op with builtin layers")
         return OpPlacement(op.index, name, opcode, Placement.UNSUPPORTED, reason, fix)
     if opcode in table.tflite_ops:
         return None

@@ -133,3 +133,12 @@ def test_only_several_inputs_get_a_note(inputs):
     _, notes = check_model(info)
     assert any("2 inputs" in n for n in notes) == (inputs == 2)
     assert not any("single-output" in n for n in notes)
+
+
+def test_mediapipe_custom_op_gets_advice_for_its_kind():
+    from k210.host.lint import lint_path
+
+    report = lint_path(_mediapipe("selfie_segmentation/selfie_segmentation.tflite"))
+    blocked = [op for op in report.ops if op.placement is Placement.UNSUPPORTED]
+    assert [op.op for op in blocked] == ["CUSTOM:Convolution2DTransposeBias"]
+    assert "UpSampling2D" in blocked[0].fix
