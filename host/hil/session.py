@@ -20,6 +20,7 @@ from k210.firmware import k210wire as w
 from .channel import Channel
 from .framesize import FrameSizer
 from .hello_check import check_hello
+from .linehealth import LineCount, damage_phrase
 from .link import SessionStats
 from .messages import HOST_MAX_FRAME, MAX_RX_WINDOW, BoardError, BoardTimeout, Hello, Message, ModelInfo
 from .model import KModel, identify, wrong_model_message
@@ -97,7 +98,10 @@ class BoardSession:
 
     def _probe_wait(self, queued_bytes: int) -> float:
         """A probe waits for everything queued before it, then for its own reply."""
-        return self.timer.rto + self.port.wire_seconds(queued_bytes + 16 + self._max_reply_bytes())
+        # The learnt reply time, not its backoff: a lossy line backs the timer off to seconds, and a probe
+        # that waited that long would get two tries in --patience; a resent HELLO_REQ costs 16 bytes.
+        rto = min(self.timer.rto, MAX_RESEND_INTERVAL_S)
+        return rto + self.port.wire_seconds(queued_bytes + 16 + self._max_reply_bytes())
 
     def overdue(self, due: float, now: float, timer: ReplyTimer | None = None) -> bool:
         """No reply by now to what reached the board at `due`; `timer` (default: the line's) says how long
@@ -121,6 +125,7 @@ class BoardSession:
         wait = wait if wait is not None else self._reply_wait(len(frame))
         interval = wait
         started = time.monotonic()
+        arrived = LineCount.of(self.channel)
         give_up = started + self.patience
         working_until = 0.0
         sends = 0
@@ -161,9 +166,10 @@ class BoardSession:
                     else:
                         self.stats.stale_replies += 1
         waited = time.monotonic() - started
+        noisy = damage_phrase(LineCount.of(self.channel) - arrived, self.port.baud)
         raise BoardTimeout(f"{self.name}: no reply to {w.TYPE_NAMES[mtype]} for {waited:.1f} s ({sends} tries, "
-                          f"the last {interval:.2f} s apart; patience {self.patience:g} s): the board stopped "
-                          "answering")
+                          f"the last {interval:.2f} s apart; patience {self.patience:g} s): "
+                          + (f"the board is answering, but {noisy}" if noisy else "the board stopped answering"))
 
     def _note_wait(self, started: float, sends: int, mtype: int) -> None:
         """A request that needed more than a couple of sends: the board was silent for a while."""
@@ -189,9 +195,14 @@ class BoardSession:
 
     def connect(self) -> Hello:
         """HELLO until the board answers, or a one-line diagnosis of what is on the port instead."""
-        deadline = time.monotonic() + self.connect_timeout
+        started = time.monotonic()
+        deadline = started + self.connect_timeout
         interval = self._reply_wait(16)
+        arrived = LineCount.of(self.channel)
         while time.monotonic() < deadline:
+            if damage_phrase(LineCount.of(self.channel) - arrived, self.port.baud):
+                # A board answering through a noisy line: keep asking for --patience, not just --connect-timeout.
+                deadline = max(deadline, started + self.patience)
             seq, frame = self.channel.frame(w.HELLO_REQ, b"")
             self.channel.write(frame)
             until = min(deadline, time.monotonic() + interval)
@@ -199,7 +210,8 @@ class BoardSession:
                 for msg in self.channel.poll(min(0.05, left)):
                     if msg.type == w.HELLO and msg.seq == seq and not msg.is_event:
                         return self._accept_hello(Hello.from_fields(msg.fields))
-        raise ToolFailure(self._diagnose_silence())  # a board that does not answer: exit 3, not bad input
+        raise ToolFailure(self._diagnose_silence(LineCount.of(self.channel) - arrived,
+                                                 time.monotonic() - started))  # no answer: exit 3, not bad input
 
     def _accept_hello(self, hello: Hello) -> Hello:
         if hello.proto != w.PROTOCOL_VERSION:
@@ -209,7 +221,7 @@ class BoardSession:
         self.hello = hello
         return hello
 
-    def _diagnose_silence(self) -> str:
+    def _diagnose_silence(self, arrived: LineCount | None = None, seconds: float | None = None) -> str:
         c = self.channel
         waited = f"{self.connect_timeout:g} s"
         if c.other_versions:
@@ -223,6 +235,10 @@ class BoardSession:
                     f"started on it, and is the baud rate right (--baud {self.port.baud})?")
         text = bytes(c.sample).decode("ascii", "replace")
         shown = " ".join(text.split())[:60]
+        noisy = damage_phrase(arrived, self.port.baud) if arrived and arrived.frames else ""
+        if noisy:  # some frames whole, many damaged: a runner behind a bad line, not another firmware
+            return (f"{self.name}: no HELLO within {seconds or self.connect_timeout:.1f} s: the board is answering, "
+                    f"but {noisy}")
         if any(marker in c.sample for marker in REPL_MARKERS):
             return (f"{self.name} answers with a MicroPython prompt, not the k210-deploy runner ('{shown}'): "
                     "copy firmware/maixpy/*.py onto the board (k210 deploy) and reset it")
@@ -464,6 +480,7 @@ class BoardSession:
             "reopens": self.port.reopens, "reopen_waited_s": round(self.port.reopen_waited_s, 3),
             "reopen_tries": self.port.reopen_tries,
             "fate": "failed" if self.failure else "finished", "error": self.failure,
+            "arrived": LineCount.of(self.channel).as_dict(),  # bytes and frames from the board, whole and damaged
             "failed_after_images": self.failed_after if self.failure else None,
             "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
