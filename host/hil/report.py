@@ -377,6 +377,11 @@ def board_troubles(b: dict[str, Any]) -> str:
                      f"({b['waited_s']:.1f} s, longest {b['longest_wait_s']:.1f} s)")
     if b.get("reopens"):
         parts.append(f"port reopened {_times(b['reopens'])} (after {b['reopen_waited_s']:.1f} s)")
+    damaged = _damaged_share(b.get("arrived") or {})
+    if damaged >= 0.01:
+        a = b["arrived"]
+        parts.append(f"the line damaged {100 * damaged:.0f} % of the frames from the board ({a['bad_crc']} bad CRC, "
+                     f"{a['bad_cobs']} COBS errors, {a['cut']} cut)")
     failed_tries = b.get("reopen_tries", 0) - b.get("reopens", 0)
     if failed_tries > 0:
         parts.append(f"{failed_tries} failed {'try' if failed_tries == 1 else 'tries'} to reopen its port")
@@ -385,6 +390,11 @@ def board_troubles(b: dict[str, Any]) -> str:
         parts.append(f"samples: {samples['zlib']} as zlib, {samples['cached']} by hash ({samples['hits']} found, "
                      f"{samples['damaged']} damaged), {samples['kept']} kept on the board")
     return "; ".join(parts)
+
+
+def _damaged_share(a: dict[str, int]) -> float:
+    damaged = a.get("bad_crc", 0) + a.get("bad_cobs", 0) + a.get("cut", 0)
+    return damaged / (damaged + a["frames"]) if damaged else 0.0
 
 
 def _times(n: int) -> str:
