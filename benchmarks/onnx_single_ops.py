@@ -73,7 +73,7 @@ def graphs(only: str | None = None) -> list[tuple[str, bytes, np.ndarray]]:
 
 
 def _helper_graphs() -> list[tuple[str, bytes, np.ndarray]]:
-    """Patterns the node tests lack, built with onnx.helper: Cast from float32 to the integer types."""
+    """Patterns the node tests lack, built with onnx.helper: Cast from float32 to the integer types, GatherND."""
     from onnx import TensorProto, helper
 
     found = []
@@ -84,6 +84,20 @@ def _helper_graphs() -> list[tuple[str, bytes, np.ndarray]]:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         calibration = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32) * 4
         found.append((f"helper_cast_FLOAT_to_{target}", model.SerializeToString(), calibration))
+    # GatherND on float data: the node tests have one such graph, without batch_dims.
+    gathers = (("i212", [[[0, 1]], [[1, 0]]], {}), ("i212_batch_dims_0", [[[0, 1]], [[1, 0]]], {"batch_dims": 0}),
+               ("i22_batch_dims_0", [[0, 1], [1, 0]], {"batch_dims": 0}),
+               ("i21_batch_dims_0", [[1], [0]], {"batch_dims": 0}))
+    for name, indices, attrs in gathers:
+        node = helper.make_node("GatherND", ["x", "i"], ["y"], **attrs)
+        data = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 2])
+        graph = helper.make_graph([node], "gathernd", [data],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  initializer=[helper.make_tensor("i", TensorProto.INT64, np.shape(indices),
+                                                                  np.ravel(indices).tolist())])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        calibration = np.random.default_rng(0).random((2, 2, 2), dtype=np.float32)
+        found.append((f"helper_gathernd_{name}", model.SerializeToString(), calibration))
     return found
 
 

@@ -82,6 +82,15 @@ def test_refused_single_op_patterns(tmp_path, op, attrs, shape, constants, words
     assert words in _refused(_lint(tmp_path, node, shape, constants=constants))
 
 
+def test_gather_nd_needs_batch_dims_and_more_than_one_index(tmp_path):
+    pairs = {"i": np.array([[0, 1], [1, 0]])}
+    implicit = helper.make_node("GatherND", ["x", "i"], ["y"])
+    assert "bad optional access" in _refused(_lint(tmp_path, implicit, [2, 2, 2], constants=pairs))
+    explicit = helper.make_node("GatherND", ["x", "i"], ["y"], batch_dims=0)
+    assert _lint(tmp_path, explicit, [2, 2, 2], constants=pairs).ok
+    assert "SIGSEGV" in _refused(_lint(tmp_path, explicit, [2, 2, 2], constants={"i": np.array([[1], [0]])}))
+
+
 def test_shape_inputs_left_as_graph_inputs_are_refused(tmp_path):
     reshape = helper.make_node("Reshape", ["x", "shape"], ["y"])
     report = _lint(tmp_path, reshape, [2, 3, 4], extra_inputs=[("shape", TensorProto.INT64, [2])])

@@ -279,6 +279,16 @@ def _cast(node, ctx: OnnxContext, quant: str):
     return None
 
 
+def _gather_nd(node, ctx: OnnxContext, quant: str):
+    if not has_attr(node, "batch_dims"):
+        return f"GatherND without an explicit batch_dims attribute: '{BAD_OPTIONAL}'", "write batch_dims=0"
+    indices = ctx.shape(node.input[1]) if len(node.input) > 1 else None
+    if indices and indices[-1] == 1:
+        return f"GatherND whose indices pick one axis (last dimension 1): {SEGFAULT} or aborts", \
+            "use Gather on that axis"
+    return None
+
+
 def _matmul(node, ctx: OnnxContext, quant: str):
     a, b = (ctx.shape(name) for name in node.input[:2])
     if a and b and len(a) > 2 and len(b) > 2 and a[:-2] != b[:-2] and len(a) == len(b):
@@ -291,4 +301,4 @@ _CHECKS = {"Clip": _clip, "ConvTranspose": _conv_transpose, "MaxPool": _pool, "A
            "Flatten": _flatten, "Resize": _resize, "Shape": _shape, "Slice": _slice, "Split": _split,
            "Squeeze": _squeeze, "Pad": _pad, "Erf": _erf, "Min": _min_max, "Max": _min_max, "LSTM": _recurrent,
            "GRU": _recurrent, "LpNormalization": _lp_normalization, "QuantizeLinear": _quantize_linear,
-           "MatMul": _matmul, "Cast": _cast, **{op: _reduction for op in _REDUCTIONS}}
+           "MatMul": _matmul, "Cast": _cast, "GatherND": _gather_nd, **{op: _reduction for op in _REDUCTIONS}}
