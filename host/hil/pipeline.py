@@ -16,6 +16,7 @@ and k's restart abandon k+1: with most requests losing a chunk, no image would e
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from k210.core.errors import ToolFailure
 from k210.firmware import k210wire as w
 
 from .link import SessionLink
-from .messages import Message, Tensor
+from .messages import BoardLinkError, Message, Tensor
 from .recovery import Resync
 from .timing import ReplyTimer
 
@@ -37,6 +38,17 @@ REWINDS_BEFORE_PROBE = 3  # timeouts of a solo request, resent from its last ACK
 FATAL_INFER_ERRORS = {w.E_INFER_FAILED, w.E_TOO_BIG, w.E_UNSUPPORTED, w.E_UNKNOWN_TYPE, w.E_BAD_VERSION}
 
 ResultSink = Callable[[int, list[Tensor], int], None]
+
+
+MAX_RESULT_BYTES = 64 << 20  # without the model's tensors: far above anything the K210's 8 MiB could hold
+
+
+def result_limit(outputs: tuple[tuple[int, tuple[int, ...]], ...]) -> int:
+    """The largest RESULT blob the model's outputs can make, or MAX_RESULT_BYTES: per output a record header
+    with up to 8 dims, and its values as the kmodel's dtype or as float32 (runners that widen uint8)."""
+    if not outputs:
+        return MAX_RESULT_BYTES
+    return sum(8 + 4 * 8 + max(w.tensor_nbytes(dtype, shape), 4 * math.prod(shape)) for dtype, shape in outputs)
 
 
 @dataclass
@@ -52,6 +64,8 @@ class _Attempt:
     acked: int = 0  # input bytes the board has acknowledged
     generation: int = 0  # bumped at each rewind: replies to older frames no longer steer
     mode: int = 0  # INFER_CHUNK mode (samples.py): payload is then a zlib stream and/or a SHA-256
+    result_total: int = 0  # the RESULT blob's size its first part announced
+    part_bytes: int = 0  # RESULT part bytes received (resent parts counted again)
 
 
 @dataclass
@@ -70,8 +84,10 @@ class Pipeline:
     """The in-flight bookkeeping of the session's stream (one board, one thread)."""
 
     def __init__(self, session: SessionLink, take: Callable[[], int | None], payload_of: Callable[[int], bytes],
-                 on_result: ResultSink, samples: SamplePlanner | None = None) -> None:
+                 on_result: ResultSink, samples: SamplePlanner | None = None,
+                 max_result: int = MAX_RESULT_BYTES) -> None:
         self.s = session
+        self.max_result = max_result  # the largest RESULT blob the model can make: more is a lying board
         self.take = take
         self.payload_of = payload_of
         self.samples = samples
@@ -253,9 +269,21 @@ class Pipeline:
         if f["req"] != a.req:  # an answer to another request (a replay, a confused board): never this image's
             self.s.stats.wrong_req_results += 1
             return
+        total = f["total"]
+        if total > self.max_result or (a.parts and total != a.result_total):
+            raise BoardLinkError(f"{self.s.name}: the board announced a RESULT of {total} bytes for image {a.index}"
+                                 f" (the model's outputs take at most {self.max_result}): it is not this model's")
+        a.result_total = total
+        before = covered_bytes(a.parts)
         a.parts[f["offset"]] = f["data"]
-        if covered_bytes(a.parts) < f["total"]:
-            sent.due = time.monotonic()
+        a.part_bytes += len(f["data"])
+        after = covered_bytes(a.parts)
+        if after < total:
+            if a.part_bytes > 2 * total + w.CHUNK_OVERHEAD * 4:  # resent parts are fine; endless overlaps are not
+                raise BoardLinkError(f"{self.s.name}: the board keeps sending parts of a {total}-byte RESULT for "
+                                     f"image {a.index} without completing it")
+            if after > before:  # only progress moves the deadline: overlapping parts do not keep it alive
+                sent.due = time.monotonic()
             sent.working = False  # the job is done: the rest of the RESULT is line time
             return  # more parts of this RESULT to come, with the same seq
         self._forget(msg.seq)

@@ -24,10 +24,11 @@ from .linehealth import LineCount, damage_phrase
 from .link import SessionStats
 from .messages import HOST_MAX_FRAME, MAX_RX_WINDOW, BoardError, BoardTimeout, Hello, Message, ModelInfo
 from .model import KModel, identify, wrong_model_message
-from .pipeline import Pipeline, ResultSink
+from .pipeline import Pipeline, ResultSink, result_limit
 from .ports import Port
 from .recovery import BoardRestarted, Resync, UploadRestart
 from .samples import ALL_MODES, SamplePlanner
+from .schedlag import host_delay
 from .timing import ReplyTimer
 from .upload import MIN_UPLOAD_CHUNK, send_model
 
@@ -62,6 +63,7 @@ class BoardSession:
         self.may_upload = False
         self._kmodel: KModel | None = None
         self.timer = ReplyTimer()
+        self.lag = host_delay()  # time this process was kept off the CPU: not counted against the line
         self._sizer: FrameSizer | None = None
         self._upload_sizer: FrameSizer | None = None
         self._req = 0
@@ -105,8 +107,9 @@ class BoardSession:
 
     def overdue(self, due: float, now: float, timer: ReplyTimer | None = None) -> bool:
         """No reply by now to what reached the board at `due`; `timer` (default: the line's) says how long
-        the board may take."""
-        return now > due + (timer or self.timer).rto + self.port.wire_seconds(self._max_reply_bytes())
+        the board may take. Time the host itself was not running since `due` does not count."""
+        limit = due + (timer or self.timer).rto + self.port.wire_seconds(self._max_reply_bytes())
+        return now > limit and now - self.lag.stalled(due) > limit
 
     # -- control requests ---------------------------------------------------------------------------
 
@@ -138,7 +141,8 @@ class BoardSession:
             patient = max(1.0, 4 * self.timer.rto) + wait
             now = time.monotonic()
             deadline = now + (patient if now < working_until else interval)
-            while (left := deadline - time.monotonic()) > 0:
+            while (left := deadline - time.monotonic()) > 0 or (left := deadline + self.lag.stalled(now)
+                                                                  - time.monotonic()) > 0:
                 batch = self.channel.poll(min(0.05, left))
                 for i, msg in enumerate(batch):
                     if msg.is_event:
@@ -436,7 +440,8 @@ class BoardSession:
             if self.samples.modes & w.MODE_CACHED:
                 self._despite_resets(self._check_cache_claims)
         self.samples.payload_of = payload_of
-        pipeline = Pipeline(self, take, payload_of, on_result, self.samples)
+        pipeline = Pipeline(self, take, payload_of, on_result, self.samples,
+                            result_limit(self._kmodel.outputs if self._kmodel else ()))
         try:
             while not self.stop.is_set():
                 try:
@@ -479,8 +484,9 @@ class BoardSession:
             "chunk_bytes": self._sizer.chunk() if self._sizer else 0,  # INFER data bytes per frame, lately
             "reopens": self.port.reopens, "reopen_waited_s": round(self.port.reopen_waited_s, 3),
             "reopen_tries": self.port.reopen_tries,
-            "fate": "failed" if self.failure else "finished", "error": self.failure,
+            "host_delay_s": round(self.lag.total_s, 3),  # this process kept off the CPU (all its boards)
             "arrived": LineCount.of(self.channel).as_dict(),  # bytes and frames from the board, whole and damaged
+            "fate": "failed" if self.failure else "finished", "error": self.failure,
             "failed_after_images": self.failed_after if self.failure else None,
             "identified_by": self.identified_by,
             "firmware": hello.firmware if hello else "", "fw_version": hello.fw_version if hello else "",
