@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from boardfakes.arith_model import make_arith_kmodel
 from boardfakes.links import C_DIR, build_c, require_tool
 
@@ -48,3 +49,27 @@ def test_an_input_over_the_boards_max_input_is_exit_2_before_any_run(tmp_path: P
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"input of {CAMERA} bytes" in done.stderr and "takes at most 150528" in done.stderr
     assert "TOO_BIG" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_256x256x3_uint8_model_runs_through_hil_virtual(tmp_path: Path) -> None:
+    """A real nncase 1.9 kmodel with a camera-size uint8 input: `k210 hil --virtual` serves it (it gave
+    TOO_BIG after 15 s and exit 3 when the runner's default max_input was 163 840), every output as the
+    simulator's."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((256, 256, 3)), keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "cam.keras")
+    kmodel = tmp_path / "cam.kmodel"
+    compiled = subprocess.run([sys.executable, "-m", "k210.host.cli", "compile", str(tmp_path / "cam.keras"),
+                               "--quant", "uint8", "--calib", "8", "--dataset", "random", "--no-lint", "-o",
+                               str(kmodel)], capture_output=True, text=True, timeout=600)
+    assert compiled.returncode == 0, compiled.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "k210.host.cli", "hil", str(kmodel), "--virtual", "--upload",
+                           "--dataset", "random", "--limit", "3", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)["result"]
+    assert report["passed"] and report["count"] == 3

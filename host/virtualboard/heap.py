@@ -13,6 +13,11 @@ import types
 from typing import Any
 
 HEAP_BYTES = 512 * 1024  # MaixPy's default GC heap
+# Each firmware's GC heap (CONFIG_MAIXPY_GC_HEAP_SIZE in its projects' config_defaults.mk): MaixPy-v1
+# 0x80000; CanMV main and feat/kpu 0xBB9B0. mem_free() here is a constant, not a measurement, so
+# main.py's heap sizing (firmware/maixpy/main.py input_limit) takes its configured max_input as is;
+# tests/test_micropython_firmwares.py measures the real sizes in MicroPython 1.10 with these heaps.
+FIRMWARE_HEAP_BYTES = {"maixpy": 0x80000, "canmv": 0xBB9B0, "canmv-kpu": 0xBB9B0}
 
 
 def make_gc() -> types.ModuleType:

@@ -4,9 +4,19 @@ They load what the real firmware loads and refuse what it refuses:
 - MaixPy-v1 (`import KPU as kpu`) loads kmodel v3/v4 only; a v5 file fails with its error 2002.
   nncase 0.x, which runs v3/v4, has no host build here, so the virtual board cannot run them either
   and says so at load time.
-- CanMV (`from maix import KPU`, the nncase-1.x branch) loads v5 and runs it in nncase 1.9's
-  simulator: the same runtime `k210 verify` uses, so board and simulator outputs are bit-identical
-  unless the transport damages them.
+- CanMV (`from maix import KPU`) loads v5 and runs it in nncase 1.9's simulator: the same runtime
+  `k210 verify` uses, so board and simulator outputs are bit-identical unless the transport damages
+  them.
+
+Sources they follow, and where they part from them:
+- MaixPy-v1: sipeed/MaixPy-v1 components/micropython/port/src/Maix/Maix_kpu.c (load's error 2002).
+- CanMV: kendryte/canmv branch main, port/src/Maix/maix_kpu/Maix_kpu.c: a class with load_kmodel(path |
+  offset, size) and run_with_output(path, getlist=True). That firmware's runtime is nncase 0.x's
+  (MODEL_VERSION 4: v3/v4 only), and it returns output 0's buffer as byte count // 4 float32 values.
+  The virtual board keeps that file API but runs kmodel v5 (only CanMV feat/kpu loads v5 under
+  MicroPython, and its KPU.run takes images, one 8-bit channel exactly) and returns output 0 element by
+  element as floats, so that every input shape runs and outputs stay exact. It is a test bench, not
+  one released firmware: tests/boardfakes/mp_stubs.py holds the stand-ins faithful to each firmware.
 """
 
 from __future__ import annotations
