@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=200, help="check inputs agreement is measured on (default 200)")
     p.add_argument("--input-type", choices=("uint8", "float32"), default="uint8",
                    help="what the board sends in the baseline build (default uint8 raw pixels, as compile)")
-    p.add_argument("--method", default="no_clip", help="calibration method of the baseline (default no_clip)")
+    p.add_argument("--calibrate-method", "--method", dest="method", default="no_clip",
+                   help="calibration method of the baseline, as compile's flag (default no_clip)")
     p.add_argument("--probes", type=int, default=24, help="tensors made kmodel outputs per probe build (default 24)")
     p.add_argument("--probe-images", type=int, default=8, help="check inputs the probes run on (default 8)")
     p.add_argument("--min-cosine", type=float, default=0.98,
