@@ -310,8 +310,14 @@ def _transpose_conv_problem(ctx: _Context, op: OpInfo) -> str | None:
                     "('Emitter for ...[Conv2DTranspose] is not found in module stackvm')")
     if data is not None and len(data.shape) == 4:
         limit = shape_limit(data.shape[1], data.shape[2], data.shape[3])
+        if data.shape[1] < KPU_MIN_HW or data.shape[2] < KPU_MIN_HW:
+            limit = f"{data.shape[1]}x{data.shape[2]} map smaller than {KPU_MIN_HW}x{KPU_MIN_HW}"  # measured: 3x3 fails
+        out = ctx.tensor(op, 0, outputs=True)
+        if not limit and out is not None and out.shape and out.shape[-1] > KPU_MAX_C:
+            limit = f"{out.shape[-1]} output channels > {KPU_MAX_C}"  # measured: 1025 fails, 1024 compiles
         if limit:
-            return f"{limit}: not lowered, and nncase 1.9 has no CPU kernel for transposed convs"
+            return (f"{limit}: not lowered, and nncase 1.9 has no CPU kernel for transposed convs ('Emitter for "
+                    "...[Conv2DTranspose] is not found in module stackvm')")
     return None
 
 

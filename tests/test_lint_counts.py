@@ -53,3 +53,21 @@ def test_transposed_conv_in_a_float_kmodel_counts_as_a_cpu_conv():
         real = nncase_figures(converted.data, converted.input_shape, quant=quant)
         assert real.compiled, real.error
         assert (lint["kpu_convs"], lint["cpu_convs"]) == (real.kpu_convs, real.cpu_convs), quant
+
+
+@pytest.mark.parametrize("size, filters, compiles", [(3, 8, False), (4, 8, True), (8, 1024, True), (8, 1025, False)])
+def test_transposed_conv_limits_follow_nncase(size, filters, compiles):
+    """Below a 4x4 map or above 1024 output channels nncase 1.9 does not lower a stride-1 transposed conv and
+    has no CPU kernel for it ('Emitter for ...[Conv2DTranspose] is not found'): lint must refuse it then."""
+    import keras
+
+    from k210.converters.to_tflite import keras_to_tflite
+
+    inp = keras.Input((size, size, 4))
+    converted = keras_to_tflite(keras.Model(inp, keras.layers.Conv2DTranspose(filters, 3, padding="same")(inp)))
+    report = lint_tflite(converted.data, quant="uint8")
+    real = nncase_figures(converted.data, converted.input_shape, quant="uint8")
+    assert real.compiled is compiles, real.error
+    assert report.ok is compiles, report.problems
+    if not compiles:
+        assert "Conv2DTranspose" in real.error and "Conv2DTranspose" in report.problems[0]
