@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import asdict, dataclass, field
 
+from k210.core import firmwares
 from k210.core.errors import BadInputError
 
 KMODEL_MAGIC = b"LDMK"  # 'KMDL' written as a little-endian u32
@@ -37,24 +38,7 @@ V3_FULLY_CONNECTED = 18
 # nncase 0.2 (kmodel v4) opcodes that run on the KPU (runtime_op.def): KPUUpload, KPUConv2D.
 V4_KPU_OPCODES = (0x2001, 0x2002)
 
-# Which firmware loads which kmodel version (see the facts file; MaixPy-v1 #423/#434).
-FIRMWARE_LOADERS = {
-    "maixpy": {
-        "name": "Sipeed MaixPy-v1 (import KPU)",
-        "versions": (3, 4),
-        "note": "standard builds load v3/v4; 'minimum' builds v3 only; v5 fails (error 2002/2015)",
-    },
-    "canmv": {
-        "name": "Canaan CanMV-K210 (from maix import KPU)",
-        "versions": (3, 4, 5),
-        "note": "v3/v4 on the main branch; v5 only on branch feat/kpu (nncase 1.x runtime)",
-    },
-    "sdk": {
-        "name": "kendryte-standalone-sdk (C, develop)",
-        "versions": (3, 4, 5),
-        "note": "v5 needs the K210 runtime of the same nncase release that compiled the model",
-    },
-}
+# Which firmware loads which kmodel version: k210.core.firmwares, the one registry.
 
 
 @dataclass
@@ -99,7 +83,7 @@ class KModelInfo:
 
     @property
     def loaders(self) -> list[str]:
-        return [key for key, fw in FIRMWARE_LOADERS.items() if self.version in fw["versions"]]
+        return [fw.loader_key for fw in firmwares.loaders(self.version)]
 
     @property
     def mempools(self) -> dict[str, int]:
@@ -121,7 +105,8 @@ class KModelInfo:
         return f"? (v{self.version} stores none)"
 
     def loadable_by(self, firmware: str) -> bool:
-        return self.version in FIRMWARE_LOADERS[firmware]["versions"]
+        """`firmware`: a --firmware key or a loader key (k210.core.firmwares.get)."""
+        return firmwares.get(firmware).loads(self.version)
 
     def to_dict(self) -> dict:
         return {
@@ -137,8 +122,8 @@ class KModelInfo:
             "layers": self.layers,
             "kpu_layers": self.kpu_layers,
             "firmware": {
-                key: {"name": fw["name"], "loads": self.version in fw["versions"], "note": fw["note"]}
-                for key, fw in FIRMWARE_LOADERS.items()
+                fw.loader_key: {"name": fw.name, "loads": fw.loads(self.version), "note": fw.note}
+                for fw in firmwares.FIRMWARES.values()
             },
         }
 

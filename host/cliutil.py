@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from k210.core import firmwares
 from k210.core.errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from k210.core.progress import PlainProgress, progress, progress_every  # noqa: F401  (commands use them from here)
 from k210.core.textfmt import TABLE_WIDTH, fit_width, format_table  # noqa: F401
 
-FIRMWARES = ("canmv", "maixpy", "c")  # what runs on the board: one option name, --firmware, everywhere
+FIRMWARES = firmwares.KEYS  # what runs on the board (k210.core.firmwares): one option name, --firmware, everywhere
 
 
 def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False, default: str | None = None) -> None:
@@ -44,11 +45,11 @@ def add_json_arg(parser: argparse.ArgumentParser, *, output: bool = False) -> No
 
 def add_firmware_arg(parser: argparse.ArgumentParser, choices: Sequence[str] = FIRMWARES, *,
                      what: str = "the firmware on the board", old: Sequence[str] = ()) -> None:
-    """--firmware KIND; unset, it follows the kmodel (v5: canmv, v3/v4: maixpy). `old`: hidden deprecated names."""
+    """--firmware KIND, its choices and help from the registry; unset, it follows the kmodel (v5: canmv,
+    v3/v4: maixpy). `old`: hidden deprecated names."""
     parser.add_argument("--firmware", choices=tuple(choices), default=None, metavar="{" + ",".join(choices) + "}",
-                        help=f"{what}: canmv (CanMV-K210, kmodel v5 on feat/kpu), maixpy (Sipeed MaixPy-v1, "
-                             "kmodel v3/v4), c (the Kendryte SDK C runner); default: what the kmodel's version "
-                             "and model card call for")
+                        help=f"{what}: {firmwares.choices_help(tuple(choices))}; default: what the kmodel's "
+                             "version and model card call for")
     for name in old:
         parser.add_argument(name, dest="firmware", choices=tuple(choices), help=argparse.SUPPRESS)
 
@@ -64,9 +65,10 @@ def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: 
         return carded
     kmodel = card.get("kmodel") if isinstance(card.get("kmodel"), dict) else {}
     version = kmodel_version if kmodel_version is not None else kmodel.get("version")
-    preferred = "maixpy" if isinstance(version, int) and version < 5 else "canmv"
-    # The card's `loaded_by` (converters.kmodel's keys: sdk is our c runner) rules out what cannot load it.
-    loaders = [{"sdk": "c"}.get(key, key) for key in kmodel.get("loaded_by") or []]
+    preferred = firmwares.default_for(version)
+    # The card's `loaded_by` (loader keys: sdk is our c runner) rules out what cannot load it.
+    by_loader = firmwares.BY_LOADER_KEY
+    loaders = [by_loader[key].key for key in kmodel.get("loaded_by") or [] if key in by_loader]
     if loaders and preferred not in loaders:
         preferred = next((f for f in loaders if f in choices), preferred)
     return preferred if preferred in choices else choices[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from k210.core import firmwares
+
 from ..cliutil import add_firmware_arg, add_json_arg, firmware_of_kmodel
 from ..virtualboard.storage import INFLATE_BPS, SD_BYTES, SD_READ_BPS, SD_WRITE_BPS
 
@@ -16,7 +18,7 @@ def add_parser(sub) -> None:
                     "modules it uses. Prints the port to open (a /dev/pts path or socket://127.0.0.1:PORT) on "
                     "stdout, then serves until interrupted.")
     p.add_argument("--kmodel", metavar="FILE", help="a kmodel 'flashed' at 0x300000 and loaded at boot")
-    add_firmware_arg(p, ("canmv", "maixpy", "mlperf-tiny"),
+    add_firmware_arg(p, (*firmwares.VIRTUAL_KEYS, "mlperf-tiny"),
                      what="the firmware it plays (mlperf-tiny: an MLPerf-Tiny-style text runner, for benchmarks)")
     p.add_argument("--port", default="pty", metavar="pty|socket://127.0.0.1:PORT",
                    help="the board's end of the line: a pseudo-terminal (default) or a TCP socket (PORT 0: any)")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
     if args.kmodel:
         _check_kmodel(Path(args.kmodel))
-    args.firmware = firmware_of_kmodel(args.kmodel, args.firmware, ("canmv", "maixpy"))
+    args.firmware = firmware_of_kmodel(args.kmodel, args.firmware, firmwares.VIRTUAL_KEYS)
     options = BoardOptions(
         firmware=args.firmware, kmodel=Path(args.kmodel) if args.kmodel else None, port=args.port, baud=args.baud,
         faults=FaultSpec.parse(args.faults), fault_seed=args.fault_seed, boot_ms=args.boot_ms,

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from k210.core import firmwares
 from k210.host.cliutil import add_firmware_arg, add_json_arg
 
 EPILOG = """examples:
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--port", help="serial port or pyserial URL such as socket://host:port (default: auto-detect)")
     parser.add_argument("--baud", type=int, default=115_200, help="REPL baud rate (default 115200)")
     parser.add_argument("--target", choices=("flash", "sd"), default="flash", help="file system on the board")
-    add_firmware_arg(parser, ("canmv", "maixpy"), what="the MicroPython firmware on the board", old=("--runner",))
+    add_firmware_arg(parser, firmwares.REPL_KEYS, what="the MicroPython firmware on the board", old=("--runner",))
     parser.add_argument("--kmodel", type=Path, metavar="FILE", help="kmodel to copy (kept under its own name)")
     parser.add_argument("--kmodel-name", metavar="NAME", help="name for the kmodel on the board")
     parser.add_argument(
@@ -112,7 +113,7 @@ def _firmware_of(kmodel: Path | None) -> str:
     """The firmware the kmodel's version calls for: v5 CanMV, v3/v4 MaixPy-v1 (its model card first)."""
     from k210.host.cliutil import firmware_of_kmodel
 
-    return firmware_of_kmodel(kmodel, choices=("canmv", "maixpy"))
+    return firmware_of_kmodel(kmodel, choices=firmwares.REPL_KEYS)
 
 
 def _bar(item, bars: list):

@@ -45,13 +45,14 @@ class _FirmwareAction(argparse.Action):
             namespace.firmware = value
         elif value.lower().endswith((".bin", ".elf", ".kfpkg")) or Path(value).exists():
             print("k210 flash: warning: --firmware FILE.bin is now --firmware-bin FILE.bin; "
-                  "--firmware names the firmware kind (canmv, maixpy, c)", file=sys.stderr)
+                  f"--firmware names the firmware kind ({', '.join(RUNNERS)})", file=sys.stderr)
             namespace.firmware_bin = Path(value)
         else:
             parser.error(f"argument --firmware: invalid choice: '{value}' (choose from {', '.join(RUNNERS)})")
 
 
 def add_parser(subparsers) -> None:
+    from k210.core import firmwares
     from k210.host.flash.kflash_driver import DEFAULT_STALL_TIMEOUT, KFLASH_BOARDS
     from k210.host.flash.layout import IO_MODES
     from k210.host.flash.plan import RUNNERS
@@ -100,7 +101,7 @@ def add_parser(subparsers) -> None:
         "--firmware",
         action=_FirmwareAction,
         metavar="{" + ",".join(RUNNERS) + "}",
-        help="firmware that will load the kmodel: maixpy (v3/v4), canmv (v3/v4, v5 on feat/kpu), c (v3/v4/v5); "
+        help=f"firmware that will load the kmodel: {firmwares.choices_help(tuple(RUNNERS))}; "
         "default: what the first kmodel's version calls for (v5: canmv, v3/v4: maixpy)",
     )
     parser.add_argument("--runner", dest="firmware", choices=tuple(RUNNERS), help=argparse.SUPPRESS)  # old name

@@ -7,6 +7,8 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
+from k210.core import firmwares
+
 from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel, json_output_path
 from ..dataargs import add_preprocess_args, add_rule_args, add_save_io_arg, overrides_from, rule_flags_from
 
@@ -28,7 +30,7 @@ def add_parser(sub) -> None:
                        help="with --virtual: how many virtual boards (default 1); else a hardware map, boards.yaml: "
                             "a list of boards (port, baud, firmware, name, reset command), every board whose "
                             "firmware fits the kmodel is used (host/farm/boardmap.py)")
-    add_firmware_arg(where, ("canmv", "maixpy"), what="firmware of virtual boards")
+    add_firmware_arg(where, firmwares.VIRTUAL_KEYS, what="firmware of virtual boards")
     where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
                        help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
                             "e.g. the C runner's host build "
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--faults applies to virtual boards: add --virtual")
     cfg = HilConfig(
         kmodel=args.kmodel, ports=args.port, virtual=args.virtual, boards=args.boards, board_cmds=args.board_cmd,
-        firmware=firmware_of_kmodel(args.kmodel, args.firmware, ("canmv", "maixpy")), reference=args.reference,
+        firmware=firmware_of_kmodel(args.kmodel, args.firmware, firmwares.VIRTUAL_KEYS), reference=args.reference,
         no_reference=args.no_reference, dataset=args.dataset,
         data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
         json_out=json_output_path(args.output), report_dir=args.report, journal=args.journal, resume=args.resume,
@@ -144,7 +146,7 @@ def _resolve_boards(args: argparse.Namespace) -> None:
 
     from ..farm import boardmap
 
-    choices = ("canmv", "maixpy")
+    choices = firmwares.VIRTUAL_KEYS
     args.firmware = args.firmware or boardmap.env_firmware(choices)
     args.board_map, count = [], 1
     if args.boards is not None and args.boards.strip().isdigit():

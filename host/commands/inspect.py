@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _text(path, info, data: dict, card: dict | None) -> str:
-    from k210.converters.kmodel import FIRMWARE_LOADERS
+    from k210.core import firmwares
 
     lines = [f"{path}: kmodel v{info.version}, {info.size} bytes, for {data['firmware']} firmware"]
     lines.append("modules: " + ", ".join(info.module_text(m) for m in info.modules))
@@ -52,7 +52,7 @@ def _text(path, info, data: dict, card: dict | None) -> str:
         lines.append("memory pools: " + ", ".join(f"{k} {v} B" for k, v in info.mempools.items()))
     if info.main_memory is not None:
         lines.append(f"main memory: {info.main_memory} B")
-    rows = [(fw["name"], "yes" if info.loadable_by(key) else "no", fw["note"]) for key, fw in FIRMWARE_LOADERS.items()]
+    rows = [(fw.name, "yes" if fw.loads(info.version) else "no", fw.note) for fw in firmwares.FIRMWARES.values()]
     lines.append(format_table(("firmware", "loads it", "note"), rows))
     if card and card.get("labels"):
         lines.append(f"labels: {', '.join(card['labels'])}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import FIRMWARES, add_firmware_arg, add_io_node_args, add_json_arg, finish, firmware_for
+from k210.core import firmwares
+
+from ..cliutil import FIRMWARES, add_firmware_arg, add_io_node_args, add_json_arg, finish, firmware_of_kmodel
 
 # The compiler that makes the kmodel a firmware loads: MaixPy-v1 loads v3/v4 (nncase 0.2 makes v4),
 # CanMV's feat/kpu and the C SDK load v5 (nncase 1.9, what `k210 compile` runs).
-COMPILER_FOR = {"canmv": "nncase1.9", "c": "nncase1.9", "maixpy": "nncase0.2"}
+COMPILER_FOR = {fw.key: fw.compiler for fw in firmwares.FIRMWARES.values()}
 
 
 def add_parser(sub) -> None:
@@ -19,8 +21,9 @@ def add_parser(sub) -> None:
                     "conv or Dense falls back to the CPU); 2: bad input.",
     )
     p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb, .tflite, .onnx or .kmodel")
-    add_firmware_arg(p, FIRMWARES, what="the firmware that will load it, which picks the compiler: canmv and c "
-                                        "take nncase 1.9's kmodel v5, maixpy nncase 0.2's v4")
+    add_firmware_arg(p, FIRMWARES, what="the firmware that will load it, which picks the compiler ("
+                     + ", ".join(f"{key}: {compiler}" for key, compiler in COMPILER_FOR.items())
+                     + "); a .kmodel it cannot load fails")
     p.add_argument("--compiler", choices=tuple(sorted(set(COMPILER_FOR.values()))), help=argparse.SUPPRESS)
     p.add_argument("--quant", choices=("uint8", "float"), default="uint8",
                    help="how it will be compiled: uint8 PTQ uses the KPU; float runs everything on the CPU "
@@ -39,10 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from k210.host.lint import lint_path
     from k210.host.lint.render import render_report
 
-    firmware = args.firmware or _firmware_of_compiler(args.compiler) or firmware_for(None)
+    is_kmodel = str(args.model).lower().endswith(".kmodel")
+    firmware = (args.firmware or _firmware_of_compiler(args.compiler)
+                or firmware_of_kmodel(args.model if is_kmodel else None))
     compiler = args.compiler or COMPILER_FOR[firmware]
     report = lint_path(args.model, compiler=compiler, quant=args.quant, input_node=args.input_node,
                        output_node=args.output_node)
+    version = (report.kmodel or {}).get("version") if report.format == "kmodel" else None
+    refusal = firmwares.cannot_load(firmware, version) if version in firmwares.KMODEL_VERSIONS else None
+    if refusal:  # the same refusal flash and deploy make for this firmware
+        report.problems.append(f"kmodel is {refusal}")
     if args.confirm:
         from k210.host.lint import confirm_path
 
@@ -58,4 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _firmware_of_compiler(compiler: str | None) -> str | None:
-    return {"nncase0.2": "maixpy"}.get(compiler or "")
+    """The firmware a hidden --compiler stands for when only one firmware's usual compiler is it."""
+    keys = [key for key, made_by in COMPILER_FOR.items() if made_by == compiler]
+    return keys[0] if len(keys) == 1 else None

@@ -16,13 +16,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k210.core import firmwares
 from k210.core.errors import BadInputError
 from k210.core.fsutil import require_file
 
 RUNNER_ENTRY = "main.py"
 CONFIG_MODULE = "k210_config.py"
 TARGETS = {"flash": "/flash", "sd": "/sd"}
-DEPLOY_RUNNERS = ("maixpy", "canmv")  # firmwares with a MicroPython REPL
+DEPLOY_RUNNERS = firmwares.REPL_KEYS  # firmwares with a MicroPython REPL (k210.core.firmwares)
 SPIFFS_BYTES = 3 * 1024 * 1024  # MaixPy's /flash: the last 3 MiB of the SPI flash
 BIG_FOR_SPIFFS = 1024 * 1024
 # Names on the board: FAT (/sd) and SPIFFS (/flash) both store these bytes as they are, and the raw REPL
@@ -120,7 +121,8 @@ def build_deploy_plan(
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}: choose flash or sd")
     if runner not in DEPLOY_RUNNERS:
-        raise BadInputError(f"deploy needs a MicroPython firmware: --firmware maixpy or canmv, not {runner!r}")
+        raise BadInputError(f"deploy needs a MicroPython firmware: --firmware {' or '.join(DEPLOY_RUNNERS)}, "
+                            f"not {runner!r}")
     directory = TARGETS[target]
     files: list[tuple[str, Path, str, bytes]] = []
     warnings: list[str] = []
@@ -306,15 +308,12 @@ def _check_python(name: str, source: bytes) -> None:
 
 
 def _check_kmodel(name: str, data: bytes, runner: str) -> None:
-    from k210.converters.kmodel import FIRMWARE_LOADERS, parse_kmodel
+    from k210.converters.kmodel import parse_kmodel
 
     try:
         info = parse_kmodel(data)
     except BadInputError as exc:
         raise BadInputError(f"kmodel {name}: {exc}") from None
-    if not info.loadable_by(runner):
-        loader = FIRMWARE_LOADERS[runner]
-        raise BadInputError(
-            f"kmodel {name} is v{info.version}, which {loader['name']} cannot load "
-            f"(it loads v{'/v'.join(map(str, loader['versions']))})"
-        )
+    refusal = firmwares.cannot_load(runner, info.version)
+    if refusal:
+        raise BadInputError(f"kmodel {name} is {refusal}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from k210.core.errors import BadInputError, ToolFailure
+from k210.core.firmwares import KEYS as FIRMWARE_KEYS
 
 KEYS = ("name", "port", "baud", "firmware", "reset")
 RESET_TIMEOUT_S = 60.0
@@ -49,7 +50,7 @@ def _baud(value: Any, where: str) -> int:
     return baud
 
 
-def load_boards(path: str | os.PathLike[str], firmwares: Sequence[str] = ("canmv", "maixpy", "c")) -> list[Board]:
+def load_boards(path: str | os.PathLike[str], firmwares: Sequence[str] = FIRMWARE_KEYS) -> list[Board]:
     """Every board of a boards.yaml, checked; one-line errors (exit 2) naming the file and the board."""
     import yaml
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import struct
 
+from k210.core.firmwares import KMODEL_ADDRESS
+
 FLASH_SIZE = 16 * 1024 * 1024
 SECTOR_SIZE = 4 * 1024  # the smallest erase unit of the SPI NOR flash
 KFLASH_BLOCK_SIZE = 64 * 1024  # kflash's write frame; its stub may erase in 64 KiB blocks
-MAIXPY_KMODEL_ADDRESS = 0x300000  # MaixPy's convention: the firmware stays below 3 MiB
-MAIXPY_SPIFFS_START = 0xD00000  # MaixPy/CanMV keep their /flash file system in the last 3 MiB
+MAIXPY_KMODEL_ADDRESS = KMODEL_ADDRESS  # MaixPy's convention: the firmware stays below 3 MiB
 
 # kflash writes a firmware (sha256Prefix true) as [flags u8][length u32 LE][data][sha256 of all before].
 FIRMWARE_HEADER_SIZE = 5

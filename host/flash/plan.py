@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k210.core import firmwares
 from k210.core.errors import BadInputError
 from k210.core.fsutil import require_file, sha256_file
 
@@ -21,15 +22,13 @@ from .layout import (
     FLASH_SIZE,
     KFLASH_BLOCK_SIZE,
     MAIXPY_KMODEL_ADDRESS,
-    MAIXPY_SPIFFS_START,
     SECTOR_SIZE,
     blocks_spanned,
     sectors_spanned,
 )
 
-# Our runner names -> the firmware keys of k210.converters.kmodel.FIRMWARE_LOADERS.
-RUNNERS = {"maixpy": "maixpy", "canmv": "canmv", "c": "sdk"}
-MICROPYTHON_RUNNERS = ("maixpy", "canmv")  # these keep a SPIFFS file system at 0xD00000
+# --firmware keys -> loader keys (k210.core.firmwares: the one registry)
+RUNNERS = {fw.key: fw.loader_key for fw in firmwares.FIRMWARES.values()}
 
 _ELF_MAGIC = b"\x7fELF"
 _ZIP_MAGIC = b"PK"
@@ -188,7 +187,7 @@ def _kmodel_item(
     problems: list[str],
     warnings: list[str],
 ) -> FlashItem | None:
-    from k210.converters.kmodel import FIRMWARE_LOADERS, parse_kmodel
+    from k210.converters.kmodel import parse_kmodel
 
     path = require_file(path, "kmodel")
     try:
@@ -196,16 +195,13 @@ def _kmodel_item(
     except BadInputError as exc:
         problems.append(f"kmodel {path.name}: {exc}")
         return None
-    loader = FIRMWARE_LOADERS[RUNNERS[runner]]
-    if not info.loadable_by(RUNNERS[runner]):
-        others = [name for name, key in RUNNERS.items() if info.loadable_by(key)]
-        problems.append(
-            f"kmodel {path.name} is v{info.version}, which {loader['name']} cannot load "
-            f"(it loads v{'/v'.join(map(str, loader['versions']))}); "
-            f"use --firmware {' or '.join(others) or '?'} or compile for this firmware"
-        )
-    elif runner == "canmv" and info.version == 5:
-        warnings.append(f"kmodel {path.name} is v5: CanMV loads v5 only in its feat/kpu build (nncase 1.x runtime)")
+    refusal = firmwares.cannot_load(runner, info.version)
+    if refusal:
+        problems.append(f"kmodel {path.name} is {refusal}")
+    elif len(firmwares.get(runner).builds) > 1:  # e.g. CanMV: v3/v4 on main, v5 on feat/kpu
+        build = firmwares.get(runner).build_for(info.version)
+        warnings.append(f"kmodel {path.name} is v{info.version}: {firmwares.get(runner).name} loads it only in "
+                        f"its {build.name} build")
     return FlashItem(
         "kmodel",
         path,
@@ -257,14 +253,15 @@ def _overlaps(items: list[FlashItem]) -> list[str]:
 def _placement_warnings(items: list[FlashItem], runner: str, *, has_firmware: bool) -> list[str]:
     warnings = []
     for item in items:
-        if runner in MICROPYTHON_RUNNERS and item.end > MAIXPY_SPIFFS_START:
+        spiffs = firmwares.get(runner).spiffs_start
+        if spiffs is not None and item.end > spiffs:
             warnings.append(
                 f"{item.label} (0x{item.address:X}-0x{item.end:X}) reaches into MaixPy's SPIFFS /flash file "
-                f"system at 0x{MAIXPY_SPIFFS_START:X}: the firmware may see it as corrupt and reformat it, "
+                f"system at 0x{spiffs:X}: the firmware may see it as corrupt and reformat it, "
                 f"erasing the model"
             )
         below_firmware_limit = item.kind == "kmodel" and item.address < MAIXPY_KMODEL_ADDRESS
-        if below_firmware_limit and not has_firmware and runner in MICROPYTHON_RUNNERS:
+        if below_firmware_limit and not has_firmware and firmwares.get(runner).repl:
             warnings.append(
                 f"{item.label} at 0x{item.address:X} is below 0x{MAIXPY_KMODEL_ADDRESS:X}, where MaixPy/CanMV "
                 f"firmware images (1-3 MiB) live; check the installed firmware's size"

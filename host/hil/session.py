@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from k210.core import firmwares
 from k210.core.errors import BadInputError, ToolFailure
 from k210.firmware import k210wire as w
 
@@ -316,7 +317,9 @@ class BoardSession:
         assert hello is not None
         if kmodel.version not in hello.kmodel_versions:
             loads = "/".join(f"v{v}" for v in hello.kmodel_versions) or "no kmodel version"
-            hint = " (kmodel v5 needs CanMV with the nncase-1.x KPU, or the C runner)" if kmodel.version == 5 else ""
+            builds = [f"{b.name}" for fw in firmwares.loaders(kmodel.version) for b in fw.builds
+                      if kmodel.version in b.versions]
+            hint = f" (loaded by {', '.join(builds)})" if builds else ""
             raise BadInputError(f"{self.name}: the board's firmware ({hello.firmware} {hello.fw_version}, "
                                 f"{hello.backend}) loads {loads}; {kmodel.path} is kmodel v{kmodel.version}{hint}")
 

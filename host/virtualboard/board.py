@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k210.core import firmwares
 from k210.core.errors import BadInputError
 
 from .clock import make_utime
@@ -36,10 +37,10 @@ from .transport import open_transport
 from .uart import BoardReboot, make_machine
 from .wire import Line
 
-FIRMWARES = ("canmv", "maixpy", "mlperf-tiny")
+FIRMWARES = (*firmwares.VIRTUAL_KEYS, "mlperf-tiny")  # mlperf-tiny: a text runner for benchmarks
 WORKDIR_PREFIX = "k210-board-"  # then the owner's pid and a random part
-FLASH_MODEL_OFFSET = 0x300000  # where `k210 flash` and MaixPy put a model
-CANMV_VERSIONS = (5,)  # what the simulator can run; real CanMV feat/kpu also loads v3/v4
+FLASH_MODEL_OFFSET = firmwares.KMODEL_ADDRESS  # where `k210 flash` and MaixPy put a model
+CANMV_VERSIONS = firmwares.CANMV.virtual_versions  # what the simulator runs; real CanMV also loads v3/v4
 
 
 @dataclass

@@ -12,12 +12,18 @@ import gc as _cpython_gc
 import types
 from typing import Any
 
+from k210.core import firmwares
+
 HEAP_BYTES = 512 * 1024  # MaixPy's default GC heap
 # Each firmware's GC heap (CONFIG_MAIXPY_GC_HEAP_SIZE in its projects' config_defaults.mk): MaixPy-v1
 # 0x80000; CanMV main and feat/kpu 0xBB9B0. mem_free() here is a constant, not a measurement, so
 # main.py's heap sizing (firmware/maixpy/main.py input_limit) takes its configured max_input as is;
 # tests/test_micropython_firmwares.py measures the real sizes in MicroPython 1.10 with these heaps.
-FIRMWARE_HEAP_BYTES = {"maixpy": 0x80000, "canmv": 0xBB9B0, "canmv-kpu": 0xBB9B0}
+FIRMWARE_HEAP_BYTES = {  # k210.core.firmwares holds the figures
+    "maixpy": firmwares.MAIXPY.build_for(4).heap_bytes,
+    "canmv": firmwares.CANMV.build_for(4).heap_bytes,
+    "canmv-kpu": firmwares.CANMV.build_for(5).heap_bytes,
+}
 
 
 def make_gc() -> types.ModuleType:
