@@ -73,7 +73,8 @@ def graphs(only: str | None = None) -> list[tuple[str, bytes, np.ndarray]]:
 
 
 def _helper_graphs() -> list[tuple[str, bytes, np.ndarray]]:
-    """Patterns the node tests lack, built with onnx.helper: Cast from float32 to the integer types, GatherND."""
+    """Patterns the node tests lack, built with onnx.helper: Casts from float32 to the integer types, GatherND,
+    and ConvTranspose in the shapes the TFLite path lowers to the KPU."""
     from onnx import TensorProto, helper
 
     found = []
@@ -98,6 +99,19 @@ def _helper_graphs() -> list[tuple[str, bytes, np.ndarray]]:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         calibration = np.random.default_rng(0).random((2, 2, 2), dtype=np.float32)
         found.append((f"helper_gathernd_{name}", model.SerializeToString(), calibration))
+    # ConvTranspose in the shapes TFLite's K210 pass lowers to pad + KPU conv (stride 1, same size).
+    for kernel in (1, 3):
+        node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=[kernel, kernel],
+                                pads=[kernel // 2] * 4)
+        weights = np.random.default_rng(0).standard_normal((4, 8, kernel, kernel)).astype(np.float32)
+        data = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+        graph = helper.make_graph([node], "deconv", [data],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  initializer=[helper.make_tensor("w", TensorProto.FLOAT, weights.shape,
+                                                                  weights.ravel().tolist())])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        calibration = np.random.default_rng(0).random((1, 4, 8, 8), dtype=np.float32)
+        found.append((f"helper_convtranspose_{kernel}x{kernel}_stride1_same", model.SerializeToString(), calibration))
     return found
 
 

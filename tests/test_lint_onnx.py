@@ -53,6 +53,8 @@ def test_clip_alone_and_conv_transpose_are_refused(tmp_path):
     deconv = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])
     weights = np.zeros((1, 2, 3, 3), np.float32)
     assert "Conv2DTranspose" in _refused(_lint(tmp_path, deconv, [1, 1, 3, 3], constants={"w": weights}))
+    same = helper.make_node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    assert "Invalid conv2d transpose shape" in _refused(_lint(tmp_path, same, [1, 1, 8, 8], constants={"w": weights}))
 
 
 def test_clip_after_a_conv_is_not_refused(tmp_path):

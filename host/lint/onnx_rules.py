@@ -97,22 +97,15 @@ def _clip(node, ctx: OnnxContext, quant: str):
 
 
 def _conv_transpose(node, ctx: OnnxContext, quant: str):
+    """Every ONNX ConvTranspose measured fails: the shapes TFLite's pass lowers to pad + KPU conv (stride 1,
+    same size, 1x1/3x3) stop at the importer's shape check, the rest at the missing CPU kernel."""
     weights = ctx.shape(node.input[1]) if len(node.input) > 1 else None
     kernel = attr(node, "kernel_shape") or (weights[2:] if weights else [])
     strides = attr(node, "strides") or [1] * len(kernel)
-    pads = attr(node, "pads") or [0] * (2 * len(kernel))
-    auto_pad = attr(node, "auto_pad", "NOTSET")
-    data = ctx.shape(node.input[0])
-    same = auto_pad in ("SAME_UPPER", "SAME_LOWER") or (kernel and all(p == kernel[0] // 2 for p in pads))
-    lowered = (quant == "uint8" and len(kernel) == 2 and kernel[0] == kernel[1] and kernel[0] in (1, 3)
-               and list(strides) == [1, 1] and same and (attr(node, "dilations") or [1, 1]) == [1, 1]
-               and attr(node, "group", 1) == 1 and data is not None and len(data) == 4
-               and all(d is not None and d >= 4 for d in data[2:]) and not attr(node, "output_shape")
-               and not any(attr(node, "output_padding") or []))
-    if lowered:
-        return None
-    return ("only a stride-1, same-size 1x1/3x3 transposed conv is lowered to pad + KPU conv; nncase 1.9 has no CPU "
-            "kernel for the rest: 'Emitter for Conv2DTranspose is not found in module stackvm'",
+    if len(kernel) == 2 and kernel[0] == kernel[1] and kernel[0] in (1, 3) and list(strides) == [1, 1]:
+        return ("'Invalid conv2d transpose shape' (nncase 1.9's ONNX importer; other shapes have no CPU kernel "
+                "either)", "use Resize (nearest) followed by a 3x3 Conv")
+    return ("nncase 1.9 has no CPU kernel for it: 'Emitter for Conv2DTranspose is not found in module stackvm'",
             "use Resize (nearest) followed by a 3x3 Conv")
 
 
