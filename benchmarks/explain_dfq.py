@@ -28,14 +28,16 @@ import numpy as np
 
 from benchmarks.explain_face import face_agreement, found, package_dir, photographs, variants
 
+DFQ = ("equalize", "absorb-bias", "bias-correct")
 BUILDS = (  # name, transforms (compile flags), least-squares weights, more calibration samples
     ("baseline", (), False, False),
-    ("--mse-weights", (), True, False),
+    ("--dfq", DFQ, False, False),
     ("--equalize", ("equalize",), False, False),
+    ("--mse-weights", (), True, False),
+    ("--dfq --relu6-as-relu", DFQ + ("relu6-as-relu",), False, False),
+    ("--dfq, more samples", DFQ, False, True),
+    ("--dfq --mse-weights", DFQ, True, False),
     ("--equalize --absorb-bias", ("equalize", "absorb-bias"), False, False),
-    ("--dfq", ("equalize", "absorb-bias", "bias-correct"), False, False),
-    ("--dfq --mse-weights", ("equalize", "absorb-bias", "bias-correct"), True, False),
-    ("--dfq, more samples", ("equalize", "absorb-bias", "bias-correct"), False, True),
 )
 
 
@@ -162,9 +164,10 @@ def channel_evidence(tflite: bytes, transformed: bytes, inputs: np.ndarray, top:
     return sorted(rows, key=lambda r: -r["spread"])[:top]
 
 
-def run_case(case: dict, out: Path, say) -> dict:
+def run_case(case: dict, out: Path, say, builds: list[str] | None = None) -> dict:
     from k210.converters import quant_explain as qx
     from k210.converters.transforms import TransformOptions, apply
+    from k210.converters.transforms import graph as g
 
     spec = case["spec"]
     checks_k, checks_f = spec.to_kmodel(case["checks"]), spec.to_float(case["checks"])
@@ -172,11 +175,19 @@ def run_case(case: dict, out: Path, say) -> dict:
     values = qx.tflite_tensors(case["tflite"], checks_f, graph.output_tensors)
     reference = [values[t].reshape(len(checks_f), *values[t].shape[2:]) if values[t].shape[1] == 1 else values[t]
                  for t in graph.output_tensors]
+    target = out / f"explain_dfq_{case['name'].split()[0].lower()}.json"
     results: dict = {"model": case["model"], "data": case["data"], "builds": []}
+    if builds and target.exists():  # a partial rerun adds to the builds already measured
+        results["builds"] = [b for b in json.loads(target.read_text())["builds"] if b["build"] not in builds]
     transformed: dict = {}
     for name, transforms, mse, more in BUILDS:
+        if builds and name not in builds:
+            continue
+        if "relu6-as-relu" in transforms and not any("relu6" in s for s in g.find_pairs(g.Model(case["tflite"]))[1]):
+            continue  # no ReLU6 pair to free
         options = TransformOptions(equalize="equalize" in transforms, absorb_bias="absorb-bias" in transforms,
-                                   bias_correct="bias-correct" in transforms)
+                                   bias_correct="bias-correct" in transforms,
+                                   relu6_as_relu="relu6-as-relu" in transforms)
         calib = case["more"] if more else case["calibration"]
         started = time.perf_counter()
         key = (options, more)
@@ -197,12 +208,12 @@ def run_case(case: dict, out: Path, say) -> dict:
             row["float_difference"] = report.get("float_difference")
         results["builds"].append(row)
         say(json.dumps(row))
-        (out / f"explain_dfq_{case['name'].split()[0].lower()}.json").write_text(json.dumps(results, indent=1))
+        target.write_text(json.dumps(results, indent=1))
     dfq = next((v for k, v in transformed.items() if k[0].bias_correct and not k[1]), None)
     if dfq is not None:
         results["channel_evidence"] = channel_evidence(case["tflite"], dfq.tflite, checks_f[:8])
         results["skipped_pairs"] = dfq.report["skipped"][:10]
-        (out / f"explain_dfq_{case['name'].split()[0].lower()}.json").write_text(json.dumps(results, indent=1))
+        target.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -210,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.explain_dfq", description=__doc__)
     parser.add_argument("--out", default="out/bench/explain_dfq")
     parser.add_argument("--model", choices=("face", "mobilenet", "all"), default="all")
+    parser.add_argument("--build", action="append", choices=[b[0] for b in BUILDS],
+                        help="only these builds (repeatable; default all)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(face_case())
     for case in cases:
         say(f"{case['name']}: {case['data']}")
-        results = run_case(case, out, say)
+        results = run_case(case, out, say, args.build)
         print(f"\n{case['name']} on {case['data']}")
         for row in results["builds"]:
             figures = ", ".join(f"{k} {v:.4f}" for k, v in row.items()

@@ -65,6 +65,7 @@ class ExplainOptions:
     compile_base: list[str] | None = None  # `k210 compile` arguments naming model and data (no fix flags)
     keep: Path | None = None  # write every build's kmodel and card here
     card_base: dict | None = None  # card fields every kept build shares (source, preprocessing, calibration data)
+    relu6_pairs: bool = False  # set by explain: the model has ReLU6 pairs equalisation must skip
 
 
 def top1_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
@@ -134,6 +135,11 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
     baseline["compile_command"] = _compile_line(options, options.spec, len(data.calibration_kmodel), None)
     if options.keep is not None:
         _keep(options, "baseline", base.kmodel, baseline, data.calibration_hashes, None)
+    if options.transforms:
+        from k210.converters.transforms import graph as transform_graph
+
+        skipped = transform_graph.find_pairs(transform_graph.Model(tflite))[1]
+        options = replace(options, relu6_pairs=any("relu6" in s for s in skipped))
     fixes = _try_fixes(tflite, input_shape, data, options, reference, agreement, baseline, say) if options.fixes else []
     after = next((f["transform_report"] for f in reversed(fixes) if f.get("transform_report")), None)
     if after is not None:
@@ -361,6 +367,11 @@ def _trials(data: ExplainData, options: ExplainOptions) -> list[_Trial]:
                 ("dfq + least-squares weights", TransformOptions(equalize=True, absorb_bias=True,
                                                                  bias_correct=True), mse)):
             trials.append(_Trial(name, spec, data.calibration_kmodel, data.checks_kmodel, "baseline", transforms,
+                                 hashes=data.calibration_hashes))
+        if options.relu6_pairs:
+            trials.append(_Trial("dfq with ReLU6 as ReLU where the calibration data never reach 6", base,
+                                 data.calibration_kmodel, data.checks_kmodel, "baseline", TransformOptions(
+                                     equalize=True, absorb_bias=True, bias_correct=True, relu6_as_relu=True),
                                  hashes=data.calibration_hashes))
     if options.try_float:
         trials.append(_Trial("float kmodel (no PTQ: CPU only, no KPU)",

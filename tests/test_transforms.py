@@ -147,3 +147,32 @@ def test_absorb_without_data_is_refused(mixed):
 
     with pytest.raises(BadInputError, match="calibration data"):
         apply(mixed, TransformOptions(absorb_bias=True), None)
+
+
+def relu6_model(scale: float):
+    """conv (ReLU6) -> conv; `scale` sets how far the first conv's channels reach (1: < 6, 100: clipped)."""
+    import keras
+
+    inp = keras.Input((6, 6, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 1, activation="relu6", name="first")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1, name="second")(x))
+    w = np.zeros((1, 1, 3, 8), "float32")
+    w[0, 0, 0, :] = np.geomspace(0.01, 1.0, 8) * scale  # channel ranges 0.01..1 (x scale) of a [0, 1] input
+    model.get_layer("first").set_weights([w, np.zeros(8, "float32")])
+    model.get_layer("second").set_weights([np.random.default_rng(0).normal(0, 1, (1, 1, 8, 3)).astype("float32"),
+                                           np.zeros(3, "float32")])
+    return model
+
+
+@pytest.mark.parametrize("scale, replaced", [(1.0, True), (100.0, False)])
+def test_relu6_becomes_relu_only_where_the_data_never_clip(tmp_path, scale, replaced):
+    tflite = _tflite(relu6_model(scale), tmp_path)
+    calibration = np.random.default_rng(4).random((16, 6, 6, 3), dtype=np.float32)
+    done = apply(tflite, TransformOptions(equalize=True, relu6_as_relu=True), calibration)
+    assert bool(done.report["relu6_as_relu"]) is replaced
+    assert bool(done.report["pairs"]) is replaced and bool(done.report["skipped"]) is not replaced
+    assert relative_difference(outputs(tflite, calibration), outputs(done.tflite, calibration)) <= 1e-5
+    if replaced:
+        first = next(op for op in graph.Model(done.tflite).weighted.values() if "first" in op.name)
+        assert first.activation == "relu"
+        assert done.report["pairs"][0]["scale_max"] / done.report["pairs"][0]["scale_min"] > 5

@@ -16,7 +16,9 @@ import numpy as np
 
 from k210.core.errors import BadInputError, ToolFailure
 
-EQUIVALENCE = 1e-4  # measured ~1e-7..1e-6 (float32 rounding); 1e-4 leaves room for deep graphs
+# measured ~1e-7..1e-6 (float32 rounding); 1e-4 leaves room for deep graphs. With --relu6-as-relu the check
+# runs on the calibration data, which never clipped at the ReLU6s replaced.
+EQUIVALENCE = 1e-4
 TRANSFORMS = ("equalize", "absorb-bias", "bias-correct")
 
 
@@ -25,6 +27,7 @@ class TransformOptions:
     equalize: bool = False
     absorb_bias: bool = False
     bias_correct: bool = False
+    relu6_as_relu: bool = False  # a ReLU6 the calibration data never clip becomes a ReLU, so its pair can scale
     sweeps: int = 3
 
     @property
@@ -32,13 +35,14 @@ class TransformOptions:
         return self.equalize or self.absorb_bias or self.bias_correct
 
     def names(self) -> list[str]:
-        return [n for n, on in zip(TRANSFORMS, (self.equalize, self.absorb_bias, self.bias_correct)) if on]
+        return [n for n, on in zip(TRANSFORMS, (self.equalize, self.absorb_bias, self.bias_correct)) if on] + \
+            (["relu6-as-relu"] if self.relu6_as_relu else [])
 
     def flags(self) -> list[str]:
         """The `k210 compile` flags that ask for these transforms."""
         if self.equalize and self.absorb_bias and self.bias_correct:
-            return ["--dfq"]
-        return [f"--{n}" for n in self.names()]
+            return ["--dfq"] + (["--relu6-as-relu"] if self.relu6_as_relu else [])
+        return [f"--{n}" for n in self.names()] + (["--relu6-as-relu"] if self.relu6_as_relu else [])
 
 
 @dataclass
@@ -52,17 +56,21 @@ def apply(tflite: bytes, options: TransformOptions, calibration: np.ndarray | No
     """`tflite` transformed as `options` ask; `calibration` is float model inputs [N, *input]."""
     from . import graph as g
     from .bias import correct_bias
-    from .equalize import EqualizeReport, absorb_high_bias, equalize
+    from .equalize import EqualizeReport, absorb_high_bias, equalize, relu6_to_relu
     from .measure import outputs, relative_difference
 
     if not options.any:
         return Transformed(tflite, {"transforms": []})
-    if (options.absorb_bias or options.bias_correct) and (calibration is None or not len(calibration)):
-        raise BadInputError("--absorb-bias and --bias-correct measure the model on calibration data: pass --dataset "
-                            "or --data")
+    if (options.absorb_bias or options.bias_correct or options.relu6_as_relu) and \
+            (calibration is None or not len(calibration)):
+        raise BadInputError("--absorb-bias, --bias-correct and --relu6-as-relu measure the model on calibration data: "
+                            "pass --dataset or --data")
+    if options.relu6_as_relu and not options.equalize:
+        raise BadInputError("--relu6-as-relu only serves --equalize (or --dfq): add one of them")
     samples = None if calibration is None else np.asarray(calibration, np.float32)[:32]
     model = g.Model(tflite)
     eq = EqualizeReport()
+    relu6 = relu6_to_relu(model, samples) if options.relu6_as_relu else []
     if options.equalize:
         equalize(model, samples, sweeps=options.sweeps, report=eq)
     if options.absorb_bias:
@@ -70,6 +78,7 @@ def apply(tflite: bytes, options: TransformOptions, calibration: np.ndarray | No
     probe = samples if samples is not None else check_inputs
     equivalent = model.to_bytes()
     report: dict = {"transforms": options.names(), "basis": eq.basis if options.equalize else None,
+                    **({"relu6_as_relu": relu6} if options.relu6_as_relu else {}),
                     "pairs": [p.describe() for p in eq.pairs], "skipped": eq.skipped}
     if probe is not None and (options.equalize or options.absorb_bias):
         before = outputs(tflite, probe)

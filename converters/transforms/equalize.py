@@ -78,6 +78,28 @@ def equalize(model: g.Model, calibration: np.ndarray | None, *, sweeps: int = 3,
     return report
 
 
+def relu6_to_relu(model: g.Model, calibration: np.ndarray, *, margin: float = 0.99) -> list[dict]:
+    """Nagel et al.'s step for MobileNetV2: a fused ReLU6 in front of a layer it could pair with becomes a
+    ReLU when no channel came within `margin` of 6 on the calibration data (there the two agree; an input
+    that would reach 6 is no longer clipped). Returns the layers changed and their peak."""
+    candidates = []
+    for op in model.weighted.values():
+        reader = model.single_reader(op.out)
+        if op.activation == "relu6" and reader in model.weighted and model.weighted[reader].x == op.out:
+            candidates.append(op)
+    if not candidates:
+        return []
+    ranges = channel_ranges(model.to_bytes(), calibration, [op.out for op in candidates])
+    changed = []
+    for op in candidates:
+        peak = float(ranges[op.out].high.max())
+        if peak < 6.0 * margin:
+            model.op_options(op.index).fusedActivationFunction = 1  # RELU
+            op.activation = "relu"
+            changed.append({"layer": op.name, "peak": peak})
+    return changed
+
+
 def absorb_high_bias(model: g.Model, calibration: np.ndarray, report: EqualizeReport) -> EqualizeReport:
     """Move each pair's channel offsets into the next layer's bias (see the module's note)."""
     pairs, _ = g.find_pairs(model)

@@ -72,6 +72,10 @@ def add_quant_fix_args(p) -> None:
     group.add_argument("--bias-correct", action="store_true",
                        help="empirical bias correction: each KPU conv's bias cancels the mean error its uint8 "
                             "weights add, measured on the calibration data")
+    group.add_argument("--relu6-as-relu", action="store_true",
+                       help="with --equalize/--dfq: a ReLU6 that the calibration data never bring near 6 becomes a "
+                            "ReLU so that its pair can be equalised (the float model then differs only for inputs "
+                            "that would reach 6 there; the card lists each layer and its peak)")
     group.add_argument("--dfq", action="store_true",
                        help="all three: --equalize --absorb-bias --bias-correct (data-free quantisation, "
                             "Nagel et al. 2019)")
@@ -81,7 +85,7 @@ def transform_options(args: argparse.Namespace):
     from k210.converters.transforms import TransformOptions
 
     return TransformOptions(equalize=args.equalize or args.dfq, absorb_bias=args.absorb_bias or args.dfq,
-                            bias_correct=args.bias_correct or args.dfq)
+                            bias_correct=args.bias_correct or args.dfq, relu6_as_relu=args.relu6_as_relu)
 
 
 def _output_kinds(items: list[str]) -> dict[int, str]:
