@@ -56,6 +56,7 @@ class Farm:
     places: dict[str, dict[str, str]]  # place name -> tags
     kmodel: str | None = None  # "flashed" on every board
     baud: int = 1_500_000  # the virtual boards' line rate (they pace their bytes to it)
+    power: dict[str, str] = field(default_factory=dict)  # place -> a REST relay URL (labgrid's `rest` power model)
     exporter_name: str = "lab-host-1"
     boards: dict[str, RunnerProcess] = field(default_factory=dict)
     ptys: dict[str, str] = field(default_factory=dict)
@@ -88,10 +89,15 @@ class Farm:
             tag_text = ", ".join(f"{k}: {v}" for k, v in tags.items())
             lines += [f"{name}:", f"  tags: {{{tag_text}}}", "  matches:",
                       f"  - {{exporter: {self.exporter_name}, group: {name}, cls: NetworkSerialPort}}"]
+            if name in self.power:
+                lines.append(f"  - {{exporter: {self.exporter_name}, group: {name}, cls: NetworkPowerPort}}")
         (self.dir / "places.yaml").write_text("\n".join(lines) + "\n")
         resources = []
         for name, pty in self.ptys.items():
             resources += [f"{name}:", "  RawSerialPort:", f"    port: {pty}", f"    speed: {self.baud}"]
+            if name in self.power:
+                resources += ["  NetworkPowerPort:", "    model: rest", f"    host: '{self.power[name]}'",
+                              "    index: 0"]
         (self.dir / "exporter.yaml").write_text("\n".join(resources) + "\n")
         self.address = f"127.0.0.1:{free_port()}"
         env = {**os.environ, "PATH": f"{bin_dir}:{VENV_BIN}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}

@@ -41,10 +41,54 @@ def _hil(*args: object) -> list[str]:
     return [sys.executable, "-m", "k210.host.cli", "hil", *map(str, args)]
 
 
+class Relay:
+    """A power relay with labgrid's `rest` interface on loopback: GET says 0/1, PUT 0/1 switches; every PUT kept."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        relay = self
+        self.state, self.puts = b"1", []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._reply(relay.state)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                relay.state = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                relay.puts.append(relay.state)
+                self._reply(b"")
+
+            def _reply(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/relay/{{index}}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
-def farm():
+def relay():
+    running = Relay()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def farm(relay):
     require_farm_tools()
-    with Farm({"k210-a": TAGS, "k210-b": TAGS}, kmodel=str(tiny_models()["kmodel_a"])) as running:
+    with Farm({"k210-a": TAGS, "k210-b": TAGS}, kmodel=str(tiny_models()["kmodel_a"]),
+              power={"k210-a": relay.url}) as running:  # k210-a has a power switch, k210-b has none
         yield running
 
 
@@ -85,7 +129,8 @@ def test_board_map_reads_boards_and_refuses_bad_ones_in_one_line(tmp_path):
         common_baud([*boards, Board("x", "/dev/x", 115200)], 1_500_000)
     cases = {"": "expected a list of boards", "[1]": "board 1 is not a mapping", "[{baud: 9}]": "board 1 has no port",
              "[{port: /dev/a, speed: 9}]": "unknown key 'speed'", "[{port: /dev/a, baud: fast}]": "baud 'fast' is not",
-             "[{port: /dev/a, baud: 9}]": "must be a whole number from 300", "[{port: /dev/a, firmware: esp}]": "'esp' is not",
+             "[{port: /dev/a, baud: 9}]": "must be a whole number from 300",
+             "[{port: /dev/a, firmware: esp}]": "'esp' is not",
              "[{port: /dev/a}, {port: /dev/a}]": "two boards have the port", "[{port: [}": "not YAML at line 1"}
     for text, message in cases.items():
         bad = tmp_path / "bad.yaml"
@@ -212,6 +257,17 @@ def test_a_board_that_dies_mid_run_leaves_its_images_to_the_other_place(tmp_path
         assert len(shares) == 2 and shares[0] < 75 < shares[1]  # the dead board's images went to the other
         assert "released place k210-a: its board stopped answering" in err.decode()
         assert farm.holder("k210-a") is None and farm.holder("k210-b") is None
+
+
+@pytest.mark.slow
+def test_power_cycle_drives_the_places_power_switch(farm, relay, cli, tmp_path, caplog):
+    m = tiny_models()
+    relay.puts.clear()
+    r = cli("hil", m["kmodel_a"], "--place", "k210-*", "--coordinator", farm.address, "--power-cycle",
+            "--dataset", "xo", "--limit", "30", "--no-reference", "--workers", "1")
+    assert r.code == 0, r.err
+    assert relay.puts == [b"0", b"1"]  # off, then on: labgrid's NetworkPowerDriver.cycle, k210-a only
+    assert "place k210-b has no power driver: not power-cycled" in caplog.text  # the CLI logs it to stderr
 
 
 # -- the hardware map and the environment defaults ------------------------------------------------------

@@ -46,6 +46,9 @@ def add_parser(sub) -> None:
                            "naming who holds it)")
     farm.add_argument("--coordinator", metavar="HOST:PORT",
                       help="labgrid coordinator (default LG_COORDINATOR, else 127.0.0.1:20408)")
+    farm.add_argument("--power-cycle", action="store_true",
+                      help="before the run, power-cycle every place that has a power driver (labgrid's, as "
+                           "`labgrid-client power cycle`): each board starts from its boot")
     where.add_argument("--faults", metavar="SPEC",
                        help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500; what real "
                             "lines do: dupchunk=0.2,chunk=32 (chunks sent twice), silence_at=N,silence_s=5, "
@@ -177,6 +180,8 @@ def _farm(args: argparse.Namespace, cfg) -> Iterator[None]:
     from ..farm.lease import PlaceLease
 
     with PlaceLease(args.place, coordinator=args.coordinator, timeout=args.place_timeout) as lease:
+        if args.power_cycle:
+            lease.power_cycle_all()
         cfg.ports = [*cfg.ports, *lease.urls]
         cfg.on_board_lost = lease.board_lost
         yield

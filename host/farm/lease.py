@@ -174,3 +174,12 @@ class PlaceLease:
 
     def power_cycle(self, name: str) -> None:
         self.request({"power": name, "action": "cycle"}, wait=120.0)
+
+    def power_cycle_all(self) -> None:
+        """Every place with a power driver, power-cycled; the others said (a reset needs a driver)."""
+        for place in self.places:
+            if place.power:
+                log.info("place %s: power cycle", place.name)
+                self.power_cycle(place.name)
+            else:
+                log.warning("place %s has no power driver: not power-cycled", place.name)
