@@ -93,3 +93,22 @@ def test_a_probe_after_losses_is_resent_within_patience_not_ten_seconds_apart():
     assert session.timer.rto > 5
     assert session._probe_wait(4000) <= MAX_RESEND_INTERVAL_S + session.port.wire_seconds(4000 + 16 + 2000)
     session.port.close()
+
+
+def test_a_wait_through_damaged_answers_is_not_called_silence(caplog):
+    import logging
+    import time
+
+    session = BoardSession(open_port("loop://", 1_500_000), connect_timeout=0.3)
+    try:
+        before = LineCount.of(session.channel)
+        frames = [_log_frame(f"x{i}", i) for i in range(5)]
+        session.channel._decoder.feed(frames[0] + b"".join(_damaged(f) for f in frames[1:]), lambda frame: None)
+        with caplog.at_level(logging.INFO, logger="k210.hil"):
+            session._note_wait(time.monotonic() - 2.0, 3, w.HELLO_REQ, before)
+            session._note_wait(time.monotonic() - 2.0, 3, w.HELLO_REQ, LineCount.of(session.channel))
+    finally:
+        session.port.close()
+    noisy, silent = [r.getMessage() for r in caplog.records if "HELLO_REQ sent 3 times" in r.getMessage()]
+    assert "no whole reply came for 2.0 s: the line is damaging 80 % of frames" in noisy, noisy
+    assert "the board was silent for 2.0 s" in silent, silent

@@ -150,14 +150,14 @@ class BoardSession:
                         try:
                             self.on_event(msg)
                         except BoardRestarted:  # it rebooted while we waited: the wait is over
-                            self._note_wait(started, sends, mtype)
+                            self._note_wait(started, sends, mtype, arrived)
                             raise
                     elif msg.seq == seq:
                         if msg.type == w.ERROR:
                             f = msg.fields
                             raise BoardError(f["code"], f["detail"], f["text"], f["req"])
                         if msg.type in expect:
-                            self._note_wait(started, sends, mtype)
+                            self._note_wait(started, sends, mtype, arrived)
                             self.channel.unread(batch[i + 1:])  # e.g. the next parts of a RESULT
                             return msg
                         if work and msg.type == w.ACK and msg.fields["next"] == work[0]:
@@ -176,8 +176,8 @@ class BoardSession:
                           f"the last {interval:.2f} s apart; patience {self.patience:g} s): "
                           + (f"the board is answering, but {noisy}" if noisy else "the board stopped answering"))
 
-    def _note_wait(self, started: float, sends: int, mtype: int) -> None:
-        """A request that needed more than a couple of sends: the board was silent for a while."""
+    def _note_wait(self, started: float, sends: int, mtype: int, arrived: LineCount | None = None) -> None:
+        """A request that needed more than a couple of sends: the board was silent, or its answers damaged."""
         if sends <= 2:
             return
         waited = time.monotonic() - started
@@ -186,8 +186,11 @@ class BoardSession:
         s.waited_s += waited
         s.longest_wait_s = max(s.longest_wait_s, waited)
         # A wait a user would notice is said on stderr (no logging set up: Python prints warnings as is).
-        log.log(logging.WARNING if waited >= 1.0 else logging.INFO, "%s: the board was silent for %.1f s (%s sent "
-                "%d times, patience %g s)", self.name, waited, w.TYPE_NAMES[mtype], sends, self.patience)
+        noisy = damage_phrase(LineCount.of(self.channel) - arrived, self.port.baud) if arrived else ""
+        what = (f"no whole reply came for {waited:.1f} s: {noisy}" if noisy
+                else f"the board was silent for {waited:.1f} s")
+        log.log(logging.WARNING if waited >= 1.0 else logging.INFO, "%s: %s (%s sent %d times, patience %g s)",
+                self.name, what, w.TYPE_NAMES[mtype], sends, self.patience)
 
     def on_event(self, msg: Message) -> None:
         if msg.type != w.HELLO:
