@@ -103,3 +103,34 @@ def test_a_board_killed_mid_run_is_reported_with_its_reopen_tries(tmp_path):
     assert report["board_vs_simulator"]["bit_identical"] == 1.0
     text = render(report)
     assert "failed tries to reopen its port" in text and "FAILED after" in text
+
+
+@pytest.mark.slow
+def test_a_single_board_that_dies_is_one_line_on_stderr(cli, monkeypatch):
+    monkeypatch.setenv("K210_PROGRESS_EVERY", "3600")
+    m = tiny_models()
+    r = cli("hil", m["kmodel_a"], "--virtual", "--faults", "silence_at=60,silence_s=100000", "--dataset", "xo",
+            "--limit", IMAGES, "--no-reference", "--workers", "1", "--patience", "2")
+    assert r.code == 3 and len(r.err.strip().splitlines()) == 1, r.err
+    assert "no reply to HELLO_REQ" in r.err and "the board stopped answering" in r.err
+
+
+def test_a_progress_line_that_fell_short_does_not_end_in_done():
+    import io
+
+    from k210.core.progress import PlainProgress
+
+    def last_line(n: int, total: int, fail: bool = False) -> str:
+        out = io.StringIO()
+        try:
+            with PlainProgress(total, "board", "img", every=0, stream=out) as bar:
+                bar.update(n)
+                if fail:
+                    raise RuntimeError("a board failed")
+        except RuntimeError:
+            pass
+        return out.getvalue().strip().splitlines()[-1]
+
+    assert last_line(10, 10).endswith(" done")
+    assert last_line(7, 10).endswith(" stopped")
+    assert last_line(10, 10, fail=True).endswith(" stopped")
