@@ -112,9 +112,9 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
             run_k210("compile", keras_path, "--quant", quant, "--calib", 500, "--no-lint", "-o", kmodel)
             limit = FLOAT_LIMITS.get(name, float_limit) if quant == "float" and name in CNN_MODELS and float_limit \
                 else None
-            verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "-o", report,
-                      "--min-agreement", 0]
-            run_k210(*(verify + (["--limit", limit] if limit else [])))
+            # The default pass rules (README "Pass rules"); exit 1 still writes every figure.
+            verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "-o", report]
+            run_k210(*(verify + (["--limit", limit] if limit else [])), allowed=(0, 1))
         card = json.loads(Path(f"{kmodel}.json").read_text())
         figures = json.loads(report.read_text())["result"]
         result[quant] = {
@@ -126,6 +126,8 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
             "modules": card["kmodel"]["modules"],
             "memory": card["memory"],
             "compile_s": card["compiler"]["seconds"],
+            "verdict": "PASS" if figures["passed"] else f"FAIL: {figures['reasons'][0]}",
+            "held_out": (figures.get("check_data") or {}).get("held_out"),
         }
     result["placements_uint8"] = lint_placements(keras_path) if lint else None
     result["throughput_uint8"] = throughput(out / f"{name}_uint8.kmodel", keras_path)
@@ -144,14 +146,15 @@ def virtual_hil(kmodel: Path, dataset: str, images: int, report: Path, reuse: bo
     return {"images": figures["count"],
             "board_vs_simulator_bit_identical": figures["board_vs_simulator"]["bit_identical"],
             "board_vs_tf_agreement": figures["board_vs_reference"].get("agreement"),
-            "images_per_s": figures["images_per_s"]}
+            "images_per_s": figures["images_per_s"],
+            "verdict": "PASS" if figures["passed"] else f"FAIL: {figures['reasons'][0]}"}
 
 
 def render(results: list[dict]) -> str:
     acc_rows, cost_rows = [], []
     for r in results:
         if "skipped" in r:
-            acc_rows.append((r["model"], r["dataset"], "-", "-", "-", "-", f"skipped: {r['skipped'][:60]}"))
+            acc_rows.append((r["model"], r["dataset"], "-", "-", "-", "-", f"skipped: {r['skipped'][:60]}", "-"))
             continue
         f, q = r["float"], r["uint8"]
         placements = r.get("placements_uint8") or {}
@@ -160,7 +163,7 @@ def render(results: list[dict]) -> str:
         acc_rows.append((
             r["model"], r["dataset"], f"{r['tf_accuracy']:.4f}",
             f"{f['accuracy']:.4f} ({f['images']}{subset})", f"{q['accuracy']:.4f} ({q['images']})",
-            f"{q['agreement']:.4f}", share,
+            f"{q['agreement']:.4f}", share, q.get("verdict", "-"),
         ))
         mem = q["memory"]
         t = r["throughput_uint8"]
@@ -171,7 +174,8 @@ def render(results: list[dict]) -> str:
             f"{t['simulator_vs_tf_batch1']:.2f}",
         ))
     acc = format_table(("model", "dataset", "TF float", "kmodel float (images)", "kmodel uint8 (images)",
-                        "uint8 top-1 agreement", "ops by placement (uint8)"), acc_rows)
+                        "uint8 top-1 agreement", "ops by placement (uint8)", "uint8 verdict (held-out)"),
+                       acc_rows)
     cost = format_table(("model", "float bytes", "uint8 bytes", "uint8 modules", "uint8 memory TOTAL / 6 MB SRAM",
                          "compile s (f/u8)", "sim img/s", "TF img/s (b=1)", "sim/TF"), cost_rows)
     return f"Accuracy\n{acc}\n\nCost\n{cost}"
