@@ -596,9 +596,9 @@ def render(report: dict[str, Any]) -> str:
                      f"{r['channel_cosine_min']:.4f}" if r.get("channel_cosine_min") is not None else "-",
                      f"{r['max_abs_error']:.3g}" if r["probed"] else "-",
                      "-" if r["float_min"] is None else f"{r['float_min']:.3g}..{r['float_max']:.3g}",
-                     _spread(r.get("channel_spread")) if r.get("channels") else "-",
+                     _spread_text(r.get("channel_spread")) if r.get("channels") else "-",
                      f"{r['wiped_channels']}/{r['channels']}" if r.get("channels") else "-"]
-                    + ([_spread(r.get("channel_spread_after"))] if after else []))
+                    + ([_spread_text(r.get("channel_spread_after"))] if after else []))
     lines.append(f"per layer: cosine, worst channel's cosine and max err measured (kmodel in nncase's simulator vs "
                  f"TFLite, {report['probe_images']} inputs); nncase cos from its quant-error dump; ch spread = max "
                  f"channel range / median channel range; wiped = channels within {WIPED_STEPS} uint8 steps of the "
@@ -623,7 +623,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _spread(value: float | None) -> str:
+def _spread_text(value: float | None) -> str:
     return "-" if value is None else ("inf" if not np.isfinite(value) else f"{value:.1f}")
 
 
