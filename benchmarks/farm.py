@@ -43,6 +43,24 @@ def _run(name: str, kmodel: Path, out: Path, images: int, where: list[str]) -> d
             "bit_identical": report["board_vs_simulator"]["bit_identical"]}
 
 
+def _round_trip_ms(url: str, count: int = 50) -> float:
+    """Median of `count` HELLO round trips (a request and its reply, nothing in flight beside them)."""
+    from k210.host.hil.ports import open_port
+    from k210.host.hil.session import BoardSession
+
+    session = BoardSession(open_port(url, 1_500_000), connect_timeout=10)
+    try:
+        session.connect()
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            session.connect()
+            times.append((time.perf_counter() - started) * 1e3)
+    finally:
+        session.port.close()
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.farm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                 _run("port, 2 boards", kmodel, out, args.images,
                      ["--port", farm.ptys["k210-a"], "--port", farm.ptys["k210-b"]]),
                 _run("place, 2 boards", kmodel, out, args.images, ["--place", "k210-*", *place])]
+        round_trip = {"pty": _round_trip_ms(farm.ptys["k210-a"])}
+        with PlaceLease(["k210-a"], coordinator=farm.address) as lease:
+            round_trip["rfc2217"] = _round_trip_ms(lease.urls[0])
         leases = []
         for _ in range(args.leases):
             started = time.perf_counter()
@@ -75,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     per_image_us = {n: 1e6 * (1 / rows[i + 1]["images_per_s"] - 1 / rows[i]["images_per_s"]) for i, n in
                     ((0, "1 board"), (2, "2 boards"))}
     summary = {"kmodel": str(kmodel), "runs": rows, "acquire_release_s": leases,
-               "rfc2217_us_per_image": per_image_us}
+               "rfc2217_us_per_image": per_image_us, "hello_round_trip_ms": round_trip}
     (out / "farm.json").write_text(json.dumps(summary, indent=2) + "\n")
     print()
     print(format_table(["run", "boards", "images", "images/s", "wall s", "bit-identical"],
@@ -83,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['bit_identical']:.3f}"] for r in rows]))
     print(f"\nRFC 2217 through ser2net adds per image: 1 board {per_image_us['1 board']:.0f} us, "
           f"2 boards {per_image_us['2 boards']:.0f} us (1/images_per_s, place minus port)")
+    print(f"HELLO round trip, median of 50: pty {round_trip['pty']:.2f} ms, through ser2net's RFC 2217 "
+          f"{round_trip['rfc2217']:.2f} ms")
     print(f"coordinator: acquire+release of both places (broker start included) median "
           f"{statistics.median(leases):.2f} s over {len(leases)} (min {min(leases):.2f}, max {max(leases):.2f})")
     return 0
