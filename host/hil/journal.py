@@ -199,7 +199,10 @@ class Journal:
         good = b"\n".join(kept) + b"\n"
         if good != raw:  # a torn tail or damaged lines: rewrite it so that appending starts clean
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(good)
+            with open(tmp, "wb") as f:
+                f.write(good)
+                f.flush()
+                os.fsync(f.fileno())  # the old journal goes only once the new one is on disk
             os.replace(tmp, path)
         journal = cls(path, "a", run_id)
         journal.damaged_lines = damaged
