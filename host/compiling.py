@@ -11,6 +11,7 @@ from typing import Any
 
 from k210.core.errors import BadInputError, CheckFailed
 from k210.core.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
+from k210.core.quiet import preload_tensorflow
 
 from .sidecars import card_path, read_meta
 
@@ -37,6 +38,7 @@ class CompileRequest:
     input_node: str | None = None
     output_node: str | None = None
     lint: bool = True
+    lint_gate: bool = True  # lint's memory estimate refuses (or asks nncase the cheap way) before the PTQ build
     output_kinds: dict[int, str] | None = None  # how verify/hil judge each output (host/judge/rules.py)
     calibrate_method: str = "no_clip"  # nncase's PTQ activation ranges: no_clip (min/max), l2, kld_m0.., cdf
     mse_weights: bool = False  # KPU weights quantised by least squares (nncase's use_mse_quant_w)
@@ -54,12 +56,17 @@ def compile_model(req: CompileRequest) -> dict:
     if source.format in (ModelFormat.KMODEL, ModelFormat.ONNX):
         raise BadInputError(f"cannot compile a {source.format.value} file; give .keras/.h5/SavedModel/.pb/.tflite")
     meta = read_meta(source.path) or {}
+    if source.format is not ModelFormat.TFLITE:  # a .tflite is linted (and maybe refused) before TF loads
+        preload_tensorflow()
     started = time.perf_counter()
     tfl = convert_to_tflite(source, input_node=req.input_node, output_node=req.output_node)
     input_type = req.input_type or ("uint8" if req.quant == "uint8" else "float32")
     own = read_input_metadata(tfl.data)  # a pretrained .tflite says how its input is normalised
     prep, normalisation_from = preprocess_for(tfl.input_shape, input_type, req, own)
-    lint_summary = _lint_or_refuse(tfl.data, req.quant, str(source.path)) if req.lint else None
+    lint_summary = (_lint_or_refuse(tfl.data, req.quant, str(source.path),
+                                    gate=(list(tfl.input_shape), input_type) if req.lint_gate else None)
+                    if req.lint else None)  # before any calibration data is read: a refusal costs seconds
+    preload_tensorflow()  # what follows may import it (transforms, calibration): its banner kept off
     spec = CompileSpec(quant=req.quant, input_type=input_type, input_range=prep.input_range,
                        input_shape=list(tfl.input_shape), calibrate_method=req.calibrate_method,
                        use_mse_quant_w=req.mse_weights)
@@ -230,18 +237,34 @@ def _hashable_file(path: Path) -> Path:
     return path / "saved_model.pb" if path.is_dir() else path
 
 
-def _lint_or_refuse(tflite: bytes, quant: str, source: str) -> dict | None:
-    """Lint the model the way it will be compiled; refuse with lint's report, not nncase's message."""
+class LintRefused(CheckFailed):
+    """compile's refusal: one line for stderr, lint's whole report (hundreds of lines) for stdout."""
+
+    def __init__(self, line: str, report_text: str) -> None:
+        super().__init__(line)
+        self.report_text = report_text
+
+
+def _lint_or_refuse(tflite: bytes, quant: str, source: str,
+                    gate: tuple[list[int], str] | None = None) -> dict | None:
+    """Lint the model the way it will be compiled; refuse with lint's report, not nncase's message.
+    With `gate` (input shape, input type), a memory estimate over the line is settled before the build."""
     from k210.host.lint import lint_tflite
+    from k210.host.lint.confirm import gate_before_build
     from k210.host.lint.render import render_report
 
     report = lint_tflite(tflite, compiler="nncase1.9", quant=quant, source=f"{source} (as converted)")
     if not report.ok and not report.only_estimates:
-        raise CheckFailed("lint found problems, not compiling:\n" + render_report(report))
+        first = " ".join(report.problems[0].split()) if report.problems else "see the report"
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise LintRefused(f"lint found {len(report.problems)} problem(s), not compiling: {first}{more}",
+                          render_report(report))
     data = report.to_dict()
     return {"ok": data["ok"], "placements": _count_placements(data.get("ops", [])),
             "estimate_only": report.only_estimates, "estimated_total_bytes": report.memory.get("total_bytes"),
-            "estimate_problems": list(report.estimate_problems)}
+            "estimate_problems": list(report.estimate_problems),
+            **({"gate": gate_before_build(report, tflite, gate[0], quant=quant, input_type=gate[1])}
+               if gate is not None and report.only_estimates else {})}
 
 
 def _count_placements(ops: list[dict]) -> dict[str, int]:

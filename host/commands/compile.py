@@ -24,6 +24,10 @@ def add_parser(sub) -> None:
     p.add_argument("--input-type", choices=("float32", "uint8"),
                    help="what the board sends: uint8 raw pixels (default with --quant uint8) or float32")
     p.add_argument("--no-lint", action="store_true", help="skip the compatibility lint before compiling")
+    p.add_argument("--no-lint-gate", action="store_true",
+                   help="lint's memory estimate does not refuse: nncase's full build and its TOTAL decide (by "
+                        "default an estimate beyond 6 MiB by more than lint's error refuses at once, and one near "
+                        "the line is settled by a quick nncase build on random samples before calibration)")
     p.add_argument("--output-kind", action="append", default=[], metavar="OUTPUT=KIND",
                    help="record in the card how verify/hil judge an output: scores or values (repeatable)")
     p.add_argument("--postprocess", metavar="PRESET|FILE.json|JSON",
@@ -34,23 +38,35 @@ def add_parser(sub) -> None:
     add_dataset_args(p)
     add_preprocess_args(p)
     add_io_node_args(p)
-    p.set_defaults(func=run, uses_tensorflow=True)
+    p.set_defaults(func=run)  # compile_model loads TensorFlow itself, after a .tflite's lint gate
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compiling import CompileRequest, compile_model
+    from ..compiling import LintRefused
 
     model = Path(args.model)
     default = model.parent / f"{model.stem if model.suffix else model.name}_{args.quant}.kmodel"
     out = output_path(args.output, default, ".kmodel")
-    card = compile_model(CompileRequest(
+    try:
+        card = _compile(args, model, out)
+    except LintRefused as exc:  # the report on stdout (with --json: `k210 lint --json`), the one line on stderr
+        if not args.json:
+            print(exc.report_text, flush=True)
+        raise
+    return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
+
+
+def _compile(args: argparse.Namespace, model: Path, out: Path) -> dict:
+    from ..compiling import CompileRequest, compile_model
+
+    return compile_model(CompileRequest(
         model=model, output=out, quant=args.quant, input_type=args.input_type, overrides=overrides_from(args),
         dataset=args.dataset, data_path=args.data, calib=args.calib, holdout=args.holdout, seed=args.seed,
         input_node=args.input_node, output_node=args.output_node, lint=not args.no_lint,
+        lint_gate=not args.no_lint_gate,
         output_kinds=_output_kinds(args.output_kind), postprocess=_postprocess(args.postprocess),
         calibrate_method=args.calibrate_method, mse_weights=args.mse_weights, transforms=transform_options(args),
     ))
-    return finish(args, card, text=lambda: fit_width(_text(card, model, out, args.quant)), inputs={"model": model})
 
 
 def add_quant_fix_args(p) -> None:
