@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from k210.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
+from k210.core.extras import missing_ml_module, needs_ml_line
 
 from .commands import COMMANDS
 from .numeric_flags import bound_numeric_flags
@@ -156,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_BAD_INPUT if exc.errno in _USER_ERRNOS else EXIT_FAILURE
         return _fail(args, f"error: {exc}", code)
     except Exception as exc:  # a bug: one line, the traceback kept for the report
+        missing = missing_ml_module(exc)
+        if missing:  # installed without the ml extra: a setup to fix, not a bug
+            return _fail(args, f"error: {needs_ml_line(missing)}", EXIT_BAD_INPUT)
         saved = _save_traceback(args.command, argv)
         where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
         what = " ".join(str(exc).split())[:200] or "(no message)"

@@ -111,7 +111,7 @@ def test_the_board_fakes_use_the_registry_heaps():
 
     builds = {"maixpy-v1": firmwares.MAIXPY.build_for(4), "canmv": firmwares.CANMV.build_for(4),
               "canmv-kpu": firmwares.CANMV.build_for(5)}
-    assert FIRMWARE_HEAP == {profile: build.heap_bytes for profile, build in builds.items()}
+    assert {profile: build.heap_bytes for profile, build in builds.items()} == FIRMWARE_HEAP
 
 
 def _firmware_options(parser: argparse.ArgumentParser, name: str = "k210"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from k210.core import firmwares
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 300 <= args.baud <= 0x500000:
         raise BadInputError("--baud must be between 300 and 5242880 (MaixPy's limit)")
+    if importlib.util.find_spec("nncase") is None:  # found at boot, not at the first inference
+        from k210.core.extras import needs_ml_line
+
+        raise BadInputError(needs_ml_line("nncase", "k210 board (its KPU is nncase's simulator)"))
     if args.kmodel:
         _check_kmodel(Path(args.kmodel))
     args.firmware = firmware_of_kmodel(args.kmodel, args.firmware, firmwares.VIRTUAL_KEYS)

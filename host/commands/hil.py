@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 
 from k210.core import firmwares
@@ -101,6 +102,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from k210.core.errors import EXIT_FAILURE, BadInputError, ToolFailure
+    from k210.core.extras import INSTALL_ML
 
     from ..hil.golden import golden_failure_line, render_golden
     from ..hil.report import failure_line, lost_boards_line, render
@@ -117,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--connect-timeout must be a number of seconds above 0")
     if args.faults and not args.virtual:
         raise BadInputError("--faults applies to virtual boards: add --virtual")
+    if not (args.golden_port or args.golden_board_cmd) and importlib.util.find_spec("nncase") is None:
+        # the expected outputs come from nncase's simulator (and TF), else from a trusted board
+        raise BadInputError("hil's expected outputs come from nncase's simulator, which comes with the ml extra "
+                            f"({INSTALL_ML}), or from a golden board: add --golden-board-cmd CMD or --golden-port URL")
     cfg = HilConfig(
         kmodel=args.kmodel, ports=args.port, virtual=args.virtual, boards=args.boards, board_cmds=args.board_cmd,
         firmware=firmware_of_kmodel(args.kmodel, args.firmware, firmwares.VIRTUAL_KEYS), reference=args.reference,
