@@ -31,19 +31,6 @@ def run(*args: object) -> tuple[int, dict]:
     return code, result
 
 
-def crops(folder: Path) -> Path:
-    from PIL import Image
-
-    from k210.models import photos
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for photo in photos.load_photos():
-        for i, crop in enumerate(photos.random_square_crops(photo.pixels, CROPS_PER_PHOTO, rng)):
-            Image.fromarray(crop).save(folder / f"{photo.name}_{i}.png")
-    return folder
-
-
 def main(argv: list[str] | None = None) -> int:
     from k210.core.quiet import preload_tensorflow
 
@@ -53,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     preload_tensorflow()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = crops(out / "crops")
+    from k210.models.photos import write_crops
+
+    data = write_crops(out / "crops", CROPS_PER_PHOTO)
     results: dict = {}
 
     mediapipe = Path(importlib.util.find_spec("mediapipe").submodule_search_locations[0]) / "modules"

@@ -82,3 +82,15 @@ def random_square_crops(pixels: np.ndarray, count: int, rng: np.random.Generator
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crops.append(pixels[top:top + side, left:left + side])
     return crops
+
+
+def write_crops(folder: Path, per_photo: int, seed: int = 0) -> Path:
+    """`per_photo` random square crops of every photograph as PNGs in `folder` (an image folder for --data)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for photo in load_photos():
+        for i, crop in enumerate(random_square_crops(photo.pixels, per_photo, rng)):
+            Image.fromarray(crop).save(folder / f"{photo.name}_{i}.png")
+    return folder

@@ -259,16 +259,9 @@ def test_mask_task_fails_a_wrong_mask_and_an_unvarying_reference() -> None:
 
 
 def _photo_crops(folder: Path, per_photo: int) -> Path:
-    from PIL import Image
+    from k210.models.photos import write_crops
 
-    from k210.models import photos
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for photo in photos.load_photos():
-        for i, crop in enumerate(photos.random_square_crops(photo.pixels, per_photo, rng)):
-            Image.fromarray(crop).save(folder / f"{photo.name}_{i}.png")
-    return folder
+    return write_crops(folder, per_photo)
 
 
 @pytest.mark.slow
