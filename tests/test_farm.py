@@ -270,6 +270,21 @@ def test_power_cycle_drives_the_places_power_switch(farm, relay, cli, tmp_path, 
     assert "place k210-b has no power driver: not power-cycled" in caplog.text  # the CLI logs it to stderr
 
 
+@pytest.mark.slow
+def test_a_labgrid_environment_names_local_boards_without_a_coordinator(farm, cli, tmp_path):
+    m = tiny_models()
+    env = tmp_path / "env.yaml"  # labgrid's environment format, as its pytest plugin takes with --lg-env
+    env.write_text(f"targets:\n  desk-a:\n    resources:\n      RawSerialPort:\n        port: {farm.ptys['k210-a']}\n"
+                   "        speed: 1500000\n")
+    common = [m["kmodel_a"], "--dataset", "xo", "--limit", "30", "--no-reference", "--workers", "1", "--lg-env", env]
+    r = cli("hil", *common, "--place", "desk-*", "-o", tmp_path / "env.json")
+    assert r.code == 0, r.err
+    assert [b["port"] for b in json.loads((tmp_path / "env.json").read_text())["result"]["boards"]] == [
+        farm.ptys["k210-a"]]
+    r = cli("hil", *common, "--place", "lab-*")
+    assert r.code == 2 and "--place lab-* names no target of" in r.err and "(targets: desk-a)" in r.err
+
+
 # -- the hardware map and the environment defaults ------------------------------------------------------
 
 

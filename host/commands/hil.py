@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
                            "naming who holds it)")
     farm.add_argument("--coordinator", metavar="HOST:PORT",
                       help="labgrid coordinator (default LG_COORDINATOR, else 127.0.0.1:20408)")
+    farm.add_argument("--lg-env", metavar="FILE",
+                      help="a labgrid environment file: --place then names its targets, whose "
+                           "serial ports are on this host (RawSerialPort, USBSerialPort) or NetworkSerialPorts; "
+                           "no coordinator, nothing acquired")
     farm.add_argument("--power-cycle", action="store_true",
                       help="before the run, power-cycle every place that has a power driver (labgrid's, as "
                            "`labgrid-client power cycle`): each board starts from its boot")
@@ -181,6 +185,12 @@ def _farm(args: argparse.Namespace, cfg) -> Iterator[None]:
 
     boardmap.reset_boards(args.board_map)
     if not args.place:
+        yield
+        return
+    if args.lg_env:  # only when given: LG_ENV often names a labgrid-client's own set-up
+        from ..farm.localenv import local_places
+
+        cfg.ports = [*cfg.ports, *(p.url for p in local_places(args.lg_env, args.place))]
         yield
         return
     from ..farm.lease import PlaceLease
