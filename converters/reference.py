@@ -104,10 +104,9 @@ def _saved_model(source: ModelSource, batch: int) -> Predict:
 
 
 def _tflite(source: ModelSource) -> Predict:
-    import tensorflow as tf
+    from .tflite_interpreter import tflite_interpreter
 
-    interpreter = tf.lite.Interpreter(model_path=str(source.path))
-    interpreter.allocate_tensors()
+    interpreter = tflite_interpreter(model_path=str(source.path))
     inp = interpreter.get_input_details()[0]
     outs = interpreter.get_output_details()
 

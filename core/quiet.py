@@ -38,9 +38,20 @@ def captured_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
             result.text = sink.read().decode("utf-8", "replace")
 
 
+VERBOSE_ENV = "K210_VERBOSE"  # set by `k210 ... --verbose`: third-party log lines reach stderr
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
 def preload_tensorflow() -> None:
-    """Import TensorFlow once with its start-up banner (absl, oneDNN) kept off the terminal."""
+    """Import TensorFlow once with its start-up banner (absl, oneDNN) kept off the terminal (unless verbose)."""
     if "tensorflow" in sys.modules:
+        return
+    if verbose():
+        import tensorflow  # noqa: F401
+
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with captured_output(fds=(2,)):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from k210.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, K210Error
 from k210.core.extras import missing_ml_module, needs_ml_line
+from k210.core.quiet import VERBOSE_ENV
 
 from .commands import COMMANDS
 from .numeric_flags import bound_numeric_flags
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         module = _command_module(name)
         if module is not None:
             module.add_parser(sub)
+    for command in sub.choices.values():  # one switch for third-party log lines, on every command
+        if not any("--verbose" in action.option_strings for action in command._actions):
+            command.add_argument("--verbose", action="store_true",
+                                 help="show third-party libraries' log lines and warnings (TensorFlow, absl, "
+                                      "TFLite) on stderr; by default they are kept off it")
     bound_numeric_flags(parser)
     return parser
 
@@ -135,9 +141,12 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ banner is noise for CLI users
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ banner is noise for CLI users
     try:
         if getattr(args, "uses_tensorflow", False):
             from k210.core.quiet import preload_tensorflow
