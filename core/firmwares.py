@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 KMODEL_VERSIONS = (3, 4, 5)  # the versions any K210 runtime loads
 SPIFFS_START = 0xD00000  # MaixPy/CanMV keep their /flash file system in the last 3 MiB of flash
 KMODEL_ADDRESS = 0x300000  # where MaixPy/CanMV (and `k210 flash`) put a raw kmodel: firmware stays below
+SYSTEM_HEAP_BYTES = 2 * 1024 * 1024  # system heap free on standard MaixPy/CanMV builds (kpu.load mallocs the model)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from k210.converters.kpu_rules import FUSABLE_ACTIVATIONS, KPU_RAM_BYTES, OpPlacement, Placement
 from k210.converters.tflite_reader import TFLiteInfo
+from k210.core.firmwares import SYSTEM_HEAP_BYTES
 
 SRAM_BYTES = 6 * 1024 * 1024  # general-purpose SRAM: weights, code, heap
-MAIXPY_HEAP_BYTES = 2 * 1024 * 1024  # system heap free on standard MaixPy builds (kpu.load mallocs the model)
+MAIXPY_HEAP_BYTES = SYSTEM_HEAP_BYTES  # system heap free on standard MaixPy builds (kpu.load mallocs the model)
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1, "int16": 2, "int8": 1,
                 "float64": 8}
