@@ -322,7 +322,7 @@ class BoardSession:
             loads = "/".join(f"v{v}" for v in hello.kmodel_versions) or "no kmodel version"
             builds = [f"{b.name}" for fw in firmwares.loaders(kmodel.version) for b in fw.builds
                       if kmodel.version in b.versions]
-            hint = f" (loaded by {', '.join(builds)})" if builds else ""
+            hint = f" (kmodel v{kmodel.version} needs {' or '.join(builds)})" if builds else ""
             raise BadInputError(f"{self.name}: the board's firmware ({hello.firmware} {hello.fw_version}, "
                                 f"{hello.backend}) loads {loads}; {kmodel.path} is kmodel v{kmodel.version}{hint}")
 
