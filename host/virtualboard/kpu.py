@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from k210.core import firmwares
+
 from .flash import Flash
 
 _NUMPY = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32, "int32": np.int32}
@@ -79,7 +81,7 @@ def make_maixpy_kpu(board: KpuBoard) -> types.ModuleType:
             raise ValueError("[MAIXPY]kpu: model format don't match, only supply .kmodel ")
         data = read_model(board, source)
         version = kmodel_version(data)
-        if version not in (3, 4):
+        if not firmwares.MAIXPY.loads(version):  # k210.core.firmwares: v3/v4
             raise ValueError("[MAIXPY]kpu: load error:2002, ERR_KMODEL_VERSION: only support kmodel V3/V4 now")
         raise OSError(f"virtual board: no host runtime for kmodel v{version} (nncase 0.x, which runs it, "
                       "has no build for this machine)")
