@@ -155,6 +155,7 @@ def test_no_coordinator_is_a_one_line_board_failure(cli, tmp_path):
     kmodel.write_bytes(b"LDMK" + b"\x05\x00\x00\x00" + b"\x00" * 64)
     r = cli("hil", kmodel, "--place", "k210-a", "--coordinator", f"127.0.0.1:{free_port()}", "--dataset", "xo")
     assert r.code == 3 and "cannot reach the labgrid coordinator at 127.0.0.1:" in r.err, r.err
+    assert "Connection refused" in r.err and len(r.err.strip().splitlines()) == 1, r.err  # gRPC's reason, one line
 
 
 # -- labgrid places as boards -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import fnmatch
 import json
+import logging
 import os
 import select
 import signal
@@ -75,6 +76,20 @@ def match_places(places: dict[str, Any], pattern: str) -> list[str]:
     return sorted(n for n, p in places.items() if pattern in p.aliases)
 
 
+class LastError(logging.Handler):
+    """labgrid's and gRPC's error logs, kept (the last one) for our one-line message instead of printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text = record.getMessage().splitlines()[0] if record.getMessage() else ""
+
+
+LAST_ERROR = LastError()
+
+
 class Broker:
     def __init__(self, address: str) -> None:
         from labgrid.remote.client import Error, start_session
@@ -83,7 +98,7 @@ class Broker:
         try:
             self.session = start_session(address, extra={"args": argparse.Namespace()})
         except Error as exc:
-            raise Refused(f"cannot reach the labgrid coordinator at {address}: {exc}") from None
+            raise Refused(f"cannot reach the labgrid coordinator at {address}: {LAST_ERROR.text or exc}") from None
         self.loop = self.session.loop
         self.identity = f"{self.session.gethostname()}/{self.session.getuser()}"
         self.held: list[str] = []
@@ -230,7 +245,11 @@ def serve(broker: Broker, stdin: int, out: TextIO) -> None:
     buffered = b""
     try:
         while True:
-            broker.pump(PUMP_S)
+            try:
+                broker.pump(PUMP_S)
+            except Refused as exc:  # the coordinator went away: nothing left to hold
+                say(f"k210: {exc}")
+                return
             ready, _, _ = select.select([stdin], [], [], 0)
             if not ready:
                 continue
@@ -258,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and then closes our stdin
+    logging.getLogger().handlers = [LAST_ERROR]  # errors reach the user in our one line, not as log lines
+    logging.getLogger().setLevel(logging.ERROR)
 
     def on_term(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)  # through serve's finally: the places are released
