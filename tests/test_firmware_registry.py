@@ -131,3 +131,16 @@ def test_every_firmware_option_lists_what_it_takes():
         for key in firmwares.KEYS:
             assert (f"{key} (" in action.help) == (key in choices), (command, key, action.help)
     assert "c" not in found["hil"].choices and "c" not in found["deploy"].choices
+
+
+def test_lint_says_which_build_returns_output_0_only():
+    """CanMV main's run_with_output hands back output 0 (kpu_get_output(ctx, 0)); the others every output."""
+    from flashdeploy_support import filler
+
+    from k210.host.lint.kmodel_lint import lint_kmodel
+
+    header = struct.pack("<4s9I", b"LDMK", 4, 0, 0, 0, 65536, 3, 1, 2, 0)  # v4: 1 input, 2 outputs
+    ranges = (struct.pack("<4I", 1, 1, 0, 784) + struct.pack("<4i", 1, 1, 28, 28)
+              + struct.pack("<4I", 1, 0, 784, 8) + struct.pack("<4I", 1, 0, 792, 40))
+    report = lint_kmodel(header + ranges + filler(30_000, 4))
+    assert [n for n in report.notes if "output 0 only" in n] == ["CanMV main: returns output 0 only of this model's 2"]

@@ -33,6 +33,17 @@ def input_notes(firmware: list[dict], version: int, inputs: list) -> list[str]:
     return notes
 
 
+def output_notes(firmware: list[dict], version: int, outputs: int) -> list[str]:
+    """Notes for the firmware entries whose runner returns only the first of a multi-output model's outputs."""
+    notes = []
+    for entry in firmware:
+        build = firmwares.get(entry["key"]).build_for(version)
+        if entry["loads"] and build is not None and outputs > 1 and build.outputs == "first":
+            entry["note"] = f"{entry['note']}; {build.name}: output 0 only"
+            notes.append(f"{build.name}: returns output 0 only of this model's {outputs}")
+    return notes
+
+
 def input_refusal(build: firmwares.Build, dtype: str | None, channels: int, size: int) -> str:
     """Why `build`'s runner cannot take this input, or ''."""
     wrong_dtype = build.input_dtype is not None and dtype != build.input_dtype

@@ -5,7 +5,7 @@ from __future__ import annotations
 from k210.converters.kmodel import KModelInfo, UnloadableKmodelError, parse_kmodel
 from k210.converters.kpu_rules import KPU_RAM_BYTES, OpPlacement, Placement
 
-from .firmware import firmware_for, input_notes
+from .firmware import firmware_for, input_notes, output_notes
 from .memory import MAIXPY_HEAP_BYTES, SRAM_BYTES
 from .report import LintReport
 
@@ -23,6 +23,7 @@ def lint_kmodel(data: bytes, *, source: str = "<kmodel>") -> LintReport:
                         quant=quant, ops=rows, kmodel=info.to_dict())
     report.firmware = firmware_for(info.version)
     report.notes.extend(input_notes(report.firmware, info.version, info.inputs))
+    report.notes.extend(output_notes(report.firmware, info.version, len(info.outputs)))
     report.memory = _memory(info, len(data))
     if report.memory["total_bytes"] > SRAM_BYTES:
         report.problems.append(f"kmodel {len(data) / 2**20:.2f} MiB + data pool exceed the K210's 6 MiB SRAM")
