@@ -126,8 +126,8 @@ def gate_before_build(report: LintReport, tflite: bytes, input_shape: list[int],
         raise CheckFailed(f"nncase 1.9's TOTAL is {_mib(figures.total)}: more than the K210's {_mib(SRAM_BYTES)} "
                           f"SRAM ({asked}): not compiling")
     if kpu_memory_error(figures.error):
-        raise CheckFailed(f"nncase 1.9 refused it: '{figures.error}' (a layer's feature maps do not fit the "
-                          f"2 MiB KPU RAM; {asked}): not compiling")
+        raise CheckFailed(f"the model does not fit: nncase 1.9 refused it ('{figures.error}'): a layer's feature "
+                          f"maps do not fit the 2 MiB KPU RAM ({asked}): not compiling")
     return {"decided_by": "nncase", "nncase_total_bytes": figures.total, "nncase_seconds": figures.seconds,
             "nncase_error": figures.error}
 
