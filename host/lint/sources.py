@@ -20,6 +20,14 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
     check_quant(quant)
     source = detect(path)
     shown = str(source.path)
+    needs_tf = None
+    if source.format is ModelFormat.KERAS and source.path.suffix == ".keras":
+        from .keras_config import NeedsTensorFlow, lint_keras_archive
+
+        try:
+            return lint_keras_archive(source.path, compiler=compiler, quant=quant, shown=shown)
+        except NeedsTensorFlow as exc:
+            needs_tf = f"TensorFlow loaded to convert it: {exc}, which its config does not decide"
     if source.format in (ModelFormat.KERAS, ModelFormat.FROZEN_PB, ModelFormat.SAVED_MODEL):
         from k210.core.quiet import preload_tensorflow
 
@@ -37,7 +45,9 @@ def lint_path(path: str | Path, *, compiler: str = DEFAULT_COMPILER, quant: str 
     if source.format is ModelFormat.KERAS:
         from k210.converters.to_tflite import load_keras
 
-        return lint_model(load_keras(source.path), compiler=compiler, quant=quant, name=shown, format="keras")
+        report = lint_model(load_keras(source.path), compiler=compiler, quant=quant, name=shown, format="keras")
+        report.notes += [needs_tf] if needs_tf else []
+        return report
     if source.format is ModelFormat.FROZEN_PB:
         return _lint_frozen_pb(source, compiler, quant, input_node, output_node)
     return _lint_converted(source, compiler, quant)
