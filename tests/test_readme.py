@@ -1,4 +1,7 @@
-"""The README's shell blocks, run top to bottom, so that what it tells a new user stays true.
+"""The shell blocks of the README and of docs/*.md, run top to bottom, so that what they tell a user stays true.
+
+README.md first, then docs/*.md in name order, all in one scratch directory (the docs use what the
+README's walk-through made).
 
 Convention (stated in the README's walk-through too):
   ```sh    blocks are run by this test, in README order, in one scratch directory that looks like the
@@ -25,6 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 LINE_TIMEOUT_S = 600
 _SHELL_SYNTAX = re.compile(r"[|&;<>`$()]")
 _EXPECTED = re.compile(r"#\s*exit\s+(\d+)")
@@ -32,12 +36,13 @@ _EXPECTED = re.compile(r"#\s*exit\s+(\d+)")
 
 @dataclass(frozen=True)
 class Command:
-    line: int  # where it starts in README.md
+    line: int  # where it starts in its file
     text: str
     expected: int
+    file: str = "README.md"
 
 
-def sh_blocks(markdown: str) -> list[list[Command]]:
+def sh_blocks(markdown: str, file: str = "README.md") -> list[list[Command]]:
     """The commands of each ```sh block, in order."""
     blocks: list[list[Command]] = []
     current: list[Command] | None = None
@@ -64,11 +69,11 @@ def sh_blocks(markdown: str) -> list[list[Command]]:
         if not text or text.startswith("#"):
             continue
         expected = _EXPECTED.search(text[text.index(" #"):]) if " #" in text else None
-        current.append(Command(start, text, int(expected.group(1)) if expected else 0))
+        current.append(Command(start, text, int(expected.group(1)) if expected else 0, file))
     return blocks
 
 
-BLOCKS = sh_blocks(README.read_text())
+BLOCKS = [block for doc in DOCS for block in sh_blocks(doc.read_text(), str(doc.relative_to(ROOT)))]
 _ran: set[int] = set()
 
 
@@ -120,7 +125,7 @@ def run_command(command: Command, cwd: Path, capsys, monkeypatch) -> tuple[int, 
     return _in_bash(command.text, cwd)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i}-line{b[0].line}" if b else f"block{i}"
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i}-{b[0].file}:{b[0].line}" if b else f"block{i}"
                                                             for i, b in enumerate(BLOCKS)])
 def test_readme_block(index, scratch, capsys, monkeypatch):
     monkeypatch.setenv("K210_PROGRESS_EVERY", "30")
@@ -134,7 +139,7 @@ def test_readme_block(index, scratch, capsys, monkeypatch):
         started = time.monotonic()
         code, output = run_command(command, scratch, capsys, monkeypatch)
         seconds = time.monotonic() - started
-        print(f"README.md:{command.line} exit {code} in {seconds:.1f} s: {command.text}", file=sys.__stderr__)
+        print(f"{command.file}:{command.line} exit {code} in {seconds:.1f} s: {command.text}", file=sys.__stderr__)
         assert code == command.expected, (
-            f"README.md:{command.line}: `{command.text}` exited {code}, the README says {command.expected}\n"
+            f"{command.file}:{command.line}: `{command.text}` exited {code}, the doc says {command.expected}\n"
             + "\n".join(output.splitlines()[-25:]))
