@@ -112,7 +112,7 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
             run_k210("compile", keras_path, "--quant", quant, "--calib", 500, "--no-lint", "-o", kmodel)
             limit = FLOAT_LIMITS.get(name, float_limit) if quant == "float" and name in CNN_MODELS and float_limit \
                 else None
-            # The default pass rules (README "Pass rules"); exit 1 still writes every figure.
+            # The default pass rules (docs/pass-rules.md); exit 1 still writes every figure.
             verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "-o", report]
             run_k210(*(verify + (["--limit", limit] if limit else [])), allowed=(0, 1))
         card = json.loads(Path(f"{kmodel}.json").read_text())

@@ -51,7 +51,7 @@ def overrides_from(args: argparse.Namespace):
 
 
 def add_rule_args(parser: argparse.ArgumentParser) -> None:
-    """The pass rules (README "Pass rules"), shared by verify and hil."""
+    """The pass rules (docs/pass-rules.md), shared by verify and hil."""
     group = parser.add_argument_group("pass rules (default: the model card's, else guessed per output)")
     group.add_argument("--output-kind", action="append", default=[], metavar="OUTPUT=KIND",
                        help="judge output OUTPUT as scores (top-1 agreement) or values (max abs error, NSE, cosine "

@@ -133,7 +133,7 @@ def build_report(*, kmodel: str, kmodel_sha256: str, reference_path: str | None,
                  segments: list[dict[str, Any]], boards: list[dict[str, Any]], min_agreement: float,
                  min_cosine: float = 0.99, output_dtypes: list[int] | None = None, rules: Any = None,
                  check_data: dict[str, Any] | None = None, card: dict | None = None) -> dict[str, Any]:
-    """Every output compared, board vs simulator vs TF, and judged (README "Pass rules"):
+    """Every output compared, board vs simulator vs TF, and judged (docs/pass-rules.md):
     - every output of the kmodel must come back for every image, with its dtype and element count;
     - board vs simulator: bit identity within the allowance of host.judge.identity, image by image;
     - board vs TF (or vs the simulator without TF): the output's pass rule, and the decoded task.

@@ -1,6 +1,6 @@
 """Board vs simulator: the board runs the same kmodel, so its outputs must be the simulator's.
 
-Allowance, per value (documented in the README):
+Allowance, per value (documented in docs/pass-rules.md):
 - a uint8 (or other integer) output: one output step (1);
 - a float32 output of a quantised model (the simulator's values over the check data sit on a grid
   of at most 256 levels): one step of that grid;
