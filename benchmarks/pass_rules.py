@@ -1,4 +1,4 @@
-"""The pass rules on real models nobody here made (`python -m benchmarks.pass_rules`): the worked examples of docs/pass-rules.md.
+"""The pass rules on real models nobody here made (`python -m benchmarks.pass_rules`): docs/pass-rules.md's examples.
 
 - values: MediaPipe's hand_recrop (a regressor in pixels of its 256x256 input), compiled uint8 on
   crops of scikit-image's photographs; `k210 verify` by default, then with a tolerance the user states;
