@@ -176,3 +176,24 @@ def test_relu6_becomes_relu_only_where_the_data_never_clip(tmp_path, scale, repl
         first = next(op for op in graph.Model(done.tflite).weighted.values() if "first" in op.name)
         assert first.activation == "relu"
         assert done.report["pairs"][0]["scale_max"] / done.report["pairs"][0]["scale_min"] > 5
+
+
+def test_a_tensor_read_by_two_layers_scales_both(tmp_path):
+    """BlazeFace's last ReLU feeds its classificator and its regressor: both consumers scale alike."""
+    import keras
+
+    inp = keras.Input((6, 6, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="shared")(inp)
+    x = keras.layers.ReLU(name="act")(x)
+    model = keras.Model(inp, [keras.layers.Conv2D(2, 1, name="left")(x), keras.layers.Conv2D(4, 1, name="right")(x)])
+    _spread_weights(model, np.random.default_rng(5))
+    tflite = _tflite(model, tmp_path)
+    pairs, _ = graph.find_pairs(graph.Model(tflite))
+    assert len(pairs) == 1 and len(pairs[0].consumers) == 2
+    rng = np.random.default_rng(6)
+    calibration, unseen = rng.random((16, 6, 6, 3), dtype=np.float32), rng.random((8, 6, 6, 3), dtype=np.float32)
+    done = apply(tflite, TransformOptions(equalize=True, absorb_bias=True), calibration)
+    assert done.report["pairs"][0]["scale_max"] / done.report["pairs"][0]["scale_min"] > 5
+    assert relative_difference(outputs(tflite, calibration), outputs(done.tflite, calibration)) <= 1e-5
+    equalised = apply(tflite, TransformOptions(equalize=True), calibration).tflite
+    assert relative_difference(outputs(tflite, unseen), outputs(equalised, unseen)) <= 1e-5

@@ -63,7 +63,7 @@ def equalize(model: g.Model, calibration: np.ndarray | None, *, sweeps: int = 3,
     pairs, skipped = g.find_pairs(model)
     report.skipped.extend(skipped)
     report.basis = "activations" if calibration is not None and len(calibration) else "weights"
-    changes = {(p.first.index, p.second.index): PairChange(p.first.name, p.second.name, p.activation) for p in pairs}
+    changes = {(p.first.index, p.second.index): PairChange(p.first.name, p.second_names, p.activation) for p in pairs}
     rounds = sweeps if report.basis == "activations" else max(sweeps, 20)
     for _ in range(rounds):
         peaks = _peaks(model, calibration, [p.tensor for p in pairs]) if report.basis == "activations" else {}
@@ -105,13 +105,12 @@ def absorb_high_bias(model: g.Model, calibration: np.ndarray, report: EqualizeRe
     pairs, _ = g.find_pairs(model)
     usable = []
     for pair in pairs:
-        w2 = model.constant(pair.second.weights)
         if pair.first.bias < 0 or not model.writable(pair.first.bias):
             continue
-        if pair.second.bias < 0 or not model.writable(pair.second.bias):
-            report.skipped.append(f"{pair.first.name} -> {pair.second.name}: no bias of its own to absorb into")
+        if any(c.bias < 0 or not model.writable(c.bias) for c in pair.consumers):
+            report.skipped.append(f"{pair.first.name} -> {pair.second_names}: no bias of its own to absorb into")
             continue
-        if not g.kernel_is_pointwise(model, pair.second, w2):
+        if not all(g.kernel_is_pointwise(model, c, model.constant(c.weights)) for c in pair.consumers):
             continue  # SAME padding: a shift of the input is not a shift of every output position
         usable.append(pair)
     if not usable:
@@ -125,11 +124,12 @@ def absorb_high_bias(model: g.Model, calibration: np.ndarray, report: EqualizeRe
             continue
         b1 = model.constant(pair.first.bias)
         model.set_constant(pair.first.bias, (b1 - shift).astype(np.float32))
-        w2 = model.constant(pair.second.weights).astype(np.float64)
-        b2 = model.constant(pair.second.bias).astype(np.float64)
-        model.set_constant(pair.second.bias, (b2 + _weights_times(model, pair.second, w2, shift)).astype(np.float32))
-        change = by_pair.setdefault((pair.first.name, pair.second.name),
-                                    PairChange(pair.first.name, pair.second.name, pair.activation))
+        for consumer in pair.consumers:
+            w2 = model.constant(consumer.weights).astype(np.float64)
+            b2 = model.constant(consumer.bias).astype(np.float64)
+            model.set_constant(consumer.bias, (b2 + _weights_times(model, consumer, w2, shift)).astype(np.float32))
+        change = by_pair.setdefault((pair.first.name, pair.second_names),
+                                    PairChange(pair.first.name, pair.second_names, pair.activation))
         if change not in report.pairs:
             report.pairs.append(change)
         change.absorbed = max(change.absorbed, float(np.abs(shift).max()))
@@ -150,9 +150,9 @@ def _peaks(model: g.Model, calibration: np.ndarray, tensors: list[int]) -> dict[
 
 
 def _scales(model: g.Model, pair: g.Pair, peaks: np.ndarray | None) -> np.ndarray:
-    w1, w2 = model.constant(pair.first.weights), model.constant(pair.second.weights)
-    r1 = g.out_channel_ranges(pair.first, w1).astype(np.float64)
-    r2 = g.in_channel_ranges(pair.second, w2, g.depth_multiplier(model, pair.second)).astype(np.float64)
+    r1 = g.out_channel_ranges(pair.first, model.constant(pair.first.weights)).astype(np.float64)
+    r2 = np.max([g.in_channel_ranges(c, model.constant(c.weights), g.depth_multiplier(model, c))
+                 for c in pair.consumers], axis=0).astype(np.float64)  # several consumers: the widest sets it
     if peaks is None:
         live = (r1 > _TINY) & (r2 > _TINY)
         return np.where(live, np.sqrt(np.where(live, r1, 1) / np.where(live, r2, 1)), 1.0)
@@ -167,11 +167,12 @@ def _scales(model: g.Model, pair: g.Pair, peaks: np.ndarray | None) -> np.ndarra
 
 
 def _apply_scale(model: g.Model, pair: g.Pair, scale: np.ndarray) -> None:
-    first, second = pair.first, pair.second
+    first = pair.first
     model.set_constant(first.weights, g.scale_out_channels(first, model.constant(first.weights).astype(np.float64),
                                                            1.0 / scale).astype(np.float32))
     if first.bias >= 0:
         model.set_constant(first.bias, (model.constant(first.bias).astype(np.float64) / scale).astype(np.float32))
-    model.set_constant(second.weights, g.scale_in_channels(
-        second, model.constant(second.weights).astype(np.float64), scale,
-        g.depth_multiplier(model, second)).astype(np.float32))
+    for consumer in pair.consumers:
+        model.set_constant(consumer.weights, g.scale_in_channels(
+            consumer, model.constant(consumer.weights).astype(np.float64), scale,
+            g.depth_multiplier(model, consumer)).astype(np.float32))

@@ -8,7 +8,7 @@ FULLY_CONNECTED), their fused activation, who reads each tensor, and whether a w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -172,14 +172,23 @@ def kernel_is_pointwise(model: Model, op: WeightedOp, w: np.ndarray) -> bool:
 
 @dataclass
 class Pair:
-    """Two weighted layers with nothing in between but, at most, a ReLU: `first`'s output channel c is
-    `second`'s input channel c."""
+    """Weighted layers with nothing in between but, at most, a ReLU: `first`'s output channel c is input
+    channel c of `second` and of every layer in `also` (a tensor read by several layers: all scale alike)."""
 
     first: WeightedOp
     second: WeightedOp
     activation: str  # "none" or "relu" (fused into `first`, or a separate RELU op)
     via: int | None = None  # the separate activation op, if any
-    tensor: int = -1  # the tensor `second` reads
+    tensor: int = -1  # the tensor the consumers read
+    also: list[WeightedOp] = field(default_factory=list)
+
+    @property
+    def consumers(self) -> list[WeightedOp]:
+        return [self.second, *self.also]
+
+    @property
+    def second_names(self) -> str:
+        return " + ".join(op.name for op in self.consumers)
 
 
 def find_pairs(model: Model) -> tuple[list[Pair], list[str]]:
@@ -191,23 +200,21 @@ def find_pairs(model: Model) -> tuple[list[Pair], list[str]]:
         if reader is not None and model.opcodes[reader] in ("RELU", "RELU6") and activation == "none":
             via, activation = reader, model.opcodes[reader].lower()
             tensor = int(model.graph.operators[reader].outputs[0])
-            reader = model.single_reader(tensor)
-        if reader is None or reader not in model.weighted:
+        readers = model.readers.get(tensor, [])
+        if not readers or tensor in model.outputs or any(r not in model.weighted for r in readers):
             continue
-        second = model.weighted[reader]
-        if second.x != tensor:
+        consumers = [model.weighted[r] for r in readers]
+        if any(c.x != tensor for c in consumers):
             continue
-        if op.opcode == "FULLY_CONNECTED" and second.opcode != "FULLY_CONNECTED":
-            continue
-        if second.opcode == "FULLY_CONNECTED" and op.opcode != "FULLY_CONNECTED":
+        if any((op.opcode == "FULLY_CONNECTED") != (c.opcode == "FULLY_CONNECTED") for c in consumers):
             continue  # a conv's NHWC map read as a flat vector: channel c is not one input column
-        where = f"{op.name} -> {second.name}"
+        where = f"{op.name} -> {' + '.join(c.name for c in consumers)}"
         if activation not in ("none", "relu"):
             skipped.append(f"{where}: {activation} between them (its clip bound would have to scale per channel)")
             continue
-        if not (model.writable(op.weights) and model.writable(second.weights)
+        if not (model.writable(op.weights) and all(model.writable(c.weights) for c in consumers)
                 and (op.bias < 0 or model.writable(op.bias))):
             skipped.append(f"{where}: a weight buffer is shared with another tensor")
             continue
-        pairs.append(Pair(op, second, activation, via, tensor))
+        pairs.append(Pair(op, consumers[0], activation, via, tensor, consumers[1:]))
     return pairs, skipped
