@@ -473,6 +473,8 @@ def _activation_layer(b: GraphBuilder, kind: str, name: str, config: dict, x: _V
         x.op.options["activation"] = FUSABLE[activation]
         b.tensors[x.tensor].name = name
         return _Value(x.tensor, x.shape, x.op)
+    if activation in FUSABLE:  # after a pool, the input, a reshape..: whether the converter fuses it is unmeasured
+        raise NeedsTensorFlow(f"layer {name}: a {activation} after a {x.op.opcode if x.op else 'model input'}")
     return _apply_activation(b, name, activation, _Value(x.tensor, x.shape, None))
 
 
@@ -485,6 +487,9 @@ def lint_keras_archive(path: Path, *, compiler: str, quant: str, shown: str):
     archive = read_archive(path)
     try:
         info, shims = graph_from_archive(archive)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a config this reader does not know
+        raise NeedsTensorFlow(f"its config holds what this reader does not know ({type(exc).__name__}: {exc})") \
+            from None
     finally:
         if archive.weights is not None:
             archive.weights.close()
