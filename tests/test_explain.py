@@ -161,3 +161,14 @@ def test_probe_graph_outputs_the_chosen_tensors(models):
     got = qx.tflite_tensors(probe, x, probe_graph.output_tensors)
     for want, tensor in zip(chosen, probe_graph.output_tensors):
         np.testing.assert_allclose(got[tensor], full[want], rtol=1e-6)
+
+
+def test_more_layers_than_probes_are_probed_in_rounds(models, capsys):
+    """--probes 2 on a 5-layer model: checkpoints first, then the window (the picker that spreads them)."""
+    code, envelope = run_json(capsys, ["explain", str(models["lossy"]), "--dataset", "random", "--calib", "16",
+                                       "--limit", "16", "--probe-images", "2", "--probes", "2", "--no-fixes",
+                                       "--json"])
+    r = envelope["result"]
+    probed = [row["index"] for row in r["layers"] if row["probed"]]
+    assert probed[0] == 0 and probed[-1] == 4 and len(probed) >= 3
+    assert r["first_bad"]["index"] == 4
