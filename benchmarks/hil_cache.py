@@ -64,7 +64,7 @@ def rgb_kmodel(out: Path) -> Path:
     return kmodel
 
 
-def _run(kmodel: Path, dataset: str, images: int, journal: Path, board_args: list[str], **extra: Any) -> dict:
+def _run(kmodel: Path, dataset: str | None, images: int, journal: Path, board_args: list[str], **extra: Any) -> dict:
     report = run_hil(HilConfig(kmodel=str(kmodel), virtual=True, dataset=dataset, split="test", limit=images,
                                baud=BAUD, no_reference=True, workers=1, journal=str(journal), fault_seed=1,
                                board_args=board_args, **extra))
@@ -74,9 +74,10 @@ def _run(kmodel: Path, dataset: str, images: int, journal: Path, board_args: lis
             "bit_identical_to_simulator": report["board_vs_simulator"]["bit_identical"], "journal": str(journal)}
 
 
-def cache_runs(name: str, kmodel: Path, dataset: str, images: int, input_bytes: int, out: Path,
-               journal_outputs: Any) -> dict:
-    """raw, first and second run of one set; their figures and whether every output equals the raw run's."""
+def cache_runs(name: str, kmodel: Path, dataset: str | None, images: int, input_bytes: int, out: Path,
+               journal_outputs: Any, **config: Any) -> dict:
+    """raw, first and second run of one set; their figures and whether every output equals the raw run's.
+    `config`: more HilConfig fields (data=FOLDER for a folder of images instead of a named set)."""
     sd = out / f"{name}-sd"
     shutil.rmtree(sd, ignore_errors=True)
     card = ["--sd-dir", str(sd), "--read-buf-len", str(RX_RING)]
@@ -86,7 +87,7 @@ def cache_runs(name: str, kmodel: Path, dataset: str, images: int, input_bytes: 
     for run, extra in (("raw", {"no_cache": True, "no_zlib": True}), ("first", {}), ("second", {})):
         print(f"-- {name}: {run} run, {images} images", flush=True)
         started = time.perf_counter()
-        figures = _run(kmodel, dataset, images, out / f"{name}-{run}.journal.jsonl", card, **extra)
+        figures = _run(kmodel, dataset, images, out / f"{name}-{run}.journal.jsonl", card, **extra, **config)
         figures["wall_s"] = time.perf_counter() - started
         outputs = journal_outputs(figures["journal"])
         reference = reference if reference is not None else outputs
