@@ -93,8 +93,8 @@ MAIXPY = Firmware(
 )
 CANMV = Firmware(
     key="canmv", loader_key="canmv", name="Canaan CanMV-K210 (from maix import KPU)",
-    builds=(Build("CanMV main", (3, 4), 310944, "first", heap_bytes=0xBB9B0),
-            Build("CanMV feat/kpu", (3, 4, 5), 155512, "all", input_dtype="uint8", input_channels=1, heap_bytes=0xBB9B0,
+    builds=(Build("CanMV main", (3, 4), 201728, "first", heap_bytes=0xBB9B0),
+            Build("CanMV feat/kpu", (3, 4, 5), 123904, "all", input_dtype="uint8", input_channels=1, heap_bytes=0xBB9B0,
                   input_rule="KPU.run takes a grayscale image: one 8-bit channel only")),
     repl=True, compiler="nncase1.9", spiffs_start=SPIFFS_START, virtual=True, virtual_versions=(5,),
     note="v3/v4 on the main branch; v5 only on branch feat/kpu (nncase 1.x runtime)",

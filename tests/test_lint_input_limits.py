@@ -24,10 +24,10 @@ def test_a_colour_camera_input_of_a_v5_model_is_out_of_reach_of_feat_kpu_only() 
 def test_limits_by_size_and_dtype() -> None:
     assert notes_for(5, "uint8", [1, 224, 224, 1]) == ([], notes_for(5, "uint8", [1, 224, 224, 1])[1])
     notes, _ = notes_for(5, "uint8", [1, 1024, 1024, 1])
-    assert notes[0] == "CanMV feat/kpu: input of 1048576 B: its runner serves inputs up to 155512 B"
+    assert notes[0] == "CanMV feat/kpu: input of 1048576 B: its runner serves inputs up to 123904 B"
     assert notes[1] == "C runner: input of 1048576 B: its runner serves inputs up to 524288 B"
     notes, _ = notes_for(4, "uint8", [1, 28, 28, 1])
     assert notes == ["MaixPy-v1: input of 784 B: its runner takes float32 only (KPU.forward wants floats), not uint8"]
     notes, _ = notes_for(4, "float32", [1, 128, 128, 3])
     assert notes[0] == "MaixPy-v1: input of 196608 B: its runner serves inputs up to 56992 B"
-    assert notes[1:] == []  # CanMV main serves 310944 B through its input file
+    assert notes[1:] == []  # CanMV main serves 201728 B through its input file

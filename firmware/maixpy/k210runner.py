@@ -69,13 +69,14 @@ class Runner:
     store: begin(size), write(mv), finish() -> source, abort()   (None: LOAD_MODEL unsupported)
     cache: a k210cache.SampleCache (None: no sample cache; modes KEEP and CACHED unsupported)
     inflate(buf) -> bytes: zlib decompression (None: mode ZLIB unsupported)
+    buffers: [input, zlib] bytearrays of max_input bytes or more, taken by the caller (None: allocated here)
     stream_input: plain inputs go chunk by chunk into backend.open_input(n) (a file the firmware's KPU
              reads) and backend.infer gets None for the input: no RAM copy; no cache and no inflate.
     """
 
     def __init__(self, backend, send, store, nonce, max_frame=1024, rx_window=4096, max_model=0,
                  max_input=65536, firmware="k210-runner", fw_version="0", reboot=None, cache=None, inflate=None,
-                 stream_input=False):
+                 stream_input=False, buffers=None):
         if max_frame < w.MIN_MAX_FRAME:
             raise ValueError("max_frame below %d" % w.MIN_MAX_FRAME)
         if stream_input and (cache is not None or inflate is not None):
@@ -95,7 +96,8 @@ class Runner:
         self.reboot = reboot
         self.decoder = w.FrameDecoder(max_frame)
         self.tx = w.FrameWriter(max_frame)
-        self.input = bytearray(0 if stream_input else max_input)
+        buffers = list(buffers or ())
+        self.input = buffers.pop(0) if buffers else bytearray(0 if stream_input else max_input)
         self._input_mv = memoryview(self.input)
         self._scratch = bytearray(w.RECORD_LEN + 4 * w.MAX_NDIM)
         self.cache = cache
@@ -105,7 +107,8 @@ class Runner:
         if inflate is not None:
             self.caps |= w.CAP_INFLATE
             self.modes |= w.MODE_ZLIB
-            self._packed = bytearray(max_input)  # a zlib stream lands here, the tensor in self.input
+            # a zlib stream lands here, the tensor in self.input
+            self._packed = buffers.pop(0) if buffers else bytearray(max_input)
         if cache is not None and cache.caps_log2():
             self.caps |= w.CAP_CACHE | (cache.caps_log2() << w.CAP_CACHE_LOG2_SHIFT)
             self.modes |= w.MODE_KEEP | w.MODE_CACHED

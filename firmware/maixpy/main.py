@@ -312,8 +312,53 @@ class _CanMVBase:
         free = heap_free()
         if free is None or float_list_cost() is None:
             return wanted
-        fit = (free - reserve - list_cost(self.max_output)) // (self.input_copies + copies)
-        return max(0, min(wanted, fit - fit % 4))
+        held_count = self.input_copies + SPARE_BLOCKS
+        blocks = held_count + copies
+        rest = reserve + list_cost(self.max_output)
+        room = (free - rest) // blocks
+        fit = min(wanted, room - room % 1024)  # whole KiB: a few bytes more or less of heap change nothing
+        fit -= fit % 4
+        # Measured, not only summed: each block must be one run of free heap. They are taken now, before
+        # the runner's small objects can split the runs: the firmware's own blocks are held here (see
+        # _give), the runner's `copies` buffers handed to it (runner_buffers).
+        while fit > 0:
+            held = take_blocks(fit + HOLD_SLACK, held_count, 0)
+            spare = take_blocks(fit, copies, rest) if held is not None else None
+            if spare is not None:
+                self._held = held
+                self.runner_buffers = spare
+                break
+            drop(held)
+            held = None
+            fit -= max(1024, fit // 64)
+            fit -= fit % 1024
+        self._block = max(0, fit)
+        return self._block
+
+    _held = None
+    _block = 0
+    runner_buffers = None
+
+    def _give(self):
+        """Free the held blocks for the firmware's own allocations of this inference."""
+        if self._held is not None:
+            drop(self._held)
+            self._held = None
+            gc.collect()
+
+    def _take(self):
+        """After an inference: hold again as many of the firmware's blocks as are free (CanMV main keeps
+        one: its KPU object still points at the last input)."""
+        if not self._block:
+            return
+        gc.collect()
+        held = []
+        try:
+            for _ in range(self.input_copies + SPARE_BLOCKS):
+                held.append(bytearray(self._block + HOLD_SLACK))
+        except MemoryError:
+            pass
+        self._held = held
 
     def _records(self, read):
         """Every returned output, read with read(i) -> [float] one at a time (each list dropped at once)."""
@@ -353,6 +398,10 @@ class CanMVBackend(_CanMVBase):
         max_input below `wanted`, or when the config says so (choice True/False)."""
         if choice is None:
             choice = self.input_limit(wanted, reserve, copies) < wanted
+            drop(self._held)
+            drop(self.runner_buffers)
+            self._held = self.runner_buffers = None  # only measured: make_runner asks again
+            gc.collect()
         self.streams_input = bool(choice)
         return self.streams_input
 
@@ -380,11 +429,17 @@ class CanMVBackend(_CanMVBase):
         if data is not None:  # the input is in the runner's RAM (not streamed): the firmware reads a file
             with open(self.input_path, "wb") as f:
                 f.write(data[:n])
+        self._give()  # run_with_output m_malloc's n bytes (before the clock starts: that is the file read)
         gc.collect()
         start = ticks_us()
-        values = self.kpu.run_with_output(self.input_path, getlist=True)
-        micros = elapsed_us(start)
-        return micros, self._records(lambda i: values)
+        try:
+            values = self.kpu.run_with_output(self.input_path, getlist=True)
+            micros = elapsed_us(start)
+            records = self._records(lambda i: values)
+        finally:
+            values = None
+            self._take()
+        return micros, records
 
 
 def gray_size(shape, n):
@@ -454,14 +509,20 @@ class CanMVKPUBackend(_CanMVBase):
         with open(self.image_path, "wb") as f:
             f.write(("P5\n%d %d\n255\n" % size).encode())
             f.write(data[:n])
-        img = self.image.Image(self.image_path)
-        img.pix_to_ai()
-        gc.collect()
-        start = ticks_us()
-        self.kpu.run(img)
-        micros = elapsed_us(start)
-        img = None
-        return micros, self._records(self.kpu.get_outputs)
+        self._give()  # the image's pixels and pix_ai: two blocks of n bytes
+        try:
+            img = self.image.Image(self.image_path)
+            img.pix_to_ai()
+            gc.collect()
+            start = ticks_us()
+            self.kpu.run(img)
+            micros = elapsed_us(start)
+            img = None
+            records = self._records(self.kpu.get_outputs)
+        finally:
+            img = None
+            self._take()
+        return micros, records
 
 
 def heap_free():
@@ -471,6 +532,39 @@ def heap_free():
         return None
     gc.collect()
     return mem_free()
+
+
+# Bytes each held block has beyond the input: the small objects the firmware (or the image loader's file
+# object) allocates first, at the bottom of the run it then takes its block from.
+HOLD_SLACK = 4096
+# Blocks held beyond the firmware's own count: MicroPython's GC is conservative, and a block the runner
+# let go may still be seen from a stale word on the stack (MicroPython 1.10 does keep such blocks), so
+# the firmware must find a run of free heap even when one of the released ones stays taken.
+SPARE_BLOCKS = 1
+
+
+def take_blocks(n, count, rest):
+    """`count` blocks of n bytes from the GC heap, if `rest` bytes more can be had beside them; else None."""
+    held = []
+    spare = None
+    try:
+        for _ in range(count):
+            held.append(bytearray(n))
+        spare = bytearray(rest)
+    except MemoryError:
+        drop(held)
+        held = None
+    spare = None  # noqa: F841 - dropped before the collection: only tried for
+    gc.collect()
+    return held
+
+
+def drop(blocks):
+    """Empty a list of blocks before letting it go: a conservative GC may still see the list itself
+    (a stale word on the stack), and must not keep its blocks alive through it."""
+    if blocks is not None:
+        for i in range(len(blocks)):
+            blocks[i] = None
 
 
 def float_list_cost(n=64):
@@ -600,10 +694,13 @@ def make_runner(config, backend, send):
         inflate = None
         copies = 0
     max_input = backend.input_limit(config["max_input"], reserve, copies)
+    buffers = getattr(backend, "runner_buffers", None)
+    backend.runner_buffers = None
     return k210runner.Runner(
         backend, send, store, boot_nonce(config), max_frame=config["max_frame"], rx_window=config["read_buf_len"],
         max_model=config["max_model"], max_input=max_input, firmware=FIRMWARE, fw_version=FW_VERSION,
-        reboot=reboot, cache=None if stream else sample_cache(config), inflate=inflate, stream_input=stream)
+        reboot=reboot, cache=None if stream else sample_cache(config), inflate=inflate, stream_input=stream,
+        buffers=buffers)
 
 
 def main():

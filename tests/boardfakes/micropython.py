@@ -27,6 +27,12 @@ BOARD_DIR = REPO / "firmware" / "maixpy"
 NPM_DIR = Path(os.environ.get("K210_NPM_DIR", REPO / ".cache" / "npm" / "node_modules"))
 DRIVER = HERE / "mp_node.js"
 INTERPRETERS = ("cpython", "mp-1.10", "mp-1.27")
+# Each firmware's GC heap, CONFIG_MAIXPY_GC_HEAP_SIZE in its project config_defaults.mk (main.py's heap
+# figures follow gc.mem_free() on whatever runs it):
+#   MaixPy-v1:      sipeed/MaixPy-v1 projects/maixpy_*/config_defaults.mk          0x80000
+#   CanMV main:     kendryte/canmv (main) projects/canmv_dnk210/config_defaults.mk  0xBB9B0
+#   CanMV feat/kpu: kendryte/canmv (feat/kpu) projects/canmv_dock/config_defaults.mk 0xBB9B0
+FIRMWARE_HEAP = {"maixpy-v1": 0x80000, "canmv": 0xBB9B0, "canmv-kpu": 0xBB9B0}
 
 
 @dataclass
@@ -62,7 +68,8 @@ class Card:
 
 
 def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes], *, chunk: int, real_fs: bool,
-            seed: int = 1, card: Card | None = None) -> str:
+            seed: int = 1, card: Card | None = None, card_bytes: int = 0, board_heap: int = 0,
+            session_end: int = 0) -> str:
     card = card or Card()
     sources = {name: (BOARD_DIR / f"{name}.py").read_text() for name in ("k210wire", "k210runner", "k210cache",
                                                                        "main")}
@@ -78,22 +85,35 @@ def program(session: bytes, profile: str, config: dict, flash: dict[int, bytes],
         f"CUT = {card.cut!r}",
         f"DAMAGE = {dict(card.damage or {})!r}",
         f"LIST_DIR = {card.list_dir!r}",
+        f"CARD_BYTES = {card_bytes}",
+        f"BOARD_HEAP = {board_heap}",
+        f"SESSION_END = {session_end:<12d}",  # one width: a probe's program text is as long as the run's
     ])
     return "\n".join([prelude, (HERE / "mp_stubs.py").read_text(), (HERE / "mp_session.py").read_text()])
 
 
 def run_session(interpreter: str, session: bytes, *, profile: str = "canmv-kpu", config: dict | None = None,
                 flash: dict[int, bytes] | None = None, chunk: int = 61, heap: int = 2 << 20,
-                timeout: float = 240.0, card: Card | None = None, ram_fs: bool = False) -> Session:
+                timeout: float = 240.0, card: Card | None = None, ram_fs: bool = False,
+                board_heap: int = 0, card_bytes: int = 0, stop_after: int = 0) -> Session:
     """Boot main.py under `interpreter`, feed it `session`, return what it sent. ram_fs: 1.27 too gets
-    mp_stubs' RamDisk (FatFs /sd, SPIFFS /flash, as MaixPy mounts them) instead of its own files."""
+    mp_stubs' RamDisk (FatFs /sd, SPIFFS /flash, as MaixPy mounts them) instead of its own files.
+    board_heap (1.10): main.py gets the free heap of a firmware whose GC heap is that big; the
+    interpreter's heap is made larger by what the harness holds (the stream, the sources, a card of
+    card_bytes allocated before boot, so that files are not taken from the board's heap). stop_after:
+    the board reads only that many bytes of the session (the same program text, so the same heap to the
+    byte as the whole session's)."""
     cfg = {"upload_path": "/sd/k210_upload.kmodel", "input_path": "/sd/k210_input.bin",
            "image_path": "/sd/k210_input.pgm", "boot_counter_path": "/flash/k210_boots",
            "max_frame": 256, "max_input": 4096, "max_model": 1 << 16, "read_buf_len": 4096}
     cfg.update(config or {})
     # Only 1.27 has a file system of its own; CPython has no /sd: it gets the RAM one, as 1.10 does.
     real_fs = interpreter == "mp-1.27" and not ram_fs
-    text = program(session, profile, cfg, flash or {}, chunk=chunk, real_fs=real_fs, card=card)
+    end = stop_after or len(session)
+    text = program(session, profile, cfg, flash or {}, chunk=chunk, real_fs=real_fs, card=card, card_bytes=card_bytes,
+                   board_heap=board_heap, session_end=end)
+    if board_heap:
+        heap = max(heap, board_heap + card_bytes + 2 * len(text) + (64 << 10))
     with tempfile.TemporaryDirectory(prefix="k210-mp-") as tmp:
         prog = Path(tmp) / "session.py"
         prog.write_text(text)

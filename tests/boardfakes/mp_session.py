@@ -1,8 +1,9 @@
 # mp_session: boots firmware/maixpy/main.py on the mp_stubs hardware and feeds it one host byte stream,
 # in real MicroPython or in CPython alike. The program that runs is: a prelude written by
 # tests/boardfakes/micropython.py (SESSION, PROFILE, CONFIG, FLASH, SOURCES, CHUNK, REAL_FS, SEED, CUT,
-# DAMAGE, LIST_DIR), then mp_stubs.py, then this file. It prints each UART write as hex (a `W` line), the
-# files in LIST_DIR at every boot and at the end (`FS` lines), and the GC heap figures.
+# DAMAGE, LIST_DIR, CARD_BYTES, BOARD_HEAP, SESSION_END), then mp_stubs.py, then this file. It prints each
+# UART write as hex (a `W` line), the files in LIST_DIR at every boot and at the end (`FS` lines),
+# and the GC heap figures (BALLAST: what main.py finds used at boot, and the ballast block).
 # main.py, k210runner.py, k210wire.py and k210cache.py run from their unmodified source text: exec'd as
 # modules, as a board's import would. Where the interpreter has no file system (the 1.10 build; CPython
 # has no /sd) `open` and k210cache's `uos` are mp_stubs' RamDisk; 1.27 writes its own (VfsPosix) files.
@@ -23,8 +24,9 @@ except ImportError:
 class Link:
     """The UART's far end: hands out SESSION in CHUNK-byte reads, collects what the board writes."""
 
-    def __init__(self, data, chunk):
+    def __init__(self, data, chunk, end=0):
         self.data = data
+        self.end = end or len(data)  # bytes past `end` only pad SESSION (same heap as a longer session)
         self.at = 0
         self.chunk = chunk
         self.reads = 0
@@ -34,12 +36,12 @@ class Link:
         free = heap_free()
         if free is not None and (self.low is None or free < self.low):
             self.low = free
-        if self.at >= len(self.data):
+        if self.at >= self.end:
             return None
         self.reads += 1
         if self.reads % 7 == 0:
             return b""  # now and then nothing came in yet, as a UART read with timeout returns
-        n = min(n, self.chunk)
+        n = min(n, self.chunk, self.end - self.at)
         piece = self.data[self.at:self.at + n]
         self.at += len(piece)
         return piece
@@ -66,7 +68,7 @@ def real_fs_open():
 
 
 def ram_fs_open():
-    disk = RamDisk()
+    disk = RamDisk(CARD_BYTES)
     return disk.open, disk.uos()
 
 
@@ -77,6 +79,30 @@ def damage(fs_open, path):
     data[len(data) // 2] ^= 0x10
     with fs_open(path, "wb") as f:
         f.write(data)
+
+
+def board_heap_ballast():
+    """BOARD_HEAP: leave main.py the heap a firmware with a GC heap of BOARD_HEAP bytes would: what this
+    harness holds that a board does not (the host's byte stream, the source texts a board compiles from
+    files, the card's pool) was given on top of BOARD_HEAP; the rest is taken by a ballast block."""
+    if not BOARD_HEAP:
+        return None
+    gc.collect()
+    harness = len(SESSION) + CARD_BYTES
+    for name in SOURCES:
+        harness += len(SOURCES[name])
+    board_used = gc.mem_alloc() - harness
+    extra = gc.mem_free() - (BOARD_HEAP - board_used)
+    print("BALLAST %d %d" % (board_used, extra))
+    if extra < 0:
+        raise MemoryError("interpreter heap too small for BOARD_HEAP %d by %d" % (BOARD_HEAP, -extra))
+    # In 512-byte pieces: first fit puts them into the holes the harness's own objects left low in the
+    # heap, so that main.py finds one run of free heap, as on a board (not the harness's fragments).
+    piece = 512
+    pieces = [None] * (extra // (piece + 16) + 1)
+    for i in range(len(pieces) - 1):
+        pieces[i] = bytearray(piece)
+    return pieces
 
 
 def listing(fs_os, path):
@@ -106,7 +132,7 @@ def run():
     if not REAL_FS:
         sys.modules["uos"] = fs_os  # k210cache's file system calls (CPython's os has no /sd)
     power = Power(CUT[0], CUT[1]) if CUT else Power("", 0)
-    link = Link(SESSION, CHUNK)
+    link = Link(SESSION, CHUNK, SESSION_END)
     gc.collect()
     before = heap_free()
     install(sys.modules, PROFILE, link, fs_open, FLASH, SEED)
@@ -114,6 +140,7 @@ def run():
     load_module("k210wire", inject)
     load_module("k210runner", inject)
     load_module("k210cache", power.open(fs_open))
+    ballast = board_heap_ballast()
     boots = 0
     while True:
         boots += 1
@@ -131,6 +158,7 @@ def run():
         except LinkClosed:
             break
     g = None
+    del ballast  # kept until here: main.py's heap is the board's for the whole session
     gc.collect()
     after = heap_free()
     print("BOOTS %d" % boots)

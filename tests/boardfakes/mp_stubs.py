@@ -279,32 +279,35 @@ def make_canmv_v1(fs_open, flash):
 
 
 class Image:
-    """OpenMV-style image: a grayscale PGM (P5) loads byte for byte; pix_to_ai() fills pix_ai with them."""
+    """OpenMV-style image as CanMV's image module loads a grayscale PGM (P5): the pixels in one GC-heap
+    buffer of w*h bytes read straight from the file; pix_to_ai() copies them into pix_ai (xalloc(w*h),
+    omv/py/py_image.c py_image_pix_to_ai, grayscale case) and returns None."""
 
     def __init__(self, path, fs_open):
         with fs_open(path, "rb") as f:
-            data = f.read()
-        fields = []
-        at = 0
-        space = (32, 9, 10, 13)
-        while len(fields) < 4:
-            while data[at] in space:
-                at += 1
-            start = at
-            while data[at] not in space:
-                at += 1
-            fields.append(bytes(data[start:at]))
-        if fields[0] != b"P5" or fields[3] != b"255":
-            raise OSError("image: only 8-bit grayscale PGM here")
-        self.w, self.h = int(fields[1]), int(fields[2])
-        self.pixels = bytearray(data[at + 1:at + 1 + self.w * self.h])
-        if len(self.pixels) != self.w * self.h:
-            raise OSError("image: PGM shorter than its size")
+            fields = []
+            field = b""
+            while len(fields) < 4:  # the header, a byte at a time: no copy of the file on the heap
+                c = f.read(1)
+                if not c:
+                    raise OSError("image: PGM header cut short")
+                if c in (b" ", b"\t", b"\n", b"\r"):
+                    if field:
+                        fields.append(field)
+                        field = b""
+                else:
+                    field += c
+            if fields[0] != b"P5" or fields[3] != b"255":
+                raise OSError("image: only 8-bit grayscale PGM here")
+            self.w, self.h = int(fields[1]), int(fields[2])
+            self.pixels = bytearray(self.w * self.h)
+            if f.readinto(self.pixels) != self.w * self.h:
+                raise OSError("image: PGM shorter than its size")
         self.pix_ai = None
 
     def pix_to_ai(self):
         if self.pix_ai is None:
-            self.pix_ai = bytearray(self.w * self.h)  # xalloc(w*h): a second copy on the GC heap
+            self.pix_ai = bytearray(self.w * self.h)
         self.pix_ai[:] = self.pixels
 
 
@@ -385,14 +388,14 @@ class RamFile:
     def read(self, n=-1):
         data = self.disk.files[self.path]
         end = len(data) if n is None or n < 0 else min(len(data), self.pos + n)
-        piece = bytes(data[self.pos:end])
+        piece = bytes(body_piece(data, self.pos, end))
         self.pos = end
         return piece.decode() if self.text else piece
 
     def readinto(self, buf):
         data = self.disk.files[self.path]
         n = min(len(buf), len(data) - self.pos)
-        buf[:n] = data[self.pos:self.pos + n]
+        buf[:n] = body_piece(data, self.pos, self.pos + n)
         self.pos += n
         return n
 
@@ -414,6 +417,58 @@ class RamFile:
 
 ENOENT = 2
 EEXIST = 17
+ENOSPC = 28
+
+
+def body_piece(body, a, b):
+    """Bytes a..b of a file's body (a bytearray, or a PoolBody without a copy)."""
+    if isinstance(body, PoolBody):
+        return body.piece(a, b)
+    return body[a:b]
+
+
+class Card:
+    """The card's bytes, allocated once before the board boots, so that what the files hold is not
+    taken from the GC heap the runner measures (a board's SD card is not in its heap). Files take
+    regions from the top; a file rewritten or grown while it is the newest reuses its region."""
+
+    def __init__(self, size):
+        self.pool = bytearray(size)
+        self.view = memoryview(self.pool)
+        self.top = 0
+
+
+class PoolBody:
+    def __init__(self, card):
+        self.card = card
+        self.start = card.top
+        self.n = 0
+
+    def __len__(self):
+        return self.n
+
+    def piece(self, a, b):
+        return self.card.view[self.start + a:self.start + b]
+
+    def extend(self, data):
+        card = self.card
+        if self.start + self.n != card.top:  # not the newest region: move to the top
+            at = card.top
+            if at + self.n > len(card.pool):
+                raise OSError(ENOSPC)
+            card.view[at:at + self.n] = card.view[self.start:self.start + self.n]
+            self.start = at
+            card.top = at + self.n
+        end = card.top + len(data)
+        if end > len(card.pool):
+            raise OSError(ENOSPC)
+        card.view[card.top:end] = data
+        self.n += len(data)
+        card.top = end
+
+    def release(self):
+        if self.start + self.n == self.card.top:
+            self.card.top = self.start
 
 
 class RamDisk:
@@ -424,8 +479,9 @@ class RamDisk:
     Listings come in creation order (a rename moves the name to the end), as a fresh FatFs card and
     emscripten's file system list them: MicroPython's dict has no order of its own."""
 
-    def __init__(self):
-        self.files = {}  # path -> bytearray
+    def __init__(self, card_bytes=0):
+        self.files = {}  # path -> bytearray, or PoolBody on a Card of card_bytes
+        self.card = Card(card_bytes) if card_bytes else None
         self.dirs = ["/sd", "/flash"]
         self.order = []  # file paths, oldest first
 
@@ -433,7 +489,9 @@ class RamDisk:
         self._parent(path)
         if path not in self.files:
             self.order.append(path)
-        self.files[path] = bytearray()
+        elif self.card is not None:
+            self.files[path].release()
+        self.files[path] = bytearray() if self.card is None else PoolBody(self.card)
 
     def _parent(self, path):
         parent = path[:path.rfind("/")]
@@ -472,6 +530,8 @@ class RamDisk:
     def remove(self, path):
         if path not in self.files:
             raise OSError(ENOENT)
+        if self.card is not None:
+            self.files[path].release()
         del self.files[path]
         self.order.remove(path)
 
