@@ -55,6 +55,7 @@ def resized(side: int) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.photo_compression", description=__doc__)
+    parser.add_argument("--out", help="accepted for benchmarks.run_all; nothing is written")
     parser.parse_args(argv)
     best = 0.0
     print(f"raw bytes / deflated bytes on photographs: the most a first HIL run can gain over the raw-link "
