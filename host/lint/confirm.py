@@ -121,7 +121,8 @@ def gate_before_build(report: LintReport, tflite: bytes, input_shape: list[int],
                           f"its error (lint is {low}-{high}x nncase's TOTAL on the models measured): not compiling "
                           f"(--no-lint-gate lets nncase's full build decide)")
     figures = nncase_figures(tflite, input_shape, quant=quant, input_type=input_type)
-    asked = f"lint estimated {_mib(total)}; nncase asked with random calibration in {figures.seconds:.0f} s"
+    how = "random calibration, " if quant == "uint8" else ""
+    asked = f"lint estimated {_mib(total)}; nncase's quick build ({how}as lint --confirm): {figures.seconds:.0f} s"
     if figures.compiled and not nncase_fits(figures):
         raise CheckFailed(f"nncase 1.9's TOTAL is {_mib(figures.total)}: more than the K210's {_mib(SRAM_BYTES)} "
                           f"SRAM ({asked}): not compiling")
