@@ -277,9 +277,8 @@ def _emit(b: GraphBuilder, layer: dict, sources: list[_Value], readers: dict[str
     if len(sources) != 1 and kind not in ("Add", "Concatenate"):
         raise NeedsTensorFlow(f"layer {name} ({kind}) has {len(sources)} inputs")
     x = sources[0]
-    single = readers.get(name, 0) == 1
     if kind in ("Conv2D", "DepthwiseConv2D"):
-        return _conv(b, kind, name, config, x, single)
+        return _conv(b, kind, name, config, x)
     if kind == "Dense":
         return _dense(b, name, config, x)
     if kind == "BatchNormalization":
@@ -336,7 +335,7 @@ def _padding_pairs(value) -> list:
     return list(value)
 
 
-def _conv(b: GraphBuilder, kind: str, name: str, config: dict, x: _Value, single: bool) -> _Value:
+def _conv(b: GraphBuilder, kind: str, name: str, config: dict, x: _Value) -> _Value:
     if len(x.shape) != 4:
         raise NeedsTensorFlow(f"layer {name}: a {kind} on a rank-{len(x.shape)} tensor")
     (kh, kw), (sh, sw) = _pair(config["kernel_size"]), _pair(config.get("strides", 1))
