@@ -4,7 +4,11 @@
 states (Ctrl-A/B/C/D) and runs each raw-REPL program with CPython `exec`, but with MicroPython's
 world in place of CPython's: only `uos`/`os`, `ubinascii`, `uhashlib` (digest() once, no
 hexdigest, as on MaixPy), `machine` and `gc` can be imported, `open` and `uos` see only the
-board's mounts (folders under `root`), and /flash has SPIFFS's 3 MiB. `corrupt` flips one bit in
+board's mounts (folders under `root`), and /flash has SPIFFS's 3 MiB. Sources they follow (sipeed/MaixPy-v1,
+CanMV has the same files): uhashlib is components/micropython/port/src/moduhashlib_maixpy.c
+(sha256 with update/digest, the hardware engine: digest() finalises it, so once), ubinascii is
+MicroPython's extmod/modubinascii.c, /flash is vfs_spiffs.c, the REPL states are MicroPython's
+lib/utils/pyexec.c. `corrupt` flips one bit in
 a chosen write to a file, as a flaky UART or file system would.
 
 Two transports: `FakeBoardPort` (in-process, pyserial-like) and `serve_over_tcp` (a socket:// URL

@@ -1,6 +1,10 @@
 # mp_stubs: the K210 hardware modules firmware/maixpy/main.py imports, written so that the same file
 # runs in real MicroPython (1.10 .. 1.27, under node) and in CPython. Only hardware is stubbed:
-#   machine        UART fed from / draining into a byte stream (the `link`), reset() -> Reboot
+#   machine        UART fed from / draining into a byte stream (the `link`), reset() -> Reboot; as
+#                  MaixPy-v1 standard_lib/machine/machine_uart.c (CanMV: the same file): readinto is
+#                  mp_stream_readinto, waiting timeout_char (10 ms), None when nothing came in
+#   not stubbed    uhashlib (moduhashlib_maixpy.c: sha256 with update/digest), ubinascii.crc32 and
+#                  uzlib (MicroPython extmod, built into both firmwares): the interpreter's own run
 #   fpioa_manager  fm.register, fm.fpioa.UART1_TX/RX
 #   utime          a deterministic clock (every read advances it 1000 us), so replies match byte for byte
 #   urandom        a deterministic getrandbits
