@@ -197,3 +197,11 @@ def test_a_tensor_read_by_two_layers_scales_both(tmp_path):
     assert relative_difference(outputs(tflite, calibration), outputs(done.tflite, calibration)) <= 1e-5
     equalised = apply(tflite, TransformOptions(equalize=True), calibration).tflite
     assert relative_difference(outputs(tflite, unseen), outputs(equalised, unseen)) <= 1e-5
+
+
+def test_channel_spread_leaves_dead_channels_out():
+    from k210.converters.transforms.measure import ChannelRanges
+
+    assert ChannelRanges(np.zeros(4), np.array([0.0, 0.0, 1.0, 3.0])).spread() == pytest.approx(1.5)
+    assert ChannelRanges(np.zeros(3), np.zeros(3)).spread() == 1.0
+    assert ChannelRanges(np.array([0.0, -1.0]), np.array([3000.0, 4.0])).spread() == pytest.approx(3000 / 1502.5)

@@ -18,10 +18,11 @@ class ChannelRanges:
         return self.high - self.low
 
     def spread(self) -> float:
-        """max channel range / median channel range: how far one channel sets the per-tensor step."""
-        spans = self.spans
-        median = float(np.median(spans))
-        return float(spans.max() / median) if median > 0 else (float("inf") if spans.max() > 0 else 1.0)
+        """max channel range / median channel range: how far one channel sets the per-tensor step. Dead
+        channels (range 0) carry nothing to lose and are left out of the median (and the figure stays finite
+        for JSON)."""
+        live = self.spans[self.spans > 0]
+        return float(live.max() / np.median(live)) if len(live) else 1.0
 
 
 def _interpreter(tflite: bytes):
