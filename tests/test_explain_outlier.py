@@ -98,6 +98,10 @@ def test_explain_names_the_outlier_layer_and_equalisation_fixes_it(outlier, caps
     assert card["compile_command"] == equalised["compile_command"]
     assert card["quantisation"]["transforms"]["transforms"] == ["equalize"]
     assert len(card["quantisation"]["calibration"]["sample_sha256"]) == 32
+    # the kept build is a kmodel verify takes as it is: the card names the model, the data and the samples to skip
+    code, verified = run_json(capsys, ["verify", str(keep / "cross-layer-equalisation.kmodel"), "--json"])
+    assert code == 0, verified["result"].get("verdict")
+    assert verified["result"]["check_data"]["held_out"] is True
 
 
 def test_compile_line_rebuilds_the_fix(outlier, capsys, tmp_path):
