@@ -60,7 +60,11 @@ def test_kill_9_during_the_simulator_leaves_no_process_behind(tmp_path):
                              "--no-reference", "--workers", "2"],
                             env=_env(token, scratch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        workers = _wait_for(lambda: [p for p, cmd in _marked(token).items() if "multiprocessing" in cmd], 120)
+        def simulator_processes() -> list[int]:  # the resource tracker comes first: wait for the workers too
+            found = [p for p, cmd in _marked(token).items() if "multiprocessing" in cmd]
+            return found if len(found) >= 2 else []
+
+        workers = _wait_for(simulator_processes, 120)
         assert len(workers) >= 2, f"no simulator workers seen: {_marked(token)}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

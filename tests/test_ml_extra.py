@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import sys
 
 import pytest
 from flashdeploy_support import kmodel_v5, write
@@ -23,6 +24,9 @@ def without_ml(monkeypatch):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real_import(name, *args, **kwargs)
 
+    # A module another test imported already would be found in sys.modules: hide those too (restored after).
+    for name in [n for n in sys.modules if n.split(".")[0] in ML]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(builtins, "__import__", fake_import)
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name.split(".")[0] in ML else real_find_spec(name, *a))
