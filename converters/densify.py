@@ -24,13 +24,11 @@ from k210.core.errors import BadInputError
 
 from .dequantize import (
     _TFLITE_IDENTIFIER,
-    _drop_unused_buffers,
-    _drop_unused_opcodes,
-    _drop_unused_tensors,
     _ints,
     _load,
     _opcode,
     _schema,
+    fold_constant_ops,
 )
 
 _DENSIFY = 124  # schema BuiltinOperator value
@@ -120,25 +118,11 @@ def dense_values(shape: list[int], sparsity, stored: np.ndarray) -> np.ndarray:
 
 def densify_bytes(data: bytes) -> Densified:
     """Fold every DENSIFY of a constant sparse tensor into a dense constant; drop what is left unused."""
-    model = _load(data)
-    schema = _schema()
-    folded = 0
-    for graph_index, graph in enumerate(model.subgraphs or []):
-        fold = set(_foldable(model, graph))
-        for index in sorted(fold):
-            op = graph.operators[index]
-            source, target = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.outputs[0])]
-            stored = np.frombuffer(bytes(bytearray(model.buffers[source.buffer].data)), dtype=_DTYPES[source.type])
-            dense = dense_values(_ints(target.shape) or _ints(source.shape), source.sparsity, stored)
-            buffer = schema.BufferT()
-            buffer.data = np.frombuffer(dense.astype(_DTYPES[target.type]).tobytes(), dtype=np.uint8)
-            model.buffers.append(buffer)
-            target.buffer = len(model.buffers) - 1
-        graph.operators = [op for i, op in enumerate(graph.operators or []) if i not in fold]
-        folded += len(fold)
-        _drop_unused_tensors(graph, model.signatureDefs or [], graph_index)
-    _drop_unused_opcodes(model)
-    _drop_unused_buffers(model)
-    builder = __import__("flatbuffers").Builder(max(1024, len(data) * 4))
-    builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
-    return Densified(bytes(builder.Output()), folded)
+
+    def dense_bytes(model, source, target) -> bytes:
+        stored = np.frombuffer(bytes(bytearray(model.buffers[source.buffer].data)), dtype=_DTYPES[source.type])
+        dense = dense_values(_ints(target.shape) or _ints(source.shape), source.sparsity, stored)
+        return dense.astype(_DTYPES[target.type]).tobytes()
+
+    out, folded = fold_constant_ops(data, _foldable, dense_bytes, growth=4)
+    return Densified(out, folded)

@@ -14,10 +14,12 @@ needs only `flatbuffers`, so it is loaded from TensorFlow's folder without impor
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -99,19 +101,20 @@ def _foldable(model, graph) -> list[int]:
     return found
 
 
-def dequantize_float16_bytes(data: bytes) -> Dequantized:
-    """Fold every float16-constant DEQUANTIZE into a float32 constant; drop what is left unused."""
+def fold_constant_ops(data: bytes, foldable: Callable[[Any, Any], list[int]],
+                      values_of: Callable[[Any, Any, Any], bytes], growth: int = 2) -> tuple[bytes, int]:
+    """Replace each op `foldable(model, graph)` names (one constant input, one output) by a constant whose
+    bytes `values_of(model, source, target)` gives; drop what is left unused. Returns (model, ops folded)."""
     model = _load(data)
     schema = _schema()
     folded = 0
     for graph_index, graph in enumerate(model.subgraphs or []):
-        fold = set(_foldable(model, graph))
+        fold = set(foldable(model, graph))
         for index in sorted(fold):
             op = graph.operators[index]
             source, target = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.outputs[0])]
-            values = np.frombuffer(bytes(bytearray(model.buffers[source.buffer].data)), dtype="<f2")
             buffer = schema.BufferT()
-            buffer.data = np.frombuffer(values.astype("<f4").tobytes(), dtype=np.uint8)
+            buffer.data = np.frombuffer(values_of(model, source, target), dtype=np.uint8)
             model.buffers.append(buffer)
             target.buffer = len(model.buffers) - 1
         graph.operators = [op for i, op in enumerate(graph.operators or []) if i not in fold]
@@ -119,9 +122,19 @@ def dequantize_float16_bytes(data: bytes) -> Dequantized:
         _drop_unused_tensors(graph, model.signatureDefs or [], graph_index)
     _drop_unused_opcodes(model)
     _drop_unused_buffers(model)
-    builder = __import__("flatbuffers").Builder(max(1024, len(data) * 2))
+    builder = __import__("flatbuffers").Builder(max(1024, len(data) * growth))
     builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
-    out = bytes(builder.Output())
+    return bytes(builder.Output()), folded
+
+
+def dequantize_float16_bytes(data: bytes) -> Dequantized:
+    """Fold every float16-constant DEQUANTIZE into a float32 constant; drop what is left unused."""
+
+    def as_float32(model, source, target) -> bytes:
+        values = np.frombuffer(bytes(bytearray(model.buffers[source.buffer].data)), dtype="<f2")
+        return values.astype("<f4").tobytes()
+
+    out, folded = fold_constant_ops(data, _foldable, as_float32)
     return Dequantized(out, folded, len(data), len(out))
 
 
