@@ -59,7 +59,7 @@ def _keras_name(tensor: str) -> str:
     """`functional_1/dw_1/BiasAdd;...` -> `dw` (the last layer of a fused name is the one that wrote it)."""
     import re
 
-    scopes = re.findall(r"functional(?:_\d+)?/(\w+?)(?:_\d+)?/", tensor)  # Keras numbers scopes per process
+    scopes = re.findall(r"functional(?:_\d+)*/(\w+?)(?:_\d+)?/", tensor)  # Keras numbers scopes per process
     return scopes[-1] if scopes else tensor
 
 
