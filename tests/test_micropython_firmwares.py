@@ -12,7 +12,7 @@ import re
 import struct
 
 import pytest
-from boardfakes import mp_stubs
+from boardfakes import mp_stubs, script
 from boardfakes.arith_model import arith_outputs, make_arith_kmodel
 from boardfakes.micropython import FIRMWARE_HEAP, node_missing, run_session
 
@@ -28,15 +28,7 @@ def interpreters() -> None:
         pytest.fail(why)
 
 
-class Script:
-    def __init__(self) -> None:
-        self.seq = 0
-        self.data = bytearray()
-
-    def send(self, mtype: int, fields: dict | None = None) -> None:
-        self.seq += 1
-        self.data += w.encode_frame(mtype, 0, self.seq, w.encode_payload(mtype, fields or {}))
-
+class Script(script.Script):
     def upload(self, model: bytes, inputs: list, outputs: list) -> None:
         self.send(w.LOAD_BEGIN, {"size": len(model), "sha256": hashlib.sha256(model).hexdigest(),
                                  "inputs": inputs, "outputs": outputs})

@@ -14,6 +14,7 @@ import struct
 import pytest
 from boardfakes.arith_model import arith_outputs, make_arith_kmodel
 from boardfakes.micropython import REPO, node_missing, run_session
+from boardfakes.script import Script
 
 from k210.firmware import k210wire as w
 
@@ -26,23 +27,6 @@ def interpreters() -> None:
     why = node_missing()
     if why:
         pytest.fail(why)
-
-
-class Script:
-    def __init__(self) -> None:
-        self.seq = 0
-        self.data = bytearray()
-
-    def send(self, mtype: int, fields: dict | None = None, *, damage: str | None = None) -> None:
-        self.seq += 1
-        payload = w.encode_payload(mtype, fields or {}) if mtype in w.TYPE_NAMES else b""
-        frame = bytearray(w.encode_frame(mtype, 0, self.seq, payload))
-        if damage == "corrupt":
-            frame[len(frame) // 2] ^= 0x21 if frame[len(frame) // 2] not in (0, 0x21) else 0x03
-        self.data += frame
-
-    def raw(self, data: bytes) -> None:
-        self.data += data
 
 
 def upload(s: Script, model: bytes, inputs: list, outputs: list, *, damaged: bool = False) -> None:
