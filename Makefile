@@ -14,7 +14,7 @@ demo: setup
 	@$(PY) -m k210.host.demo --out $(OUT)/demo
 
 test: setup
-	@$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 test-fast: setup
 	@$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
