@@ -29,7 +29,8 @@ import numpy as np
 from benchmarks.explain_face import face_agreement, found, package_dir, photographs, variants
 
 DFQ = ("equalize", "absorb-bias", "bias-correct")
-BUILDS = (  # name, transforms (compile flags), least-squares weights, more calibration samples
+CLAMP = "clamp-output"  # the case's own output clamps (models with no clampable head skip these builds)
+BUILDS = (  # name, transforms (compile flags), least-squares weights, more calibration samples[, method]
     ("baseline", (), False, False),
     ("--dfq", DFQ, False, False),
     ("--equalize", ("equalize",), False, False),
@@ -38,7 +39,20 @@ BUILDS = (  # name, transforms (compile flags), least-squares weights, more cali
     ("--dfq, more samples", DFQ, False, True),
     ("--dfq --mse-weights", DFQ, True, False),
     ("--equalize --absorb-bias", ("equalize", "absorb-bias"), False, False),
+    ("--clamp-output", (CLAMP,), False, False),
+    ("--clamp-output scores only", (CLAMP, "scores-only"), False, False),
+    ("--equalize --clamp-output", ("equalize", CLAMP), False, False),
+    ("--equalize --absorb-bias --clamp-output", ("equalize", "absorb-bias", CLAMP), False, False),
+    ("--equalize --clamp-output, kld_m0", ("equalize", CLAMP), False, False, "kld_m0"),
+    ("--clamp-output, kld_m0", (CLAMP,), False, False, "kld_m0"),
+    ("--dfq --clamp-output, more samples", DFQ + (CLAMP,), False, True),
+    ("--equalize --clamp-output, more samples", ("equalize", CLAMP), False, True),
+    ("kld_m0", (), False, False, "kld_m0"),
+    ("float32 input", (), False, False, "no_clip", "float32"),
 )
+# BlazeFace's outputs clamped: score logits to -16..16 (sigmoid 1e-7..1-1e-7: no decision at any threshold
+# changes; MediaPipe's decoder clips at 100), box and keypoint offsets to one image side (256 pixels).
+FACE_CLAMPS = ("classificators=-16,16", "regressors=-256,256")
 
 
 def best_box_iou(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float | None:
@@ -83,6 +97,7 @@ def face_case():
                 "faces_kmodel": int(found(outputs).sum())}
 
     return {"name": "BlazeFace back", "model": str(model), "tflite": tfl.data, "shape": shape, "spec": spec,
+            "clamps": FACE_CLAMPS,
             "build": BuildSpec(input_type="uint8", input_range=(-1.0, 1.0)), "calibration": calib, "more": more,
             "checks": checks, "figures": figures, "compile_base": [str(model), "--data", "PHOTOS", "--input-range",
                                                                    "-1,1"],
@@ -168,6 +183,7 @@ def run_case(case: dict, out: Path, say, builds: list[str] | None = None) -> dic
     from k210.converters import quant_explain as qx
     from k210.converters.transforms import TransformOptions, apply
     from k210.converters.transforms import graph as g
+    from k210.converters.transforms.clamp import clipped_reference, parse_clamp
 
     spec = case["spec"]
     checks_k, checks_f = spec.to_kmodel(case["checks"]), spec.to_float(case["checks"])
@@ -180,32 +196,52 @@ def run_case(case: dict, out: Path, say, builds: list[str] | None = None) -> dic
     if builds and target.exists():  # a partial rerun adds to the builds already measured
         results["builds"] = [b for b in json.loads(target.read_text())["builds"] if b["build"] not in builds]
     transformed: dict = {}
-    for name, transforms, mse, more in BUILDS:
+    for name, transforms, mse, more, *rest in BUILDS:
+        method, input_type = (list(rest) + ["no_clip", "uint8"][len(rest):])[:2]
         if builds and name not in builds:
             continue
         if "relu6-as-relu" in transforms and not any("relu6" in s for s in g.find_pairs(g.Model(case["tflite"]))[1]):
             continue  # no ReLU6 pair to free
+        if CLAMP in transforms and not case.get("clamps"):
+            continue  # no output to clamp
+        clamps = case.get("clamps", ())[:1] if "scores-only" in transforms else case.get("clamps", ())
         options = TransformOptions(equalize="equalize" in transforms, absorb_bias="absorb-bias" in transforms,
                                    bias_correct="bias-correct" in transforms,
-                                   relu6_as_relu="relu6-as-relu" in transforms)
+                                   relu6_as_relu="relu6-as-relu" in transforms,
+                                   clamps=tuple(parse_clamp(c) for c in clamps) if CLAMP in transforms else ())
         calib = case["more"] if more else case["calibration"]
         started = time.perf_counter()
         key = (options, more)
         if options.any and key not in transformed:
             transformed[key] = apply(case["tflite"], options, spec.to_float(calib))
         model = transformed[key].tflite if options.any else case["tflite"]
-        built = qx.build(model, replace(case["build"], use_mse_quant_w=mse), input_shape=case["shape"],
-                         calibration=spec.to_kmodel(calib), inputs=checks_k)
+        as_float = input_type == "float32"
+        build = replace(case["build"], use_mse_quant_w=mse, calibrate_method=method,
+                        **({"input_type": "float32", "mean": None, "std": None} if as_float else {}))
+        to_input = spec.to_float if as_float else spec.to_kmodel
+        built = qx.build(model, build, input_shape=case["shape"], calibration=to_input(calib),
+                         inputs=checks_f if as_float else checks_k)
         outputs = [o.reshape(len(o), *r.shape[1:]) for o, r in zip(built.outputs, reference)]
-        row = {"build": name, "calibration_samples": len(calib), **case["figures"](reference, outputs),
+        # a clamped build is scored against TFLite's outputs as the clamp passes them (the decisions and the
+        # boxes of every anchor inside the clamp are the original's): the cosine of the raw logits would
+        # weigh the -10000s of anchors no decoder looks at
+        target_ref = clipped_reference(case["tflite"], list(options.clamps), reference) if options.clamps \
+            else reference
+        row = {"build": name, "calibration_samples": len(calib), **case["figures"](target_ref, outputs),
                "compile": " ".join(["k210 compile", *case["compile_base"], "--calib", str(len(calib)),
-                                    *(options.flags()), *(["--mse-weights"] if mse else [])]),
+                                    *(options.flags()), *(["--mse-weights"] if mse else []),
+                                    *(["--calibrate-method", method] if method != "no_clip" else []),
+                                    *(["--input-type", "float32"] if as_float else [])]),
                "seconds": round(time.perf_counter() - started, 1)}
+        if options.clamps:
+            row["against_unclamped"] = case["figures"](reference, outputs)
         if options.any:
             report = transformed[key].report
             row["pairs"] = len(report["pairs"])
             row["skipped"] = len(report["skipped"])
             row["float_difference"] = report.get("float_difference")
+            if "clamped_share" in report:
+                row["clamped_share"] = report["clamped_share"]
         results["builds"].append(row)
         say(json.dumps(row))
         target.write_text(json.dumps(results, indent=1))

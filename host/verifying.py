@@ -63,6 +63,15 @@ def resolve_reference(given: str | None, card: dict, kmodel_path: Path, *, no_re
     return carded
 
 
+def clamped_as_carded(card: dict, reference: list[np.ndarray]) -> list[np.ndarray]:
+    """The reference outputs clipped as compile's --clamp-output clamped the model (the card's transforms):
+    outside the clamp the kmodel is meant to differ."""
+    from k210.converters.transforms.clamp import clip_as_recorded
+
+    transforms = (card.get("quantisation") or {}).get("transforms") or {}
+    return clip_as_recorded(transforms.get("clamped"), reference) if transforms.get("clamped") else reference
+
+
 def carded_data(card: dict) -> tuple[str | None, str | None]:
     """(dataset, data path) the kmodel was calibrated on, for runs that name no data."""
     calibration = (card.get("quantisation") or {}).get("calibration") or {}
@@ -190,6 +199,7 @@ def verify(req: VerifyRequest) -> dict[str, Any]:
         kmodel_out = simulate(kmodel, inputs.kmodel, workers=req.workers)
     order = pair_outputs(reference_out, kmodel_out)
     reference_out = [reference_out[j] for j in order]
+    reference_out = clamped_as_carded(card, reference_out)
     flags = req.rules or RuleFlags(min_agreement=req.min_agreement, min_cosine=req.min_cosine)
     rules = rule_set(flags, card, reference_out, inputs.class_names or card.get("labels"))
     judgement = judge_all(reference_out, kmodel_out, rules, shapes=[list(k.shape[1:]) for k in kmodel_out],

@@ -8,16 +8,28 @@ from pathlib import Path
 from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish, fit_width, output_path
 from ..dataargs import add_preprocess_args, overrides_from
 
+EPILOG = """examples:
+  k210 compile out/models/xo_mlp.keras --dataset xo -o out/xo.kmodel
+  k210 compile net.tflite --quant float                          # CPU only, no calibration data
+  k210 compile net.keras --data photos/ --input-range -1,1 --calibrate-method l2 --equalize"""
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compile", help="compile a model to a K210 kmodel (float or uint8 PTQ) with a model card")
-    p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb or .tflite")
-    p.add_argument("-o", "--output", help="output .kmodel (default: next to the model, NAME_QUANT.kmodel)")
+    p = sub.add_parser("compile", help="compile a model to a K210 kmodel (float or uint8 PTQ) with a model card",
+                       description="Lints the model, converts it to TFLite and compiles it with nncase 1.9 into a "
+                                   "kmodel v5, calibrating uint8 on --dataset or --data. Beside the kmodel goes its "
+                                   "model card (NAME.kmodel.json): source, preprocessing, labels, calibration, "
+                                   "memory, which firmware loads it; verify, hil, flash and deploy read it.",
+                       epilog=EPILOG)
+    p.add_argument("model", metavar="MODEL", help=".keras, .h5, SavedModel directory, frozen .pb or .tflite")
+    p.add_argument("-o", "--output", metavar="FILE.kmodel",
+                   help="the kmodel to write (default: next to the model, NAME_QUANT.kmodel)")
     p.add_argument("--quant", choices=("uint8", "float"), default="uint8",
                    help="uint8 (default, as lint assumes): post-training quantisation, the convs and Dense run on "
                         "the KPU; it calibrates on --dataset, by default the one the model was trained on (its "
                         ".meta.json). float: everything on the CPU, ~4x larger, no calibration data needed")
-    p.add_argument("--calib", type=int, default=200, help="calibration samples for --quant uint8 (default 200)")
+    p.add_argument("--calib", type=int, default=200, metavar="N",
+                   help="calibration samples for --quant uint8 (default 200)")
     p.add_argument("--holdout", type=float, metavar="FRACTION",
                    help="of your own --data (folder or arrays), the share kept out of calibration for verify/hil's "
                         "checks (default 0.8; 0: calibrate on all of it, e.g. a calibration-only folder)")
@@ -29,10 +41,11 @@ def add_parser(sub) -> None:
                         "default an estimate beyond 6 MiB by more than lint's error refuses at once, and one near "
                         "the line is settled by a quick nncase build on random samples before calibration)")
     p.add_argument("--output-kind", action="append", default=[], metavar="OUTPUT=KIND",
-                   help="record in the card how verify/hil judge an output: scores or values (repeatable)")
+                   help="record in the card how verify/hil judge an output: scores or values (repeatable; "
+                        "default: guessed from the output's shape)")
     p.add_argument("--postprocess", metavar="PRESET|FILE.json|JSON",
                    help="record in the card the decoder verify/hil judge this detector or segmenter by (presets: "
-                        "mediapipe-face-front, axelerate-yolo2, mask)")
+                        "mediapipe-face-front, axelerate-yolo2, mask; default: none)")
     add_quant_fix_args(p)
     add_json_arg(p)
     add_dataset_args(p)
@@ -95,13 +108,24 @@ def add_quant_fix_args(p) -> None:
     group.add_argument("--dfq", action="store_true",
                        help="all three: --equalize --absorb-bias --bias-correct (data-free quantisation, "
                             "Nagel et al. 2019)")
+    add_clamp_arg(group)
+
+
+def add_clamp_arg(group) -> None:
+    group.add_argument("--clamp-output", action="append", default=[], metavar="OUTPUT=LO,HI",
+                       help="clamp a model output (name or index) to LO..HI in the float model, at the conv/dense "
+                            "layers that write it, so that its uint8 step spans only that range: for score logits "
+                            "a decoder reads through a sigmoid and a threshold (e.g. classificators=-16,16); the "
+                            "float model is checked to equal the original clipped to LO..HI (repeatable)")
 
 
 def transform_options(args: argparse.Namespace):
     from k210.converters.transforms import TransformOptions
+    from k210.converters.transforms.clamp import parse_clamp
 
     return TransformOptions(equalize=args.equalize or args.dfq, absorb_bias=args.absorb_bias or args.dfq,
-                            bias_correct=args.bias_correct or args.dfq, relu6_as_relu=args.relu6_as_relu)
+                            bias_correct=args.bias_correct or args.dfq, relu6_as_relu=args.relu6_as_relu,
+                            clamps=tuple(parse_clamp(c) for c in args.clamp_output))
 
 
 def _output_kinds(items: list[str]) -> dict[int, str]:

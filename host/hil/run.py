@@ -412,13 +412,15 @@ def _expected_outputs(cfg: HilConfig, prep: _Prepared) -> tuple[list[np.ndarray]
         from k210.converters.reference import load_reference
         from k210.converters.sources import detect
         from k210.core.quiet import preload_tensorflow
-        from k210.host.verifying import pair_outputs
+        from k210.host.sidecars import read_card
+        from k210.host.verifying import clamped_as_carded, pair_outputs
 
         preload_tensorflow()
         predict = load_reference(detect(prep.reference_path))
         ref = predict(prep.reference_inputs)
         order = pair_outputs(ref, outs)
-        reference = [np.asarray(ref[j]).reshape(len(ref[j]), -1) for j in order]
+        paired = clamped_as_carded(read_card(Path(cfg.kmodel)) or {}, [ref[j] for j in order])  # --clamp-output
+        reference = [np.asarray(r).reshape(len(r), -1) for r in paired]
     return simulator, reference
 
 

@@ -1,0 +1,140 @@
+"""--clamp-output (converters/transforms/clamp.py): a detector-like model's score heads clamped.
+
+Two 1x1 conv heads (one with logits in the thousands) reshaped and concatenated into one output, as
+BlazeFace's classificators are. The clamped float model must equal the original clipped to the clamp's
+range in the TFLite interpreter on inputs it never saw; an output with anything but reshapes and
+concatenations behind its heads is refused; and in nncase's uint8 build the clamped head's step is
+the clamp's range / 255, where the unclamped head's step is its thousands / 255.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from k210.converters.transforms import TransformOptions, apply
+from k210.converters.transforms.clamp import Clamp, clamp_outputs, parse_clamp
+from k210.converters.transforms.measure import outputs
+from k210.core.errors import BadInputError
+
+LOW, HIGH = -8.0, 8.0
+
+
+def _tflite(model, tmp_path) -> bytes:
+    from k210.converters.sources import detect
+    from k210.converters.to_tflite import convert_to_tflite
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    return convert_to_tflite(detect(path)).data
+
+
+def detector(extra_sigmoid: bool = False, shared_head: bool = False):
+    """Scores from two heads (8x8x2 and 4x4x3 anchors), the first's second anchor at about -2000 (a bias, so
+    that the weights' own uint8 step stays fine: what is measured is the output's step)."""
+    import keras
+
+    inp = keras.Input((16, 16, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="trunk")(inp)
+    y = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="trunk2")(x)
+    a = keras.layers.Conv2D(2, 1, name="head_a")(x)
+    b = keras.layers.Conv2D(3, 1, name="head_b")(y)
+    scores = keras.layers.Concatenate(axis=1)([keras.layers.Reshape((128, 1))(a), keras.layers.Reshape((48, 1))(b)])
+    if extra_sigmoid:
+        scores = keras.layers.Activation("sigmoid")(scores)
+    outs = [scores]
+    if shared_head:
+        outs.append(keras.layers.Conv2D(2, 1, name="reads_head")(a))
+    model = keras.Model(inp, outs)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            w = rng.normal(0, 0.5, weights[0].shape).astype("float32")
+            bias = rng.normal(0, 1.0, weights[1].shape).astype("float32")
+            if layer.name == "head_a":  # one anchor's logits in the thousands (BlazeFace: -10732..2)
+                bias[1] = -2000.0
+            layer.set_weights([w, bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clamp")
+    return {"plain": _tflite(detector(), folder / "p"), "sigmoid": _tflite(detector(extra_sigmoid=True), folder / "s"),
+            "shared": _tflite(detector(shared_head=True), folder / "h")}
+
+
+def _inputs(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 1, 16, 16, 3)).astype(np.float32)
+
+
+def test_clamped_model_equals_the_original_clipped(models, tmp_path):
+    calibration, unseen = _inputs(1, 8), _inputs(2, 16)
+    done = apply(models["plain"], TransformOptions(clamps=(Clamp("0", LOW, HIGH),)), calibration)
+    assert sorted(h["opcode"] for h in done.report["clamped"]) == ["CONV_2D", "CONV_2D"]  # both heads
+    assert done.report["clamp_difference"] <= 1e-6
+    before = outputs(models["plain"], unseen)[0]
+    after = outputs(done.tflite, unseen)[0]
+    assert before.min() < -1000 and (before < LOW).mean() > 0.2  # the clamp cuts
+    inside = (before > LOW) & (before < HIGH)
+    assert inside.mean() > 0.3
+    np.testing.assert_allclose(after[inside], before[inside], rtol=1e-6, atol=1e-6)  # unchanged within the range
+    np.testing.assert_array_equal(after, np.clip(before, LOW, HIGH))
+    # the decision a sigmoid decoder makes at any threshold between sigmoid(-8) and sigmoid(8) is the same
+    for logit in (-4.0, 0.0, 2.0):
+        np.testing.assert_array_equal(after > logit, before > logit)
+
+
+def test_clamp_flags_round_trip():
+    options = TransformOptions(equalize=True, clamps=(parse_clamp("classificators=-16,16"),))
+    assert options.flags() == ["--equalize", "--clamp-output=classificators=-16,16"]
+    assert parse_clamp(options.flags()[1].split("=", 1)[1]) == options.clamps[0]
+
+
+@pytest.mark.parametrize("text", ["classificators", "scores=-1", "scores=a,b", "scores=5,-5", "=1,2", "x=inf,1"])
+def test_bad_clamp_text_is_one_line_bad_input(text):
+    with pytest.raises(BadInputError, match="--clamp-output"):
+        parse_clamp(text)
+
+
+def test_refused_where_no_clampable_head(models):
+    with pytest.raises(BadInputError, match="LOGISTIC"):  # a sigmoid between heads and output
+        clamp_outputs(models["sigmoid"], [Clamp("0", LOW, HIGH)])
+    with pytest.raises(BadInputError, match="also read by other layers"):
+        clamp_outputs(models["shared"], [Clamp("0", LOW, HIGH)])
+    with pytest.raises(BadInputError, match="no output 'nope'"):
+        clamp_outputs(models["plain"], [Clamp("nope", LOW, HIGH)])
+
+
+def test_compile_flag_refuses_in_one_line(cli, tmp_path, models):
+    path = tmp_path / "sigmoid.tflite"
+    path.write_bytes(models["sigmoid"])
+    result = cli("compile", str(path), "--dataset", "random", "--calib", "4", "--clamp-output", "0=-8,8",
+                 "--output", str(tmp_path / "m.kmodel"))
+    assert result.code == 2, result.err
+    assert "--clamp-output" in result.err and "LOGISTIC" in result.err
+
+
+@pytest.mark.slow
+def test_nncase_uint8_step_is_the_clamps(models):
+    """nncase fuses the clamp into the KPU conv and calibrates its range: within the clamp the uint8 kmodel
+    follows the float logits to a few steps of 16/255, where without the clamp one step is ~8 (2000 / 255)
+    and the logits near 0 read as a few coarse levels."""
+    from k210.converters import quant_explain as qx
+
+    calibration, unseen = _inputs(3, 16), _inputs(4, 16)
+    spec = qx.BuildSpec(input_type="float32", input_range=(-1.0, 1.0))
+    reference = outputs(models["plain"], unseen)[0].reshape(len(unseen), -1)
+    inside = (reference > LOW) & (reference < HIGH)
+    errors = {}
+    for name, tflite in (("plain", models["plain"]),
+                         ("clamped", apply(models["plain"], TransformOptions(clamps=(Clamp("0", LOW, HIGH),)),
+                                           calibration[:, 0]).tflite)):
+        built = qx.build(tflite, spec, input_shape=[1, 16, 16, 3], calibration=calibration[:, 0],
+                         inputs=unseen[:, 0])
+        got = np.asarray(built.outputs[0]).reshape(reference.shape)
+        errors[name] = float(np.abs(got - reference)[inside].max())
+    assert errors["plain"] > 2.0, errors  # the unclamped head's step wipes the logits near 0
+    assert errors["clamped"] < 0.5, errors
