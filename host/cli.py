@@ -19,6 +19,7 @@ from k210.core.quiet import VERBOSE_ENV
 
 from .commands import COMMANDS
 from .numeric_flags import bound_numeric_flags
+from .vocabulary import HelpFormatter, rewrite_argv
 
 EPILOG = """exit codes (every command):
   0  ok: it did what was asked, and its check (if any) held
@@ -38,13 +39,18 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        # `--input-range -1,1` as argparse can read it, and flash's positionals in their order (host/vocabulary.py)
+        words = rewrite_argv(self, sys.argv[1:] if args is None else args)
+        return super().parse_known_args(words, namespace)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="k210",
         description="Train, convert, lint, compile, verify and deploy TensorFlow models on Kendryte K210.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -54,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         if module is not None:
             module.add_parser(sub)
     for command in sub.choices.values():  # one switch for third-party log lines, on every command
+        command.formatter_class = HelpFormatter  # prose wrapped, examples kept as written
         if not any("--verbose" in action.option_strings for action in command._actions):
             command.add_argument("--verbose", action="store_true",
                                  help="show third-party libraries' log lines and warnings (TensorFlow, absl, "
@@ -137,7 +144,25 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
         from .envelope import build_envelope, to_json
 
         print(to_json(build_envelope(args.command, None, exit_code=code, error=message.removeprefix("error: "))))
+    _write_error_envelope(args, message, code)
     return code
+
+
+def _write_error_envelope(args: argparse.Namespace, message: str, code: int) -> None:
+    """--json-out FILE.json gets the envelope of a failure too, as --json prints it (best effort: the error
+    line on stderr is what counts)."""
+    path = getattr(args, "json_out", None)
+    if not path or getattr(args, "emitted", False):
+        return
+    from k210.core.fsutil import write_text_atomic
+
+    from .envelope import build_envelope, to_json
+
+    try:
+        write_text_atomic(path, to_json(build_envelope(args.command, None, exit_code=code,
+                                                       error=message.removeprefix("error: "))) + "\n")
+    except OSError:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,30 +17,39 @@ from k210.core.textfmt import TABLE_WIDTH, fit_width, format_table  # noqa: F401
 FIRMWARES = firmwares.KEYS  # what runs on the board (k210.core.firmwares): one option name, --firmware, everywhere
 
 
-def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False, default: str | None = None) -> None:
+def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = False, default: str | None = None,
+                     default_text: str = "the one the model was trained on (its model card or .meta.json)") -> None:
     parser.add_argument(
         "--dataset", required=required, default=default, metavar="NAME",
         help="xo (procedural, offline), xo-emnist, xo-course, fashion-mnist, mnist, shapes, random (seeded "
-             "uniform inputs, no labels; compile/verify/hil)",
+             "uniform inputs, no labels; compile/verify/hil)"
+             + f"; default: {default or default_text}",
     )
     parser.add_argument("--data", metavar="PATH",
-                        help="a named set's files (if not the default place); without --dataset your own data: "
-                             "an image folder (class subfolders = labels) or .npz/.npy arrays x (and y)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for generated data and sampling (default 0)")
+                        help="a named set's files (default: where the set keeps them); without --dataset your "
+                             "own data: an image folder (class subfolders = labels) or .npz/.npy arrays x (and y)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed for generated data and sampling (default 0)")
 
 
 def add_io_node_args(parser: argparse.ArgumentParser, *, input_default: str | None = None,
-                     output_default: str | None = None, what: str = "of a frozen .pb (found when unambiguous)") -> None:
-    parser.add_argument("--input-node", default=input_default, help=f"input node {what}")
-    parser.add_argument("--output-node", default=output_default, help=f"output node {what}")
+                     output_default: str | None = None,
+                     what: str = "of a frozen .pb (default: found when unambiguous)") -> None:
+    parser.add_argument("--input-node", default=input_default, metavar="NAME", help=f"input node {what}")
+    parser.add_argument("--output-node", default=output_default, metavar="NAME", help=f"output node {what}")
 
 
-def add_json_arg(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
-    """--json (the envelope on stdout); with output=True also -o/--output FILE.json (the envelope in a file)."""
+def add_json_arg(parser: argparse.ArgumentParser, *, old_output: bool = False) -> None:
+    """--json (the envelope on stdout) and --json-out FILE.json (the same envelope in a file), on every command.
+    old_output: -o/--output FILE.json, the JSON copy's old name where -o made no artefact (one release)."""
+    from .vocabulary import add_deprecated, json_file
+
     parser.add_argument("--json", action="store_true",
                         help="print one JSON envelope on stdout instead of text (schema: host/envelope.schema.json)")
-    if output:
-        parser.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON envelope to FILE.json")
+    json_out = parser.add_argument("--json-out", type=json_file, metavar="FILE.json",
+                                   help="also write that envelope to FILE.json, failures included (default: none)")
+    if old_output:
+        add_deprecated(parser, ("-o", "--output"), json_out)
 
 
 def add_firmware_arg(parser: argparse.ArgumentParser, choices: Sequence[str] = FIRMWARES, *,
@@ -50,8 +59,10 @@ def add_firmware_arg(parser: argparse.ArgumentParser, choices: Sequence[str] = F
     parser.add_argument("--firmware", choices=tuple(choices), default=None, metavar="{" + ",".join(choices) + "}",
                         help=f"{what}: {firmwares.choices_help(tuple(choices))}; default: what the kmodel's "
                              "version and model card call for")
-    for name in old:
-        parser.add_argument(name, dest="firmware", choices=tuple(choices), help=argparse.SUPPRESS)
+    if old:
+        from .vocabulary import add_deprecated
+
+        add_deprecated(parser, old, next(a for a in parser._actions if "--firmware" in a.option_strings))
 
 
 def firmware_for(given: str | None, *, kmodel_version: int | None = None, card: Mapping[str, Any] | None = None,
@@ -115,7 +126,7 @@ def finish(args: argparse.Namespace, result: Mapping[str, Any], *, text: str | C
 
     code = exit_code if exit_code is not None else EXIT_OK if passed else EXIT_CHECK_FAILED
     envelope = build_envelope(args.command, dict(result), exit_code=code, inputs=inputs)
-    for path in files:
+    for path in dict.fromkeys([*files, getattr(args, "json_out", None)]):  # --json-out on every command
         if path is not None:
             write_text_atomic(path, to_json(envelope) + "\n")
     if getattr(args, "json", False):
@@ -150,6 +161,9 @@ def parse_range(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as 0,1 (got '{text}')") from None
     return lo, hi
+
+
+parse_range.negative_ok = True  # type: ignore[attr-defined]  # `--input-range -1,1` is a value (host/vocabulary.py)
 
 
 def print_json(obj: object) -> None:

@@ -33,19 +33,19 @@ def run(out: Path, hil: bool = True) -> int:
     started = time.perf_counter()
     keras_model, pb = out / "xo_mlp.keras", out / "xo_mlp.pb"
     kfloat, kuint8 = out / "xo_float.kmodel", out / "xo_uint8.kmodel"
-    step("train", ["train", "xo", "--out", str(out)], timings)
+    step("train", ["train", "xo", "-o", str(out)], timings)
     step("freeze", ["freeze", str(keras_model)], timings)
     step("compile float", ["compile", str(pb), "--quant", "float", "-o", str(kfloat)], timings)
     step("compile uint8", ["compile", str(pb), "--quant", "uint8", "--calib", "200", "-o", str(kuint8)], timings)
     step("inspect", ["inspect", str(kuint8)], timings)
     step("verify uint8", ["verify", str(kuint8), "--reference", str(keras_model), "--dataset", "xo",
-                          "-o", str(out / "verify_uint8.json")], timings)
+                          "--json-out", str(out / "verify_uint8.json")], timings)
     step("verify float", ["verify", str(kfloat), "--reference", str(pb), "--dataset", "xo", "--limit", "400",
-                          "-o", str(out / "verify_float.json")], timings)
+                          "--json-out", str(out / "verify_float.json")], timings)
     hil_report = out / "hil.json"
     if hil:
         step("hil (virtual board)", ["hil", str(kuint8), "--virtual", "--reference", str(keras_model),
-                                     "--dataset", "xo", "--limit", "400", "--upload", "-o", str(hil_report),
+                                     "--dataset", "xo", "--limit", "400", "--upload", "--json-out", str(hil_report),
                                      "--report", str(out / "hil-report")], timings)
 
     meta = json.loads((out / "xo_mlp.meta.json").read_text())

@@ -60,9 +60,10 @@ RANGES: dict[str, Range] = {
     "--min-agreement": FRACTION,
     "--min-cosine": Range(-1, 1),
     "--connect-timeout": SECONDS,
-    "--timeout": SECONDS,
+    "--reply-timeout": SECONDS,
     "--stall-timeout": SECONDS,
-    "--patience": Range(0, 86_400),
+    "--silence-timeout": Range(0, 86_400),
+    "--place-timeout": Range(0, 86_400),
     "--boot-ms": Range(0, 600_000),
     "--write-pause": Range(0, 60_000),
     "--read-buf-len": Range(16, 1 << 24),
@@ -72,7 +73,8 @@ DEFAULT = Range(0)
 
 
 def range_of(action: argparse.Action) -> Range:
-    for option in action.option_strings:
+    target = getattr(action, "target", None)  # a deprecated alias has its new option's range
+    for option in [*action.option_strings, *(target.option_strings if target is not None else [])]:
         if option in RANGES:
             return RANGES[option]
     return DEFAULT

@@ -73,13 +73,13 @@ def test_bad_model_files(command, name, junk, tmp_path, cli):
 
 def test_unknown_dataset(tmp_path, cli):
     before = {p.name for p in tmp_path.iterdir()}
-    result = cli("train", "xo", "--dataset", "no-such-data", "--out", tmp_path)
+    result = cli("train", "xo", "--dataset", "no-such-data", "-o", tmp_path)
     _assert_one_line_error(result, tmp_path, before)
 
 
 def test_unknown_model_name(tmp_path, cli):
     before = {p.name for p in tmp_path.iterdir()}
-    _assert_one_line_error(cli("train", "resnet152", "--out", tmp_path), tmp_path, before)
+    _assert_one_line_error(cli("train", "resnet152", "-o", tmp_path), tmp_path, before)
 
 
 def test_wrong_output_suffix(tmp_path, cli):
@@ -101,15 +101,15 @@ def test_nncase_crash_becomes_a_clear_error(tmp_path):
 def test_virtual_board_refuses_a_file_that_is_no_kmodel(name, junk, tmp_path, cli):
     before = {p.name for p in tmp_path.iterdir()}
     path = tmp_path / "nope.kmodel" if name == "{missing}" else junk[name]
-    _assert_one_line_error(cli("board", "--kmodel", path), tmp_path, before)
+    _assert_one_line_error(cli("board", path), tmp_path, before)
 
 
 @pytest.mark.parametrize("argv", [
-    ["flash", "--kmodel", "{missing}", "--dry-run"],
-    ["flash", "--kmodel", "random.kmodel", "--dry-run"],
-    ["deploy", "--kmodel", "truncated.kmodel", "--dry-run"],
-    ["verify", "random.kmodel", "-o", "out.txt"],
-    ["flash", "--firmware-bin", "notes.txt", "--kmodel", "random.kmodel", "--address", "0x300100", "--dry-run"],
+    ["flash", "{missing}", "--dry-run"],
+    ["flash", "random.kmodel", "--dry-run"],
+    ["deploy", "truncated.kmodel", "--dry-run"],
+    ["verify", "random.kmodel", "--json-out", "out.txt"],
+    ["flash", "--firmware-bin", "notes.txt", "random.kmodel", "--address", "0x300100", "--dry-run"],
 ])
 def test_bad_options_and_files_elsewhere(argv, junk, tmp_path, cli):
     before = {p.name for p in tmp_path.iterdir()}

@@ -57,7 +57,7 @@ def rgb_model(tmp_path_factory):
 
 def test_verify_refuses_images_that_do_not_fit_the_model(rgb_model, cli, tmp_path):
     source, kmodel = rgb_model
-    result = cli("verify", kmodel, "--reference", source, "--dataset", "xo", "--limit", "8", "-o",
+    result = cli("verify", kmodel, "--reference", source, "--dataset", "xo", "--limit", "8", "--json-out",
                  tmp_path / "v.json")
     assert result.code == 2
     assert "do not fit" in result.err and "Traceback" not in result.err
@@ -81,7 +81,7 @@ def test_verify_compares_an_output_that_is_not_the_datasets_classes(tmp_path, cl
     assert cli("compile", source, "--quant", "float", "-o", tmp_path / "ten.kmodel").code == 0
     report = tmp_path / "ten.json"
     result = cli("verify", tmp_path / "ten.kmodel", "--reference", source, "--dataset", "xo", "--limit", "4",
-                 "-o", report)
+                 "--json-out", report)
     assert result.code == 0, result.err
     (output,) = json.loads(report.read_text())["result"]["outputs"]
     assert "agreement" not in output and "kmodel_accuracy" not in output and output["cosine"] > 0.999

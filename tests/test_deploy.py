@@ -174,7 +174,6 @@ def test_cli_deploy_over_a_socket_url(tmp_path, runner_dir, local, capsys):
             url,
             "--runner-dir",
             str(runner_dir),
-            "--kmodel",
             str(local["kmodel"]),
             "--config",
             str(local["config"]),
@@ -206,7 +205,7 @@ def test_cli_reports_a_failed_hash_check_in_one_line(tmp_path, runner_dir, capsy
 
 def test_cli_dry_run_json(runner_dir, local, capsys):
     assert (
-        main(["deploy", "--dry-run", "--json", "--runner-dir", str(runner_dir), "--kmodel", str(local["kmodel"])]) == 0
+        main(["deploy", "--dry-run", "--json", "--runner-dir", str(runner_dir), str(local["kmodel"])]) == 0
     )
     report = json.loads(capsys.readouterr().out)["result"]
     remotes = [f["remote"] for f in report["plan"]["files"]]

@@ -98,7 +98,7 @@ def test_model_whose_branches_match_has_no_bad_layer(models, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--probes", "1"], "--probes must be at least 2"),
-    (["--method", "best"], "unknown calibration method 'best'"),
+    (["--calibrate-method", "best"], "invalid choice: 'best'"),
     (["--min-cosine", "2"], "--min-cosine"),
 ])
 def test_bad_options_are_one_line_exit_2(models, capsys, extra, message):

@@ -169,7 +169,7 @@ def test_places_shard_the_images_as_ports_do_bit_for_bit(farm, cli, tmp_path):
             "--journal", tmp_path / "ports.jsonl")
     assert r.code == 0, r.err
     r = cli("hil", *common, "--place", "k210-*", "--coordinator", farm.address, "--journal", tmp_path / "places.jsonl",
-            "-o", tmp_path / "places.json")
+            "--json-out", tmp_path / "places.json")
     assert r.code == 0, r.err
     report = json.loads((tmp_path / "places.json").read_text())["result"]
     assert sorted(b["images"] > 20 for b in report["boards"]) == [True, True] and report["count"] == 400
@@ -190,7 +190,7 @@ def test_a_held_place_is_refused_naming_its_holder_or_waited_for(farm, cli, tmp_
         r = cli("hil", *common, "--place", "k210-a")
         assert r.code == 3 and len(r.err.strip().splitlines()) == 1, r.err
         assert "place k210-a is held by " in r.err and "/alice" in r.err and "--place-timeout" in r.err
-        r = cli("hil", *common, "--place", "board=k210", "-o", tmp_path / "free.json")  # takes the free one
+        r = cli("hil", *common, "--place", "board=k210", "--json-out", tmp_path / "free.json")  # takes the free one
         assert r.code == 0, r.err
         boards = json.loads((tmp_path / "free.json").read_text())["result"]["boards"]
         assert len(boards) == 1 and boards[0]["images"] == 30
@@ -242,8 +242,8 @@ def test_a_board_that_dies_mid_run_leaves_its_images_to_the_other_place(tmp_path
         journal = tmp_path / "j.jsonl"
         proc = subprocess.Popen(_hil(m["kmodel_a"], "--place", "k210-*", "--coordinator", farm.address,
                                      "--dataset", "xo", "--limit", "150", "--no-reference", "--workers", "1",
-                                     "--patience", "1", "--allow-lost-boards", "--journal", journal,
-                                     "-o", tmp_path / "out.json"),
+                                     "--silence-timeout", "1", "--allow-lost-boards", "--journal", journal,
+                                     "--json-out", tmp_path / "out.json"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         while _results(journal) < 20 and proc.poll() is None and time.monotonic() < deadline:
@@ -278,7 +278,7 @@ def test_a_labgrid_environment_names_local_boards_without_a_coordinator(farm, cl
     env.write_text(f"targets:\n  desk-a:\n    resources:\n      RawSerialPort:\n        port: {farm.ptys['k210-a']}\n"
                    "        speed: 1500000\n")
     common = [m["kmodel_a"], "--dataset", "xo", "--limit", "30", "--no-reference", "--workers", "1", "--lg-env", env]
-    r = cli("hil", *common, "--place", "desk-*", "-o", tmp_path / "env.json")
+    r = cli("hil", *common, "--place", "desk-*", "--json-out", tmp_path / "env.json")
     assert r.code == 0, r.err
     assert [b["port"] for b in json.loads((tmp_path / "env.json").read_text())["result"]["boards"]] == [
         farm.ptys["k210-a"]]
@@ -298,12 +298,12 @@ def test_a_board_map_and_k210_port_need_no_long_command_lines(farm, cli, tmp_pat
         f"- {{name: b, port: {farm.ptys['k210-b']}, firmware: canmv}}\n"
         "- {name: old, port: /dev/ttyNOPE, firmware: maixpy}\n")  # not for a v5 kmodel: left out
     common = [m["kmodel_a"], "--dataset", "xo", "--limit", "40", "--no-reference", "--workers", "1"]
-    r = cli("hil", *common, "--boards", tmp_path / "boards.yaml", "-o", tmp_path / "map.json")
+    r = cli("hil", *common, "--boards", tmp_path / "boards.yaml", "--json-out", tmp_path / "map.json")
     assert r.code == 0, r.err
     assert len(json.loads((tmp_path / "map.json").read_text())["result"]["boards"]) == 2 and marker.exists()
     monkeypatch.setenv("K210_PORT", farm.ptys["k210-b"])
     monkeypatch.setenv("K210_BAUD", "921600")
-    r = cli("hil", *common, "-o", tmp_path / "env.json")
+    r = cli("hil", *common, "--json-out", tmp_path / "env.json")
     assert r.code == 0, r.err
     board = json.loads((tmp_path / "env.json").read_text())["result"]["boards"][0]
     assert board["port"] == farm.ptys["k210-b"] and board["baud"] == 921600

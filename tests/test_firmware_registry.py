@@ -51,13 +51,13 @@ def test_lint_flash_deploy_and_inspect_agree(key, version, kmodels, capsys):
     assert main(["lint", path, "--firmware", key, "--json"]) == (0 if loads else 1)
     lint = json.loads(capsys.readouterr().out)["result"]
     assert any("cannot load" in p for p in lint["problems"]) == (not loads)
-    assert main(["flash", "--kmodel", path, "--firmware", key, "--dry-run"]) == (0 if loads else 2)
+    assert main(["flash", path, "--firmware", key, "--dry-run"]) == (0 if loads else 2)
     capsys.readouterr()
     if key in firmwares.REPL_KEYS:
-        assert main(["deploy", "--dry-run", "--kmodel", path, "--firmware", key]) == (0 if loads else 2)
+        assert main(["deploy", "--dry-run", path, "--firmware", key]) == (0 if loads else 2)
     else:  # no REPL: deploy does not offer it
         with pytest.raises(SystemExit) as exc:
-            main(["deploy", "--dry-run", "--kmodel", path, "--firmware", key])
+            main(["deploy", "--dry-run", path, "--firmware", key])
         assert exc.value.code == 2
     capsys.readouterr()
     assert main(["inspect", path, "--json"]) == 0

@@ -27,8 +27,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
 def three_files(files) -> list[str]:
     return [
         "--firmware-bin", str(files["firmware"]),
-        "--kmodel", str(files["a"]), "--address", "0x300000",
-        "--kmodel", str(files["b"]), "--address", "0x500000",
+        str(files["a"]), "--address", "0x300000",
+        str(files["b"]), "--address", "0x500000",
     ]  # fmt: skip
 
 
@@ -55,20 +55,20 @@ def test_dry_run_json_and_saved_kfpkg(files, tmp_path, capsys):
 
 
 def test_default_address_for_a_single_kmodel(files, capsys):
-    assert main(["flash", "--dry-run", "--json", "--kmodel", str(files["a"])]) == 0
+    assert main(["flash", "--dry-run", "--json", str(files["a"])]) == 0
     assert json.loads(capsys.readouterr().out)["result"]["plan"]["items"][0]["address"] == 0x300000
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--firmware", "maixpy", "--kmodel", "{v5}"], "v5.kmodel is v5, which Sipeed MaixPy-v1"),
-        (["--kmodel", "{a}", "--kmodel", "{b}"], "give --address for --kmodel"),
-        (["--kmodel", "{a}", "--address", "0x300100"], "not on a 4 KiB sector boundary"),
-        (["--kmodel", "{a}", "--address", "banana"], "bad flash address 'banana'"),
+        (["--firmware", "maixpy", "{v5}"], "v5.kmodel is v5, which Sipeed MaixPy-v1"),
+        (["{a}", "{b}"], "give --address for"),
+        (["{a}", "--address", "0x300100"], "not on a 4 KiB sector boundary"),
+        (["{a}", "--address", "banana"], "bad flash address 'banana'"),
         ([], "nothing to flash"),
         (["--firmware-bin", "/no/such/fw.bin"], "firmware not found: /no/such/fw.bin"),
-        (["--kmodel", "{a}", "--port", "/dev/ttyNOPE42"], "serial port /dev/ttyNOPE42 does not exist"),
+        (["{a}", "--port", "/dev/ttyNOPE42"], "serial port /dev/ttyNOPE42 does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, argv, message):
@@ -82,12 +82,12 @@ def test_address_before_kmodel_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["flash", "--address", "0x300000"])
     assert exc.value.code == 2
-    assert "--address must follow the --kmodel FILE it places" in capsys.readouterr().err
+    assert "--address must follow the KMODEL it places" in capsys.readouterr().err
 
 
 def test_no_board_plugged_in(files, capsys, monkeypatch):
     monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
-    assert main(["flash", "--kmodel", str(files["a"])]) == 2
+    assert main(["flash", str(files["a"])]) == 2
     assert "no K210 board found" in capsys.readouterr().err
 
 
@@ -108,7 +108,7 @@ def test_failed_flash_is_exit_3_with_one_line(files, capsys):
     emulator = K210IspEmulator()
     emulator.faults = [Fault(STUB_WRITE, "bad_checksum")]
     with emulated_kflash(emulator) as port:
-        assert main(["flash", "--port", port, "--board", "dan", "--kmodel", str(files["a"])]) == 3
+        assert main(["flash", "--port", port, "--board", "dan", str(files["a"])]) == 3
     err = capsys.readouterr().err
     assert err.startswith("k210 flash: error: the board reported 1 corrupted write frame(s)")
     assert err.count("\n") == 1
@@ -117,15 +117,15 @@ def test_failed_flash_is_exit_3_with_one_line(files, capsys):
 def test_the_target_firmware_follows_the_kmodel(files, capsys):
     """No --firmware: a v5 kmodel is for CanMV, a v4 one for MaixPy-v1; --firmware overrides."""
     for key, expected in (("v5", "canmv"), ("a", "maixpy")):
-        assert main(["flash", "--dry-run", "--json", "--kmodel", str(files[key])]) == 0
+        assert main(["flash", "--dry-run", "--json", str(files[key])]) == 0
         assert json.loads(capsys.readouterr().out)["result"]["firmware"] == expected
-    assert main(["flash", "--dry-run", "--json", "--firmware", "c", "--kmodel", str(files["v5"])]) == 0
+    assert main(["flash", "--dry-run", "--json", "--firmware", "c", str(files["v5"])]) == 0
     assert json.loads(capsys.readouterr().out)["result"]["plan"]["firmware"] == "c"
 
 
 def test_old_option_names_still_work_with_a_warning(files, capsys):
     assert main(["flash", "--dry-run", "--firmware", str(files["firmware"]), "--runner", "maixpy",
-                 "--kmodel", str(files["a"])]) == 0
+                 str(files["a"])]) == 0
     captured = capsys.readouterr()
     assert "--firmware FILE.bin is now --firmware-bin FILE.bin" in captured.err
     assert "0x000000-0x01D4E5  firmware" in captured.out

@@ -142,7 +142,7 @@ def test_cli_hil_on_a_virtual_board_writes_json_report_and_journal(cli, tmp_path
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "hil.json"
     r = cli("hil", m["kmodel_a"], "--virtual", "--upload", "--reference", m["keras_a"], "--dataset", "xo",
-            "--limit", "60", "-o", out, "--report", tmp_path / "rep", "--min-agreement", "0")
+            "--limit", "60", "--json-out", out, "--report", tmp_path / "rep", "--min-agreement", "0")
     assert r.code == 0, r.err
     envelope = json.loads(out.read_text())
     assert envelope["command"] == "hil" and envelope["passed"] is True
@@ -197,7 +197,7 @@ def test_wrong_model_on_the_board_is_refused_unless_uploaded(cli, tmp_path):
         r = cli("hil", m["kmodel_a"], "--port", url, "--dataset", "xo", "--no-reference", "--limit", "20")
         assert r.code == 2 and "the board runs another model (sha256" in r.err and "Pass --upload" in r.err
         r = cli("hil", m["kmodel_a"], "--port", url, "--dataset", "xo", "--no-reference", "--limit", "20",
-                "--upload", "-o", tmp_path / "h.json")
+                "--upload", "--json-out", tmp_path / "h.json")
         assert r.code == 0, r.err
         assert json.loads((tmp_path / "h.json").read_text())["result"]["boards"][0]["identified_by"] == "upload"
     finally:

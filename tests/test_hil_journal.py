@@ -185,7 +185,7 @@ def test_resume_runs_damaged_lines_again_and_says_so(cli, tmp_path):
     journal = tmp_path / "j.jsonl"
     common = ["hil", m["kmodel_a"], "--virtual", "--dataset", "xo", "--limit", "30", "--no-reference",
               "--workers", "1", "--journal", journal]
-    r = cli(*common, "-o", tmp_path / "clean.json")
+    r = cli(*common, "--json-out", tmp_path / "clean.json")
     assert r.code == 0, r.err
     clean = json.loads((tmp_path / "clean.json").read_text())["result"]
     lines = _lines(journal)
@@ -193,7 +193,7 @@ def test_resume_runs_damaged_lines_again_and_says_so(cli, tmp_path):
     lines[index[0]] = _swap_scores(lines[index[0]])
     lines[index[7]] = _flip_bit_in_output(lines[index[7]])
     journal.write_bytes(b"\n".join(lines) + b"\n")
-    r = cli(*common, "--resume", "-o", tmp_path / "resumed.json")
+    r = cli(*common, "--resume", "--json-out", tmp_path / "resumed.json")
     assert r.code == 0, r.err
     resumed = json.loads((tmp_path / "resumed.json").read_text())["result"]
     assert resumed["journal"] == {"resumed_results": 28, "damaged_lines_dropped": 2}

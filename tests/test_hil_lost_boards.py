@@ -24,7 +24,7 @@ IMAGES = 240
 
 def _silent_board(kmodel: Path) -> str:
     """A board whose line goes dead for good after its 60th frame (some 50 images in)."""
-    return (f"{sys.executable} -m k210.host.cli board --exit-with-parent --kmodel {kmodel} "
+    return (f"{sys.executable} -m k210.host.cli board --exit-with-parent {kmodel} "
             "--faults silence_at=60,silence_s=100000")
 
 
@@ -33,8 +33,8 @@ def test_a_board_silent_for_good_fails_the_run_and_the_report_says_so(cli, tmp_p
     monkeypatch.setenv("K210_PROGRESS_EVERY", "3600")  # stderr: the failure's one line, no progress lines
     m = tiny_models()
     args = ["hil", m["kmodel_a"], "--virtual", "--board-cmd", _silent_board(m["kmodel_a"]), "--dataset", "xo",
-            "--limit", IMAGES, "--no-reference", "--workers", "1", "--patience", "2"]
-    r = cli(*args, "-o", tmp_path / "h.json")
+            "--limit", IMAGES, "--no-reference", "--workers", "1", "--silence-timeout", "2"]
+    r = cli(*args, "--json-out", tmp_path / "h.json")
     assert r.code == 3, r.err
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and "1 of 2 boards lost:" in lines[0] and "failed after" in lines[0], r.err
@@ -52,7 +52,7 @@ def test_a_board_silent_for_good_fails_the_run_and_the_report_says_so(cli, tmp_p
     assert verdict.startswith("FAIL") and "1 of 2 boards lost" in verdict and "the run fails" in verdict
     assert f"FAILED after {lost[0]['failed_after_images']} images: " in " ".join(r.out.split())  # its own line
 
-    r = cli(*args, "--allow-lost-boards", "-o", tmp_path / "allowed.json")
+    r = cli(*args, "--allow-lost-boards", "--json-out", tmp_path / "allowed.json")
     assert r.code == 0, r.err
     report = json.loads((tmp_path / "allowed.json").read_text())["result"]
     assert report["boards_lost"] == 1 and report["passed"] is True
@@ -63,7 +63,7 @@ def test_a_board_silent_for_good_fails_the_run_and_the_report_says_so(cli, tmp_p
 _KILLABLE = textwrap.dedent("""\
     import subprocess, sys
     board = subprocess.Popen([sys.executable, "-m", "k210.host.cli", "board", "--exit-with-parent",
-                              "--kmodel", sys.argv[1], "--port", "socket://127.0.0.1:0"], stdout=subprocess.PIPE)
+                              sys.argv[1], "--port", "socket://127.0.0.1:0"], stdout=subprocess.PIPE)
     open(sys.argv[2], "w").write(str(board.pid))
     sys.stdout.write(board.stdout.readline().decode())
     sys.stdout.flush()
@@ -110,7 +110,7 @@ def test_a_single_board_that_dies_is_one_line_on_stderr(cli, monkeypatch):
     monkeypatch.setenv("K210_PROGRESS_EVERY", "3600")
     m = tiny_models()
     r = cli("hil", m["kmodel_a"], "--virtual", "--faults", "silence_at=60,silence_s=100000", "--dataset", "xo",
-            "--limit", IMAGES, "--no-reference", "--workers", "1", "--patience", "2")
+            "--limit", IMAGES, "--no-reference", "--workers", "1", "--silence-timeout", "2")
     assert r.code == 3 and len(r.err.strip().splitlines()) == 1, r.err
     assert "no reply to HELLO_REQ" in r.err and "the board stopped answering" in r.err
 

@@ -53,7 +53,7 @@ def runner_dir(tmp_path: Path) -> Path:
 def test_a_kmodel_name_with_a_line_of_code_is_refused(tmp_path, runner_dir, cli):
     evil = "x\nimport uos;open('/flash/PWNED','w').write('owned')\n#.kmodel"
     kmodel = write(tmp_path / evil, kmodel_v4())
-    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, "--kmodel", kmodel, "--kmodel-name",
+    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, kmodel, "--kmodel-name",
                          "m.kmodel"))
     assert "control characters" in line
 
@@ -87,7 +87,7 @@ def test_a_model_card_value_cannot_be_a_name_the_board_would_look_up(tmp_path, r
 @pytest.mark.parametrize("name", ["main.py", "boot.py", "Main.PY"])
 def test_a_kmodel_named_like_a_boot_script_is_bad_input(tmp_path, runner_dir, cli, name):
     kmodel = write(tmp_path / "m.kmodel", kmodel_v4())
-    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, "--kmodel", kmodel, "--kmodel-name", name))
+    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, kmodel, "--kmodel-name", name))
     assert ".py name would be taken for Python" in line
 
 
@@ -112,7 +112,7 @@ def test_json_config_with_nan_or_infinity_is_bad_input(tmp_path, runner_dir, cli
                                   "m.kmodel."])
 def test_names_that_fat_or_spiffs_would_not_keep_are_refused(tmp_path, runner_dir, cli, name):
     kmodel = write(tmp_path / "m.kmodel", kmodel_v4())
-    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, "--kmodel", kmodel, "--kmodel-name", name))
+    line = _one_line(cli("deploy", "--dry-run", "--runner-dir", runner_dir, kmodel, "--kmodel-name", name))
     assert "bad file name on the board" in line or "control characters" in line
 
 

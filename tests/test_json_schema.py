@@ -37,7 +37,7 @@ def art(tmp_path_factory):
     d = tmp_path_factory.mktemp("envelope")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):  # train's own --json case: the costliest command, run once
-        assert main(["train", "xo", "--epochs", "1", "--limit", "300", "--out", str(d), "--json"]) == 0
+        assert main(["train", "xo", "--epochs", "1", "--limit", "300", "-o", str(d), "--json"]) == 0
     _validate(out.getvalue(), "train", 0)
     paths = {"dir": d, "keras": d / "xo_mlp.keras", "tflite": d / "xo.tflite", "kmodel": d / "xo.kmodel",
              "pb": d / "xo.pb"}
@@ -58,11 +58,12 @@ CASES: dict[str, list[tuple[list[str], int]]] = {
                   "--probe-images", "2", "--min-agreement", "0"], 0)],
     "lint": [(["{tflite}"], 0), (["{tflite}", "--quant", "float", "--strict"], 1)],
     "hil": [(["{kmodel}", "--virtual", "--upload", "--dataset", "xo", "--limit", "16", "--no-reference"], 0)],
-    "flash": [(["--kmodel", "{kmodel}", "--dry-run"], 0), (["--kmodel", "{kmodel}", "--firmware", "maixpy",
+    "flash": [(["{kmodel}", "--dry-run"], 0), (["{kmodel}", "--firmware", "maixpy",
                                                           "--dry-run"], 2)],
-    "deploy": [(["--kmodel", "{kmodel}", "--dry-run"], 0)],
+    "deploy": [(["{kmodel}", "--dry-run"], 0)],
+    "completion": [(["bash"], 0), (["zsh"], 0)],
 }
-SERVERS = {"board": ["--kmodel", "{kmodel}"]}  # serve until stopped: the envelope is their first line
+SERVERS = {"board": ["{kmodel}"]}  # serve until stopped: the envelope is their first line
 
 
 def test_the_schema_is_a_valid_json_schema():

@@ -46,7 +46,7 @@ def test_a_command_that_needs_tensorflow_names_the_extra(tmp_path, capsys, witho
 
 
 def test_the_virtual_board_needs_nncase(tmp_path, capsys, without_ml):
-    assert main(["board", "--kmodel", str(write(tmp_path / "m.kmodel", kmodel_v5()))]) == 2
+    assert main(["board", str(write(tmp_path / "m.kmodel", kmodel_v5()))]) == 2
     assert "ml extra" in _one_line(capsys)
 
 
@@ -60,6 +60,6 @@ def test_hil_without_nncase_needs_the_extra_or_a_golden_board(tmp_path, capsys, 
 def test_board_side_commands_run_without_it(tmp_path, capsys, without_ml):
     kmodel = str(write(tmp_path / "m.kmodel", kmodel_v5()))
     assert main(["inspect", kmodel]) == 0
-    assert main(["flash", "--kmodel", kmodel, "--dry-run"]) == 0
-    assert main(["deploy", "--kmodel", kmodel, "--dry-run"]) == 0
+    assert main(["flash", kmodel, "--dry-run"]) == 0
+    assert main(["deploy", kmodel, "--dry-run"]) == 0
     assert main(["lint", kmodel]) == 0

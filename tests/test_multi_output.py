@@ -91,7 +91,7 @@ def test_inspect_shows_the_spec(built, cli):
 def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the card's reference and data resolve from anywhere
     report, io = tmp_path / "v.json", tmp_path / "io.npz"
-    result = cli("verify", built["kmodel"], "-o", report, "--save-io", io, "--workers", "1")
+    result = cli("verify", built["kmodel"], "--json-out", report, "--save-io", io, "--workers", "1")
     assert result.code == 0, result.out + result.err
     figures = _result(report)
     # the 7 calibration samples are left out: the check is on the 25 held-out photographs
@@ -111,7 +111,7 @@ def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeyp
     np.testing.assert_allclose(saved["inputs_reference"], saved["inputs_kmodel"] / np.float32(255) * 2 - 1, atol=1e-6)
     assert saved["reference_output_1"].shape == saved["kmodel_output_1"].shape == (25, 4)
     assert sorted(set(saved["labels"].tolist())) == [0, 1]
-    everything = cli("verify", built["kmodel"], "--on-calibration-data", "--workers", "1", "-o", tmp_path / "all.json")
+    everything = cli("verify", built["kmodel"], "--on-calibration-data", "--workers", "1", "--json-out", tmp_path / "all.json")
     assert _result(tmp_path / "all.json")["count"] == 32
     assert "INCLUDING THE CALIBRATION SAMPLES" in everything.out
     # the figures are the saved outputs' figures
@@ -123,11 +123,11 @@ def test_hil_on_a_virtual_board_compares_both_outputs(built, cli, tmp_path):
     """CanMV main's run_with_output sends output 0 only: without --outputs that is a FAIL naming output 1."""
     report, io = tmp_path / "hil.json", tmp_path / "hil.npz"
     missing = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1",
-                  "-o", tmp_path / "missing.json")
+                  "--json-out", tmp_path / "missing.json")
     assert missing.code == 1 and "output 1: not returned" in missing.err, missing.out + missing.err
     assert _result(tmp_path / "missing.json")["passed"] is False
     result = cli("hil", built["kmodel"], "--virtual", "--upload", "--limit", "12", "--workers", "1", "--outputs", "0",
-                 "-o", report, "--save-io", io)
+                 "--json-out", report, "--save-io", io)
     assert result.code == 0, result.out + result.err
     figures = _result(report)
     assert figures["outputs_compared"] == 2 and len(figures["outputs"]) == 2
@@ -161,7 +161,7 @@ def test_bad_data_is_one_line_exit_2_and_writes_nothing(built, cli, tmp_path):
     report = tmp_path / "never.json"
     for args in (["--data", one_class], ["--data", built["photos"], "--color", "grayscale"],
                  ["--data", built["photos"], "--mean", "1,2"], ["--data", tmp_path / "absent.npz"]):
-        result = cli("verify", built["kmodel"], *args, "-o", report, "--save-io", tmp_path / "never.npz")
+        result = cli("verify", built["kmodel"], *args, "--json-out", report, "--save-io", tmp_path / "never.npz")
         assert result.code == 2, (args, result.err)
         assert _one_line(result.err), result.err
     assert not report.exists() and not (tmp_path / "never.npz").exists()
@@ -202,8 +202,8 @@ def test_mean_std_reach_nncase_and_tf_alike(built, cli, tmp_path):
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     # random pixels barely move this untrained box output (a narrow range, so tiny output steps): judge it on NSE
     loose = ("--tolerance", "1:steps=64")
-    assert cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", *loose, "-o", good).code == 0
+    assert cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", *loose, "--json-out", good).code == 0
     wrong = cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", "--mean", "0", "--std", "1",
-                *loose, "-o", bad)
+                *loose, "--json-out", bad)
     assert all(o["nse"] > 0.99 for o in _result(good)["outputs"])
     assert wrong.code == 1 and min(o["nse"] for o in _result(bad)["outputs"]) < 0.5

@@ -79,7 +79,7 @@ def test_through_main(command, cli):
 
 def test_good_numbers_still_parse():
     parser = build_parser()
-    args = parser.parse_args(["hil", "m.kmodel", "--baud", "115200", "--patience", "0", "--limit", "3",
+    args = parser.parse_args(["hil", "m.kmodel", "--baud", "115200", "--silence-timeout", "0", "--limit", "3",
                               "--min-agreement", "1", "--connect-timeout", "0.5"])
     assert (args.baud, args.patience, args.limit, args.min_agreement, args.connect_timeout) == (115200, 0, 3, 1, 0.5)
     assert parser.parse_args(["board", "--fault-seed", "4294967295"]).fault_seed == 2**32 - 1

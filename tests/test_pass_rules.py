@@ -274,7 +274,7 @@ def test_hand_recrop_regressor_fails_by_default_and_passes_with_an_explicit_tole
                "-o", kmodel).code == 0
     card = json.loads(Path(f"{kmodel}.json").read_text())
     assert card["quantisation"]["calibration"]["samples"] == 12
-    default = cli("verify", kmodel, "--limit", "24", "--workers", "1", "-o", tmp_path / "d.json")
+    default = cli("verify", kmodel, "--limit", "24", "--workers", "1", "--json-out", tmp_path / "d.json")
     report = json.loads((tmp_path / "d.json").read_text())["result"]
     assert default.code == 1, default.out
     assert report["outputs"][0]["kind"] == "values" and report["outputs"][0]["cosine"] > 0.99
@@ -298,7 +298,7 @@ def test_face_detector_is_judged_by_its_decoded_boxes(cli, tmp_path: Path) -> No
                "--postprocess", "mediapipe-face-front", "-o", kmodel).code == 0
     card = json.loads(Path(f"{kmodel}.json").read_text())
     assert card["postprocess"]["task"] == "ssd"
-    result = cli("verify", kmodel, "--workers", "1", "-o", tmp_path / "v.json")
+    result = cli("verify", kmodel, "--workers", "1", "--json-out", tmp_path / "v.json")
     report = json.loads((tmp_path / "v.json").read_text())["result"]
     task = report["tasks"][0]
     assert task["task"] == "detection" and task["decoder"] == "ssd" and task["outputs"] == [0, 1]

@@ -18,7 +18,7 @@ def xo(tmp_path_factory) -> dict[str, Path]:
     from k210.host.cli import main
 
     out = tmp_path_factory.mktemp("xo")
-    assert main(["train", "xo", "--out", str(out)]) == 0
+    assert main(["train", "xo", "-o", str(out)]) == 0
     keras_path = out / "xo_mlp.keras"
     assert main(["freeze", str(keras_path)]) == 0
     assert main(["compile", str(keras_path), "--quant", "float", "-o", str(out / "xo_float.kmodel")]) == 0
@@ -82,7 +82,7 @@ def test_inspect_json(xo, cli):
 def test_uint8_kmodel_agrees_with_tf_on_1600_images(xo, cli, tmp_path):
     """Issue 2's figure: >= 99.5 % top-1 agreement, accuracy within 0.5 points of float."""
     report = tmp_path / "uint8.json"
-    result = cli("verify", xo["uint8"], "--reference", xo["keras"], "--dataset", "xo", "-o", report)
+    result = cli("verify", xo["uint8"], "--reference", xo["keras"], "--dataset", "xo", "--json-out", report)
     assert result.code == 0, result.err
     figures = json.loads(report.read_text())["result"]
     assert figures["count"] == 1600
@@ -95,7 +95,7 @@ def test_uint8_kmodel_agrees_with_tf_on_1600_images(xo, cli, tmp_path):
 
 def test_float_kmodel_matches_tf_closely(xo, cli, tmp_path):
     report = tmp_path / "float.json"
-    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200", "-o", report)
+    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200", "--json-out", report)
     assert result.code == 0, result.err
     figures = json.loads(report.read_text())["result"]
     assert figures["agreement"] == 1.0

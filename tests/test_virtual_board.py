@@ -256,7 +256,7 @@ def test_board_command_line_errors(cli, tmp_path):
     assert r.code == 2 and "--faults: corrupt needs a number" in r.err and len(r.err.strip().splitlines()) == 1
     r = cli("board", "--port", "tcp:1234")
     assert r.code == 2 and "expected 'pty' or socket://" in r.err
-    r = cli("board", "--kmodel", str(tmp_path / "none.kmodel"))
+    r = cli("board", str(tmp_path / "none.kmodel"))
     assert r.code == 2 and "no such file" in r.err
     r = cli("board", "--faults", "close_at=5")
     assert r.code == 2 and "close_at needs a socket board" in r.err

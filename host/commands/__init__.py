@@ -17,4 +17,5 @@ COMMANDS = (
     "hil",
     "flash",
     "deploy",
+    "completion",
 )

@@ -10,6 +10,12 @@ from k210.core import firmwares
 
 from ..cliutil import add_firmware_arg, add_json_arg, firmware_of_kmodel
 from ..virtualboard.storage import INFLATE_BPS, SD_BYTES, SD_READ_BPS, SD_WRITE_BPS
+from ..vocabulary import add_kmodel_positional
+
+EPILOG = """examples:
+  k210 board out/xo.kmodel                            # prints /dev/pts/N: open it as a board's port
+  k210 board --firmware maixpy --port socket://127.0.0.1:0 --json
+  k210 board out/xo.kmodel --faults corrupt=1e-3,drop=1e-3 --fault-seed 7"""
 
 
 def add_parser(sub) -> None:
@@ -17,33 +23,39 @@ def add_parser(sub) -> None:
         "board", help="run a virtual K210 board (firmware/maixpy/main.py with nncase's simulator as KPU)",
         description="Runs firmware/maixpy/main.py unmodified under CPython with stand-ins for the MicroPython "
                     "modules it uses. Prints the port to open (a /dev/pts path or socket://127.0.0.1:PORT) on "
-                    "stdout, then serves until interrupted.")
-    p.add_argument("--kmodel", metavar="FILE", help="a kmodel 'flashed' at 0x300000 and loaded at boot")
+                    "stdout, then serves until interrupted.",
+        epilog=EPILOG)
+    add_kmodel_positional(p, "a kmodel 'flashed' at 0x300000 and loaded at boot (default: none, upload one)")
     add_firmware_arg(p, (*firmwares.VIRTUAL_KEYS, "mlperf-tiny"),
                      what="the firmware it plays (mlperf-tiny: an MLPerf-Tiny-style text runner, for benchmarks)")
     p.add_argument("--port", default="pty", metavar="pty|socket://127.0.0.1:PORT",
-                   help="the board's end of the line: a pseudo-terminal (default) or a TCP socket (PORT 0: any)")
-    p.add_argument("--baud", type=int, default=1_500_000, help="line rate; both directions carry baud/10 bytes/s")
+                   help="the board's end of the line: a pseudo-terminal or a TCP socket, PORT 0: any (default pty)")
+    p.add_argument("--baud", type=int, default=1_500_000, metavar="BAUD",
+                   help="line rate; both directions carry baud/10 bytes/s (default 1500000)")
     p.add_argument("--faults", metavar="SPEC",
-                   help="seeded faults, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,stall=1e-5,stall_ms=20,reset=500")
-    p.add_argument("--fault-seed", type=int, default=0, help="seed for --faults (default 0)")
-    p.add_argument("--boot-ms", type=float, default=50.0, help="time a reset takes; bytes sent meanwhile are lost")
-    p.add_argument("--read-buf-len", type=int, help="UART RX ring in bytes (main.py's default 4096)")
-    p.add_argument("--max-frame", type=int, help="largest frame the runner accepts (main.py's default 1024)")
+                   help="seeded faults, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,stall=1e-5,stall_ms=20,reset=500 "
+                        "(default: none)")
+    p.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed for --faults (default 0)")
+    p.add_argument("--boot-ms", type=float, default=50.0, metavar="MS",
+                   help="time a reset takes; bytes sent meanwhile are lost (default 50)")
+    p.add_argument("--read-buf-len", type=int, metavar="BYTES", help="UART RX ring in bytes (default 4096, main.py's)")
+    p.add_argument("--max-frame", type=int, metavar="BYTES",
+                   help="largest frame the runner accepts (default 1024, main.py's)")
     p.add_argument("--workdir", metavar="DIR", help="the board's /sd and /flash (default: a temporary directory)")
     card = p.add_argument_group("sample cache and zlib (speeds: assumptions, see host/virtualboard/storage.py)")
     card.add_argument("--sd-dir", metavar="DIR",
                       help="the SD card's sample cache directory; a later board given the same one finds what an "
                            "earlier run kept (default: inside --workdir, gone at exit)")
-    card.add_argument("--sd-bytes", type=int, default=SD_BYTES,
+    card.add_argument("--sd-bytes", type=int, default=SD_BYTES, metavar="BYTES",
                       help=f"room for cached samples (default {SD_BYTES}); 0: no card, no cache")
-    card.add_argument("--sd-write-kbps", type=float, default=SD_WRITE_BPS / 1000,
+    card.add_argument("--sd-write-kbps", type=float, default=SD_WRITE_BPS / 1000, metavar="KBPS",
                       help=f"card write speed, kB/s (default {SD_WRITE_BPS / 1000:g}; 0: instant)")
-    card.add_argument("--sd-read-kbps", type=float, default=SD_READ_BPS / 1000,
+    card.add_argument("--sd-read-kbps", type=float, default=SD_READ_BPS / 1000, metavar="KBPS",
                       help=f"card read speed, kB/s (default {SD_READ_BPS / 1000:g}; 0: instant)")
     card.add_argument("--sd-cut-at", type=int, default=0, metavar="N",
-                      help="power fails halfway through the board's Nth card write (then it reboots); 0: never")
-    card.add_argument("--inflate-kbps", type=float, default=INFLATE_BPS / 1000,
+                      help="power fails halfway through the board's Nth card write (then it reboots); "
+                           "default 0: never")
+    card.add_argument("--inflate-kbps", type=float, default=INFLATE_BPS / 1000, metavar="KBPS",
                       help=f"uzlib output speed, kB/s (default {INFLATE_BPS / 1000:g}); 0: a firmware without uzlib")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     add_json_arg(p)  # the envelope (with the port in result.url) as the first line, instead of the bare port
@@ -79,10 +91,7 @@ def run(args: argparse.Namespace) -> int:
         exit_with_parent(board.remove_workdir)
     _exit_cleanly_on_sigterm()
     _dump_stacks_on_sigusr1()
-    if args.json:
-        _print_envelope(args, board.url)
-    else:
-        print(board.url, flush=True)
+    _print_envelope(args, board.url)
     board.log(f"{args.firmware} firmware on {board.url} at {args.baud} baud"
               + (f", model {args.kmodel} at 0x300000" if args.kmodel else ", no model (upload one)")
               + (f", faults {options.faults.to_text()} seed {args.fault_seed}" if options.faults.active else ""))
@@ -90,12 +99,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_envelope(args: argparse.Namespace, url: str) -> None:
-    """One line, so a harness reads it like the bare port; the board then serves until stopped."""
+    """The bare port, or with --json the envelope on one line (a harness reads it like the bare port); with
+    --json-out the envelope in that file too. The board then serves until stopped."""
     from ..envelope import build_envelope, to_json
 
     result = {"url": url, "firmware": args.firmware, "baud": args.baud, "kmodel": args.kmodel,
               "faults": args.faults}
-    print(to_json(build_envelope("board", result, inputs={"kmodel": args.kmodel}), indent=None), flush=True)
+    envelope = build_envelope("board", result, inputs={"kmodel": args.kmodel})
+    print(to_json(envelope, indent=None) if args.json else url, flush=True)
+    if args.json_out:
+        from k210.core.fsutil import write_text_atomic
+
+        write_text_atomic(args.json_out, to_json(envelope) + "\n")
     args.emitted = True
 
 
@@ -128,8 +143,8 @@ def _check_kmodel(path: Path) -> None:
     from k210.core.errors import BadInputError
 
     if not path.is_file():
-        raise BadInputError(f"--kmodel {path}: no such file")
+        raise BadInputError(f"kmodel {path}: no such file")
     try:
         parse_kmodel(path.read_bytes())
     except BadInputError as exc:
-        raise BadInputError(f"--kmodel {path}: {exc}") from None
+        raise BadInputError(f"kmodel {path}: {exc}") from None

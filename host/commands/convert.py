@@ -6,11 +6,19 @@ import argparse
 
 from ..cliutil import add_io_node_args, add_json_arg, finish, output_path
 
+EPILOG = """examples:
+  k210 convert out/models/xo_mlp.keras -o out/xo.tflite
+  k210 convert frozen.pb --input-node input_node --output-node output_node"""
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="convert a Keras/.h5/SavedModel/.pb model to TFLite")
-    p.add_argument("model", help=".keras, .h5, SavedModel directory or frozen .pb")
-    p.add_argument("-o", "--output", help="output .tflite (default: next to the model)")
+    p = sub.add_parser("convert", help="convert a Keras/.h5/SavedModel/.pb model to TFLite",
+                       description="Converts a Keras model, SavedModel or frozen GraphDef to a float TFLite "
+                                   "flatbuffer with the batch fixed to 1, as nncase wants it.",
+                       epilog=EPILOG)
+    p.add_argument("model", metavar="MODEL", help=".keras, .h5, SavedModel directory or frozen .pb")
+    p.add_argument("-o", "--output", metavar="FILE.tflite",
+                   help="the .tflite to write (default: next to the model, NAME.tflite)")
     add_io_node_args(p)
     add_json_arg(p)
     p.set_defaults(func=run, uses_tensorflow=True)

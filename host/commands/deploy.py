@@ -8,12 +8,13 @@ from pathlib import Path
 
 from k210.core import firmwares
 from k210.host.cliutil import add_firmware_arg, add_json_arg
+from k210.host.vocabulary import add_deprecated, add_kmodel_positional
 
 EPILOG = """examples:
   k210 deploy                                   # the runner (main.py and its modules) to /flash
-  k210 deploy --kmodel model.kmodel --config model.json --target sd --reset
+  k210 deploy model.kmodel --config model.json --target sd --reset
   k210 deploy --port socket://192.168.1.20:2323 --no-runner-files --config model.json
-  k210 deploy --kmodel model.kmodel --dry-run --json
+  k210 deploy model.kmodel --dry-run --json
 exit codes: 0 deployed and verified (or the plan checked, with --dry-run), 2 bad input,
 3 the board failed (no REPL, a write or a hash check)"""
 
@@ -27,17 +28,21 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--port", help="serial port or pyserial URL such as socket://host:port (default: auto-detect)")
-    parser.add_argument("--baud", type=int, default=115_200, help="REPL baud rate (default 115200)")
-    parser.add_argument("--target", choices=("flash", "sd"), default="flash", help="file system on the board")
+    add_kmodel_positional(parser, "kmodel to copy (default: none, the runner and config only)", type=Path)
+    parser.add_argument("--port", metavar="URL",
+                        help="serial port or pyserial URL such as socket://host:port (default: auto-detect)")
+    parser.add_argument("--baud", type=int, default=115_200, metavar="BAUD", help="REPL baud rate (default 115200)")
+    parser.add_argument("--target", choices=("flash", "sd"), default="flash",
+                        help="file system on the board (default flash)")
     add_firmware_arg(parser, firmwares.REPL_KEYS, what="the MicroPython firmware on the board", old=("--runner",))
-    parser.add_argument("--kmodel", type=Path, metavar="FILE", help="kmodel to copy (kept under its own name)")
-    parser.add_argument("--kmodel-name", metavar="NAME", help="name for the kmodel on the board")
+    parser.add_argument("--kmodel-name", metavar="NAME",
+                        help="name for the kmodel on the board (default: its own name)")
     parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
-        help="runner config: a JSON object or a .py defining CONFIG (installed as k210_config.py)",
+        help="runner config: a JSON object or a .py defining CONFIG (installed as k210_config.py; default: "
+        "none)",
     )
     parser.add_argument(
         "--config-name", metavar="NAME", help="name for the config on the board (default k210_config.py)"
@@ -47,12 +52,14 @@ def add_parser(subparsers) -> None:
         "--runner-dir",
         type=Path,
         metavar="DIR",
-        help="take main.py and its modules from DIR (default: the installed firmware)",
+        help="take main.py and its modules from DIR (default: the installed firmware's)",
     )
     parser.add_argument("--reset", action="store_true", help="machine.reset() afterwards, which starts main.py")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
     add_json_arg(parser)
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each answer")
+    reply = parser.add_argument("--reply-timeout", dest="timeout", type=float, default=10.0, metavar="SECONDS",
+                                help="how long to wait for each answer of the board (default 10)")
+    add_deprecated(parser, ("--timeout",), reply)
     parser.add_argument(
         "--write-pause", type=float, default=10.0, metavar="MS",
         help="pause after each 256-byte write so the board's UART keeps up (default 10; 0 for fast links)",
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in plan.warnings:
         print(f"k210 deploy: warning: {warning}", file=sys.stderr)
     if args.baud < 9600 or args.timeout <= 0 or args.write_pause < 0:
-        raise BadInputError("--baud must be at least 9600, --timeout positive and --write-pause not negative")
+        raise BadInputError("--baud must be at least 9600, --reply-timeout positive and --write-pause not negative")
     if args.dry_run:
         return _report(args, plan, {"dry_run": True, "port": args.port or "auto"})
 

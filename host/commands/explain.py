@@ -6,40 +6,61 @@ import argparse
 
 from ..cliutil import add_dataset_args, add_io_node_args, add_json_arg, finish
 from ..dataargs import add_preprocess_args, overrides_from
+from ..vocabulary import add_deprecated
+
+EPILOG = """examples:
+  k210 explain out/models/xo_mlp.keras --dataset xo --calib 64 --limit 100
+  k210 explain net.keras --data photos/ --input-range -1,1 --report out/explain --keep out/builds
+  k210 explain net.tflite --dataset random --no-fixes --json-out explain.json"""
 
 
 def add_parser(sub) -> None:
+    from k210.converters.compile import CALIBRATE_METHODS
+
     p = sub.add_parser(
         "explain", help="per-layer quantisation error of the uint8 kmodel, the first bad layer (KPU or CPU), "
-                        "and the fixes tried with the agreement each reached")
-    p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb or .tflite")
-    add_dataset_args(p)
-    p.add_argument("--calib", type=int, default=200, help="calibration samples of the baseline build (default 200)")
-    p.add_argument("--more-calib", type=int, default=None,
+                        "and the fixes tried with the agreement each reached",
+        description="Compiles the model to a uint8 kmodel, runs it in nncase's simulator beside TFLite layer by "
+                    "layer on held-out inputs, names the first layer that goes wrong and why (a per-tensor step "
+                    "that wipes channels, an outlier-stretched range, a CPU op), then tries the fixes (more "
+                    "calibration samples, calibration methods, graph transforms, float) and prints the k210 "
+                    "compile line of the best.",
+        epilog=EPILOG)
+    p.add_argument("model", metavar="MODEL", help=".keras, .h5, SavedModel directory, frozen .pb or .tflite")
+    add_dataset_args(p, default_text="none, give --dataset or --data")
+    p.add_argument("--calib", type=int, default=200, metavar="N",
+                   help="calibration samples of the baseline build (default 200)")
+    p.add_argument("--more-calib", type=int, default=None, metavar="N",
                    help="calibration samples of the 'more samples' fix (default 4x --calib, as the data allow)")
-    p.add_argument("--limit", type=int, default=200, help="check inputs agreement is measured on (default 200)")
+    p.add_argument("--limit", type=int, default=200, metavar="N",
+                   help="check inputs agreement is measured on (default 200)")
     p.add_argument("--input-type", choices=("uint8", "float32"), default="uint8",
                    help="what the board sends in the baseline build (default uint8 raw pixels, as compile)")
-    p.add_argument("--calibrate-method", "--method", dest="method", default="no_clip",
-                   help="calibration method of the baseline, as compile's flag (default no_clip)")
-    p.add_argument("--probes", type=int, default=24, help="tensors made kmodel outputs per probe build (default 24)")
-    p.add_argument("--probe-images", type=int, default=8, help="check inputs the probes run on (default 8)")
-    p.add_argument("--min-cosine", type=float, default=0.98,
+    method = p.add_argument("--calibrate-method", dest="method", default="no_clip", choices=CALIBRATE_METHODS,
+                            help="calibration method of the baseline, as compile's flag (default no_clip)")
+    add_deprecated(p, ("--method",), method)
+    p.add_argument("--probes", type=int, default=24, metavar="N",
+                   help="tensors made kmodel outputs per probe build (default 24)")
+    p.add_argument("--probe-images", type=int, default=8, metavar="N",
+                   help="check inputs the probes run on (default 8)")
+    p.add_argument("--min-cosine", type=float, default=0.98, metavar="COSINE",
                    help="a layer whose cosine against TFLite falls below this is 'bad' (default 0.98)")
     p.add_argument("--no-fixes", action="store_true", help="explain only; try no fixes")
     p.add_argument("--no-float", action="store_true",
                    help="skip the float kmodel (CPU only) among the fixes: it is slow in the simulator")
-    p.add_argument("--min-agreement", type=float, default=0.99,
+    p.add_argument("--min-agreement", type=float, default=0.99, metavar="FRACTION",
                    help="exit 1 when the baseline's top-1 agreement is below this (default 0.99)")
-    p.add_argument("--report", metavar="DIR", help="write explain.json (the envelope) and layers.png there")
+    p.add_argument("--report", metavar="DIR",
+                   help="write explain.json (the envelope) and layers.png there (default: no report folder)")
     p.add_argument("--keep", metavar="DIR",
-                   help="keep every kmodel explain builds there, each with its model card (verify and hil take them)")
+                   help="keep every kmodel explain builds there, each with its model card (verify and hil take "
+                        "them; default: none kept)")
     p.add_argument("--no-transforms", action="store_true",
                    help="skip the graph transforms (equalisation, bias absorption, bias correction) among the fixes")
     p.add_argument("--holdout", type=float, metavar="FRACTION",
                    help="of your own --data, the share kept out of calibration for the checks (as compile; default "
                         "0.8)")
-    add_json_arg(p, output=True)
+    add_json_arg(p, old_output=True)
     add_preprocess_args(p)
     add_io_node_args(p)
     p.set_defaults(func=run, uses_tensorflow=True)
@@ -54,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from k210.converters.to_tflite import convert_to_tflite
     from k210.core.errors import BadInputError
 
-    from ..cliutil import json_output_path, progress_every
+    from ..cliutil import progress_every
     from ..compiling import calibration_inputs
     from ..explaining import ExplainData, ExplainOptions, explain, plot, render
     from ..inputdata import DataRequest, load_inputs
@@ -73,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"{name} must be between 0 and 1")
     if not args.dataset and not args.data:
         raise BadInputError("which data? pass --dataset NAME, --data DIR|FILE.npz or --dataset random")
-    output = json_output_path(args.output)
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise BadInputError(f"--report {report_dir} exists and is not a directory")
@@ -127,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         compile_base=compile_base(args), keep=keep, card_base=_card_base(args, source, prep, calibration)))
     report.update({"model": str(source.path), "notes_model": tfl.notes, "min_agreement": args.min_agreement})
     passed = report["baseline"]["agreement"] >= args.min_agreement
-    files = [output]
+    files = []
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         report["plot"] = str(plot(report, report_dir / "layers.png"))  # written atomically

@@ -7,22 +7,25 @@ import sys
 from pathlib import Path
 
 from k210.host.cliutil import add_json_arg
+from k210.host.vocabulary import add_deprecated
 
 EPILOG = """examples:
   k210 flash --firmware-bin maixpy.bin
-  k210 flash --kmodel model.kmodel --address 0x300000 --firmware maixpy
-  k210 flash --firmware-bin maixpy.bin --kmodel a.kmodel --address 0x300000 --kmodel b.kmodel --address 0x500000
-  k210 flash --kmodel model.kmodel --firmware c --dry-run --json
+  k210 flash model.kmodel --address 0x300000 --firmware maixpy
+  k210 flash --firmware-bin maixpy.bin a.kmodel --address 0x300000 b.kmodel --address 0x500000
+  k210 flash model.kmodel --firmware c --dry-run --json
 exit codes: 0 flashed (or the plan checked, with --dry-run), 2 bad input (files, addresses, port),
 3 the board or kflash failed"""
 
 
 class _KmodelAction(argparse.Action):
-    """--kmodel FILE starts an entry; a following --address ADDR completes it."""
+    """A KMODEL starts an entry; a following --address ADDR completes it. Each bare word reaches it through the
+    hidden --_kmodel, in its place among the options (host/vocabulary.py rewrite_argv); the positional itself is
+    there for the usage line and gets nothing."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         entries = list(getattr(namespace, self.dest) or [])
-        entries.append([value, None])
+        entries += [[v, None] for v in (value if isinstance(value, list) else [value])]
         setattr(namespace, self.dest, entries)
 
 
@@ -30,7 +33,7 @@ class _AddressAction(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         entries = list(getattr(namespace, self.dest) or [])
         if not entries or entries[-1][1] is not None:
-            parser.error("--address must follow the --kmodel FILE it places")
+            parser.error("--address must follow the KMODEL it places")
         entries[-1] = [entries[-1][0], value]
         setattr(namespace, self.dest, entries)
 
@@ -65,37 +68,38 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--port", help="serial port or device (default: the one CH340/FT2232/CH552 board found)")
+    parser.positional_option = "--_kmodel"  # bare words keep their order among the --address options
+    parser.add_argument("kmodels", nargs="*", action=_KmodelAction, default=[], metavar="KMODEL",
+                        help="kmodel to write, each followed by its --address (default 0x300000 for the first); "
+                             "repeat for several (default: none, firmware only)")
+    inner = parser.add_argument("--_kmodel", action=_KmodelAction, dest="kmodels", help=argparse.SUPPRESS)
+    add_deprecated(parser, ("--kmodel",), inner, "the positional KMODEL")
+    parser.add_argument("--port", metavar="PORT",
+                        help="serial port or device (default: the one CH340/FT2232/CH552 board found)")
     parser.add_argument(
         "--board",
         choices=("auto", *KFLASH_BOARDS),
         default="auto",
-        help="kflash board preset: how DTR/RTS reset the board into ISP mode (default: try them all)",
+        help="kflash board preset: how DTR/RTS reset the board into ISP mode (default auto: try them all)",
     )
-    parser.add_argument("--baud", type=int, help="baud rate for writing (default 1500000; 115200 with --slow)")
+    parser.add_argument("--baud", type=int, metavar="BAUD",
+                        help="baud rate for writing (default 1500000; 115200 with --slow)")
     parser.add_argument(
         "--slow",
         action="store_true",
         help="most compatible mode: no boot-ROM baud switch and 115200 baud unless --baud is given",
     )
     parser.add_argument("--firmware-bin", type=Path, metavar="FILE.bin",
-                        help="firmware image, written at 0x0; refused unless it looks like a K210 boot image")
+                        help="firmware image, written at 0x0; refused unless it looks like a K210 boot image "
+                             "(default: none, kmodels only)")
     parser.add_argument("--force", action="store_true",
                         help="write a --firmware-bin that does not look like a K210 boot image all the same")
-    parser.add_argument(
-        "--kmodel",
-        action=_KmodelAction,
-        dest="kmodels",
-        default=[],
-        metavar="FILE",
-        help="kmodel to write; repeat for several (each followed by its --address)",
-    )
     parser.add_argument(
         "--address",
         action=_AddressAction,
         dest="kmodels",
         metavar="ADDR",
-        help="flash offset of the preceding --kmodel (default 0x300000, MaixPy's convention)",
+        help="flash offset of the preceding KMODEL (default 0x300000, MaixPy's convention)",
     )
     parser.add_argument(
         "--firmware",
@@ -104,17 +108,19 @@ def add_parser(subparsers) -> None:
         help=f"firmware that will load the kmodel: {firmwares.choices_help(tuple(RUNNERS))}; "
         "default: what the first kmodel's version calls for (v5: canmv, v3/v4: maixpy)",
     )
-    parser.add_argument("--runner", dest="firmware", choices=tuple(RUNNERS), help=argparse.SUPPRESS)  # old name
-    parser.add_argument("--io-mode", choices=IO_MODES, default="dio", help="SPI mode flag in the firmware header")
+    add_deprecated(parser, ("--runner",), next(a for a in parser._actions if "--firmware" in a.option_strings))
+    parser.add_argument("--io-mode", choices=IO_MODES, default="dio",
+                        help="SPI mode flag in the firmware header (default dio)")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan; touch no board")
     add_json_arg(parser)
-    parser.add_argument("--save-kfpkg", type=Path, metavar="FILE.kfpkg", help="also keep the .kfpkg that is flashed")
+    parser.add_argument("--save-kfpkg", type=Path, metavar="FILE.kfpkg",
+                        help="also keep the .kfpkg that is flashed (default: not kept)")
     parser.add_argument(
         "--stall-timeout",
         type=float,
         default=DEFAULT_STALL_TIMEOUT,
-        metavar="S",
-        help=f"give up when the board makes no progress for S seconds (default {DEFAULT_STALL_TIMEOUT:g})",
+        metavar="SECONDS",
+        help=f"give up when the board makes no progress for this long (default {DEFAULT_STALL_TIMEOUT:g})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show kflash's log on stderr")
     parser.set_defaults(func=run)
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     kmodels = []
     for index, (path, address) in enumerate(args.kmodels):
         if address is None and index > 0:
-            raise BadInputError(f"give --address for --kmodel {path} (only the first kmodel defaults to 0x300000)")
+            raise BadInputError(f"give --address for {path} (only the first kmodel defaults to 0x300000)")
         kmodels.append((Path(path), parse_address(address) if address else MAIXPY_KMODEL_ADDRESS))
     firmware = args.firmware or _firmware_of(kmodels)
     plan = build_plan(args.firmware_bin, kmodels, firmware, force=args.force)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import add_io_node_args, add_json_arg, finish, output_path
+from ..vocabulary import add_deprecated
+
+EPILOG = """examples:
+  k210 freeze out/models/xo_mlp.keras -o out/xo.pb
+  k210 freeze net.h5 --input-node image --output-node scores"""
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("freeze", help="write a frozen GraphDef .pb (input_node/output_node, batch None)")
-    p.add_argument("model", help="Keras model (.keras or .h5)")
-    p.add_argument("-o", "--output", help="output .pb (default: next to the model)")
+    p = sub.add_parser("freeze", help="write a frozen GraphDef .pb (input_node/output_node, batch None)",
+                       description="Freezes a Keras model into a TF1-style GraphDef .pb whose input and output "
+                                   "nodes have the names the course's tools expect; its .meta.json (labels, "
+                                   "preprocessing) is copied beside it.",
+                       epilog=EPILOG)
+    p.add_argument("model", metavar="MODEL", help="Keras model (.keras or .h5)")
+    p.add_argument("-o", "--output", metavar="FILE.pb", help="the .pb to write (default: next to the model, NAME.pb)")
     add_io_node_args(p, input_default="input_node", output_default="output_node",
                      what="name in the frozen graph (default: %(default)s)")
-    # The names before the one --input-node/--output-node of every other command; kept, hidden.
-    p.add_argument("--input-name", dest="input_node", help=argparse.SUPPRESS)
-    p.add_argument("--output-name", dest="output_node", help=argparse.SUPPRESS)
+    # The names before the one --input-node/--output-node of every other command: deprecated, hidden.
+    for old, new in (("--input-name", "--input-node"), ("--output-name", "--output-node")):
+        add_deprecated(p, (old,), next(a for a in p._actions if new in a.option_strings))
     add_json_arg(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 

@@ -10,8 +10,15 @@ from collections.abc import Iterator
 
 from k210.core import firmwares
 
-from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel, json_output_path
+from ..cliutil import add_dataset_args, add_firmware_arg, add_json_arg, finish, firmware_of_kmodel
 from ..dataargs import add_preprocess_args, add_rule_args, add_save_io_arg, overrides_from, rule_flags_from
+from ..vocabulary import add_deprecated
+
+EPILOG = """examples:
+  k210 hil out/xo.kmodel --virtual --upload --dataset xo --limit 200
+  k210 hil out/xo.kmodel --port /dev/ttyUSB0 --dataset xo --report out/hil
+  k210 hil m.kmodel --board-cmd 'firmware/c/build-host/k210_runner_host --pty' --upload --no-reference
+  k210 hil out/xo.kmodel --boards boards.yaml --silence-timeout 30 --json-out hil.json"""
 
 
 def add_parser(sub) -> None:
@@ -19,8 +26,9 @@ def add_parser(sub) -> None:
         "hil", help="hardware-in-the-loop: run a test set on boards over serial, compare with TF and the simulator",
         description="Streams the test images to one or more boards running the k210-deploy runner, several "
                     "requests in flight, and compares every board output with TensorFlow and with nncase's "
-                    "simulator. Results are journaled as they arrive; --resume continues a killed run.")
-    p.add_argument("kmodel", help="the .kmodel under test")
+                    "simulator. Results are journaled as they arrive; --resume continues a killed run.",
+        epilog=EPILOG)
+    p.add_argument("kmodel", metavar="KMODEL", help="the .kmodel under test")
     where = p.add_argument_group("boards")
     where.add_argument("--port", action="append", default=[], metavar="URL",
                        help="a board's port, anything pyserial opens: /dev/ttyUSB0, socket://HOST:PORT, "
@@ -35,22 +43,24 @@ def add_parser(sub) -> None:
     where.add_argument("--board-cmd", action="append", default=[], metavar="CMD",
                        help="start a board with this command; it prints its port (or 'PTY path') on stdout, "
                             "e.g. the C runner's host build "
-                            "'firmware/c/build-host/k210_runner_host --pty --exit-with-parent'")
-    where.add_argument("--baud", type=int, default=None, help="line rate (default K210_BAUD, else 1500000)")
+                            "'firmware/c/build-host/k210_runner_host --pty --exit-with-parent' (repeatable; "
+                            "default: none)")
+    where.add_argument("--baud", type=int, default=None, metavar="BAUD",
+                       help="line rate (default K210_BAUD, else 1500000)")
     farm = p.add_argument_group("board farm (labgrid)")
     farm.add_argument("--place", action="append", default=[], metavar="NAME|GLOB|TAG=VALUE",
                       help="acquire this labgrid place and use its serial port (ser2net's RFC 2217 from the "
                            "exporter); repeatable; a glob (k210-*) or tags (board=k210) take every free place that "
-                           "matches. Places are released however the run ends")
-    farm.add_argument("--place-timeout", type=float, default=0.0, metavar="S",
-                      help="wait up to S seconds for a place someone else holds (default 0: refuse at once, "
+                           "matches. Places are released however the run ends (default: none)")
+    farm.add_argument("--place-timeout", type=float, default=0.0, metavar="SECONDS",
+                      help="wait this long for a place someone else holds (default 0: refuse at once, "
                            "naming who holds it)")
     farm.add_argument("--coordinator", metavar="HOST:PORT",
                       help="labgrid coordinator (default LG_COORDINATOR, else 127.0.0.1:20408)")
     farm.add_argument("--lg-env", metavar="FILE",
                       help="a labgrid environment file: --place then names its targets, whose "
                            "serial ports are on this host (RawSerialPort, USBSerialPort) or NetworkSerialPorts; "
-                           "no coordinator, nothing acquired")
+                           "no coordinator, nothing acquired (default: none, places from the coordinator)")
     farm.add_argument("--power-cycle", action="store_true",
                       help="before the run, power-cycle every place that has a power driver (labgrid's, as "
                            "`labgrid-client power cycle`): each board starts from its boot")
@@ -58,45 +68,51 @@ def add_parser(sub) -> None:
                        help="faults for virtual boards, e.g. corrupt=1e-3,drop=1e-3,dup=1e-4,reset=500; what real "
                             "lines do: dupchunk=0.2,chunk=32 (chunks sent twice), silence_at=N,silence_s=5, "
                             "close_at=N,close_s=2 (the port vanishes), reset_at=N,boot_ms=3000 (host/virtualboard/"
-                            "faults.py)")
-    where.add_argument("--fault-seed", type=int, default=0, help="seed of --faults (board i gets seed + i)")
-    where.add_argument("--connect-timeout", type=float, default=5.0,
-                       help="seconds to wait for a board's HELLO (default 5)")
-    where.add_argument("--patience", type=float, default=15.0, metavar="S",
-                       help="once running, how long a board may be silent (a reset and boot, a line hiccup) or its "
-                            "port gone (reopened at the same URL meanwhile) before the run fails (default 15)")
+                            "faults.py; default: none)")
+    where.add_argument("--fault-seed", type=int, default=0, metavar="N",
+                       help="seed of --faults, board i gets seed + i (default 0)")
+    where.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="how long to wait for a board's HELLO (default 5)")
+    silence = where.add_argument(
+        "--silence-timeout", dest="patience", type=float, default=15.0, metavar="SECONDS",
+        help="once running, how long a board may be silent (a reset and boot, a line hiccup) or its port gone "
+             "(reopened at the same URL meanwhile) before the run fails (default 15)")
+    add_deprecated(where, ("--patience",), silence)
     where.add_argument("--allow-lost-boards", action="store_true",
-                       help="a board given up mid-run (dead, silent past --patience) does not fail the run when the "
-                            "others ran its images (default: it does, exit 3; the report says each board's fate)")
+                       help="a board given up mid-run (dead, silent past --silence-timeout) does not fail the run "
+                            "when the others ran its images (default: it does, exit 3; the report says each board's "
+                            "fate)")
     p.add_argument("--upload", action="store_true",
                    help="send the kmodel to the board (and again after a reset) instead of requiring it there")
     p.add_argument("--reference", metavar="MODEL", help="the TF model it came from (default: from the model card)")
     p.add_argument("--no-reference", action="store_true", help="compare with the simulator only, without TF")
     p.add_argument("--golden-port", action="append", default=[], metavar="URL",
                    help="expected outputs from this trusted board instead of TF and the simulator: every image "
-                        "runs on it too, and each output must be bit-identical (else reach --min-cosine)")
+                        "runs on it too, and each output must be bit-identical, else reach --min-cosine "
+                        "(repeatable; default: none)")
     p.add_argument("--golden-board-cmd", action="append", default=[], metavar="CMD",
-                   help="as --golden-port, a golden board started with this command (as --board-cmd)")
+                   help="as --golden-port, a golden board started with this command, as --board-cmd (repeatable; "
+                        "default: none)")
     add_dataset_args(p)
     p.add_argument("--split", default="test", choices=("test", "train"), help="which images (default test)")
-    p.add_argument("--limit", type=int, help="the first N images only")
-    p.add_argument("--min-cosine", type=float, default=0.99,
+    p.add_argument("--limit", type=int, metavar="N", help="the first N images only (default: all of them)")
+    p.add_argument("--min-cosine", type=float, default=0.99, metavar="COSINE",
                    help="exit 1 when an output that is not class scores has a lower mean cosine (default 0.99)")
     add_save_io_arg(p)
     add_preprocess_args(p)
-    p.add_argument("--min-agreement", type=float, default=0.99,
+    p.add_argument("--min-agreement", type=float, default=0.99, metavar="FRACTION",
                    help="exit 1 when board vs TF top-1 agreement is below this (default 0.99)")
     add_rule_args(p)
-    add_json_arg(p, output=True)
+    add_json_arg(p, old_output=True)
     p.add_argument("--report", metavar="DIR",
                    help="write PNG plots (confusion, disagreements, errors, latency), report.json (the JSON "
-                        "envelope) and the journal into DIR")
+                        "envelope) and the journal into DIR (default: no report folder)")
     p.add_argument("--journal", metavar="FILE",
                    help="every result as it arrives, JSON lines (default DIR/journal.jsonl with --report); "
                         "without --resume a run starts it afresh")
     p.add_argument("--resume", action="store_true",
                    help="continue the journal of a run that was stopped: only the missing images are run")
-    p.add_argument("--workers", type=int, help="simulator processes (default: one per core)")
+    p.add_argument("--workers", type=int, metavar="N", help="simulator processes (default: one per core)")
     p.add_argument("--no-cache", action="store_true",
                    help="send every image's bytes, never a hash the board keeps (default: use the board's sample "
                         "cache where its HELLO offers one)")
@@ -118,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.min_agreement <= 1:
         raise BadInputError("--min-agreement must be between 0 and 1")
     if not args.patience >= 0 or args.patience == float("inf"):
-        raise BadInputError("--patience must be a number of seconds, 0 or more")
+        raise BadInputError("--silence-timeout must be a number of seconds, 0 or more")
     if not args.connect_timeout > 0 or args.connect_timeout == float("inf"):
         raise BadInputError("--connect-timeout must be a number of seconds above 0")
     if args.faults and not args.virtual:
@@ -132,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         firmware=firmware_of_kmodel(args.kmodel, args.firmware, firmwares.VIRTUAL_KEYS), reference=args.reference,
         no_reference=args.no_reference, dataset=args.dataset,
         data=args.data, seed=args.seed, split=args.split, limit=args.limit, upload=args.upload, baud=args.baud,
-        json_out=json_output_path(args.output), report_dir=args.report, journal=args.journal, resume=args.resume,
+        json_out=args.json_out, report_dir=args.report, journal=args.journal, resume=args.resume,
         faults=args.faults,
         fault_seed=args.fault_seed, min_agreement=args.min_agreement, connect_timeout=args.connect_timeout,
         patience=args.patience,

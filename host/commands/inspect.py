@@ -6,10 +6,18 @@ import argparse
 
 from ..cliutil import add_json_arg, finish, firmware_for, format_table
 
+EPILOG = """examples:
+  k210 inspect out/xo.kmodel
+  k210 inspect face.kmodel --json"""
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("inspect", help="read a kmodel's header (v3/v4/v5): modules, tensors, memory, loaders")
-    p.add_argument("kmodel", help="a .kmodel file")
+    p = sub.add_parser("inspect", help="read a kmodel's header (v3/v4/v5): modules, tensors, memory, loaders",
+                       description="Reads a kmodel's header without running it: version, modules (KPU or CPU), "
+                                   "input and output tensors, memory pools, which firmware can load it, and its "
+                                   "model card's labels and preprocessing when there is one.",
+                       epilog=EPILOG)
+    p.add_argument("kmodel", metavar="KMODEL", help="a .kmodel file")
     add_json_arg(p)
     p.set_defaults(func=run)
 

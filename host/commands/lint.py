@@ -7,24 +7,35 @@ import argparse
 from k210.core import firmwares
 
 from ..cliutil import FIRMWARES, add_firmware_arg, add_io_node_args, add_json_arg, finish, firmware_of_kmodel
+from ..vocabulary import DeprecatedOption
 
 # The compiler that makes the kmodel a firmware loads: MaixPy-v1 loads v3/v4 (nncase 0.2 makes v4),
 # CanMV's feat/kpu and the C SDK load v5 (nncase 1.9, what `k210 compile` runs).
 COMPILER_FOR = {fw.key: fw.compiler for fw in firmwares.FIRMWARES.values()}
+
+EPILOG = """examples:
+  k210 lint out/models/xo_mlp.keras
+  k210 lint net.tflite --strict --confirm          # nncase's own build settles the memory figure
+  k210 lint old.kmodel --firmware maixpy            # exit 1: MaixPy-v1 cannot load a kmodel v5"""
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "lint",
         help="check a model against nncase's op lists and the KPU's rules: what runs where, and does it fit",
-        description="Exit 0: compiles and fits; 1: cannot be compiled or does not fit (or, with --strict, a "
+        description="Reads the model's graph and says, layer by layer, whether it runs on the KPU, on the KPU "
+                    "with padding or cropping, on the CPU or not at all, and whether it fits the K210's 6 MiB. "
+                    "Exit 0: compiles and fits; 1: cannot be compiled or does not fit (or, with --strict, a "
                     "conv or Dense falls back to the CPU); 2: bad input.",
+        epilog=EPILOG,
     )
-    p.add_argument("model", help=".keras, .h5, SavedModel directory, frozen .pb, .tflite, .onnx or .kmodel")
+    p.add_argument("model", metavar="MODEL",
+                   help=".keras, .h5, SavedModel directory, frozen .pb, .tflite, .onnx or .kmodel")
     add_firmware_arg(p, FIRMWARES, what="the firmware that will load it, which picks the compiler ("
                      + ", ".join(f"{key}: {compiler}" for key, compiler in COMPILER_FOR.items())
                      + "); a .kmodel it cannot load fails")
-    p.add_argument("--compiler", choices=tuple(sorted(set(COMPILER_FOR.values()))), help=argparse.SUPPRESS)
+    p.add_argument("--compiler", choices=tuple(sorted(set(COMPILER_FOR.values()))), action=DeprecatedOption,
+                   new="--firmware (which picks the compiler)")
     p.add_argument("--quant", choices=("uint8", "float"), default="uint8",
                    help="how it will be compiled: uint8 PTQ uses the KPU; float runs everything on the CPU "
                         "(default uint8, like k210 compile)")

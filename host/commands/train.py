@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..cliutil import add_dataset_args, add_json_arg, finish, load_dataset_arg
+from ..vocabulary import add_deprecated
+
+EPILOG = """examples:
+  k210 train xo                              # the X/O MLP on procedural glyphs, into out/models
+  k210 train xo --epochs 1 --limit 300 -o out/quick --json"""
 
 
 def add_parser(sub) -> None:
@@ -14,12 +19,18 @@ def add_parser(sub) -> None:
     names = ", ".join(ZOO)
     aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
     p = sub.add_parser("train", help=f"train a zoo model ({names})",
-                       description=f"Train a seed model of the zoo. Models: {names} (aliases: {aliases}).")
+                       description=f"Train a seed model of the zoo. Models: {names} (aliases: {aliases}). Writes "
+                                   "the .keras model, its .meta.json (labels, preprocessing), the history and the "
+                                   "training curves into the output directory.",
+                       epilog=EPILOG)
     p.add_argument("model", metavar="NAME", help=f"zoo model: {names}; or an alias ({aliases})")
-    add_dataset_args(p)
-    p.add_argument("--out", default="out/models", help="output directory (default out/models)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    add_dataset_args(p, default_text="the recipe's")
+    out = p.add_argument("-o", "--output", default="out/models", metavar="DIR",
+                         help="where the model and its files go (default out/models)")
+    add_deprecated(p, ("--out",), out)
+    p.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs (default: the recipe's)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="train on the first N training images only (default: all of them)")
     add_json_arg(p)
     p.set_defaults(func=run, uses_tensorflow=True)
 
@@ -34,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise BadInputError("--epochs must be at least 1")
     dataset = load_dataset_arg(args, args.dataset or model_def.dataset)
-    result = train(model_def, dataset, Path(args.out), epochs=args.epochs, seed=args.seed, limit=args.limit)
+    result = train(model_def, dataset, Path(args.output), epochs=args.epochs, seed=args.seed, limit=args.limit)
     summary = {
         "model": str(result.model_path),
         "history": str(result.history_path),

@@ -144,7 +144,7 @@ def build_deploy_plan(
         if target == "flash" and len(data) > BIG_FOR_SPIFFS:
             warnings.append(
                 f"{kmodel.name} is {len(data) / 2**20:.1f} MiB; /flash holds 3 MiB in all: use --target sd "
-                f"or write it raw with `k210 flash --kmodel {kmodel.name} --address 0x300000`"
+                f"or write it raw with `k210 flash {kmodel.name} --address 0x300000`"
             )
     card_config = _model_config(kmodel, kmodel_remote) if kmodel is not None else {}
     if config is not None:
@@ -159,7 +159,7 @@ def build_deploy_plan(
         files.append(("config", kmodel, config_name or CONFIG_MODULE, content))
         warnings.append(f"no --config: {CONFIG_MODULE} written from {kmodel.name} and its model card")
     if not files:
-        raise BadInputError("nothing to deploy: drop --no-runner-files or give --kmodel/--config")
+        raise BadInputError("nothing to deploy: drop --no-runner-files or give a KMODEL or --config")
 
     for _kind, _path, name, content in files:
         _check_board_name(name)

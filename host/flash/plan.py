@@ -138,7 +138,7 @@ def build_plan(
     if runner not in RUNNERS:
         raise BadInputError(f"unknown firmware {runner!r}: choose one of {', '.join(RUNNERS)}")
     if firmware is None and not kmodels:
-        raise BadInputError("nothing to flash: give --firmware-bin FILE.bin and/or --kmodel FILE")
+        raise BadInputError("nothing to flash: give --firmware-bin FILE.bin and/or a KMODEL")
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -173,7 +173,7 @@ def _firmware_item(path: Path, names: _PackageNames, problems: list[str], force:
     elif head.startswith(_ZIP_MAGIC):
         problems.append(f"firmware {path.name} is a zip/.kfpkg; give the .bin inside it")
     elif head.startswith(b"LDMK"):
-        problems.append(f"firmware {path.name} is a kmodel; pass it with --kmodel FILE --address ADDR")
+        problems.append(f"firmware {path.name} is a kmodel; pass it as KMODEL --address ADDR")
     elif not force and (problem := boot_image_problem(path.name, path.read_bytes())):
         problems.append(f"{problem} (--force writes it anyway)")
     return FlashItem("firmware", path, 0, size, sha256_file(path), names.take(path.name))

@@ -134,7 +134,7 @@ def virtual_board(*, kmodel: str | None = None, firmware: str = "canmv", baud: i
     command = [sys.executable, "-m", "k210.host.cli", "board", "--exit-with-parent", "--firmware", firmware,
                "--baud", str(baud), "--port", port]
     if kmodel:
-        command += ["--kmodel", str(kmodel)]
+        command.append(str(kmodel))
     if faults:
         command += ["--faults", faults, "--fault-seed", str(fault_seed)]
     command += extra or []

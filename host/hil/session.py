@@ -102,7 +102,7 @@ class BoardSession:
     def _probe_wait(self, queued_bytes: int) -> float:
         """A probe waits for everything queued before it, then for its own reply."""
         # The learnt reply time, not its backoff: a lossy line backs the timer off to seconds, and a probe
-        # that waited that long would get two tries in --patience; a resent HELLO_REQ costs 16 bytes.
+        # that waited that long would get two tries in --silence-timeout; a resent HELLO_REQ costs 16 bytes.
         rto = min(self.timer.rto, MAX_RESEND_INTERVAL_S)
         return rto + self.port.wire_seconds(queued_bytes + 16 + self._max_reply_bytes())
 
@@ -209,7 +209,7 @@ class BoardSession:
         arrived = LineCount.of(self.channel)
         while time.monotonic() < deadline:
             if damage_phrase(LineCount.of(self.channel) - arrived, self.port.baud):
-                # A board answering through a noisy line: keep asking for --patience, not just --connect-timeout.
+                # A board answering through a noisy line: keep asking for --silence-timeout, not just --connect-timeout.
                 deadline = max(deadline, started + self.patience)
             seq, frame = self.channel.frame(w.HELLO_REQ, b"")
             self.channel.write(frame)
@@ -337,7 +337,7 @@ class BoardSession:
                 # would have us resend it for ever.
                 raise ToolFailure(
                     f"{self.name}: the board reset {resets} times while {kmodel.path} ({len(kmodel.data)} bytes) "
-                    "was uploading; flash the model instead (k210 flash, or k210 board --kmodel) and run "
+                    "was uploading; flash the model instead (k210 flash, or k210 board KMODEL) and run "
                     "without --upload")
             try:
                 info = send_model(self, kmodel)

@@ -121,7 +121,7 @@ class VirtualBoard:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise BadInputError(f"cannot read --kmodel {path}: {exc.strerror}") from None
+            raise BadInputError(f"cannot read kmodel {path}: {exc.strerror}") from None
         self.flash.write(FLASH_MODEL_OFFSET, data)
         codes = {name: code for code, name in w.DTYPE_NAMES.items()}
         try:
