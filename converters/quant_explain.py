@@ -16,12 +16,15 @@ nncase runs in a child process (quant_worker.py) so that a crash becomes a one-l
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +70,7 @@ class Build:
     regions: dict[str, tuple[str, str]]  # nncase IR node name -> (module "k210"/"main", op type)
     log: str
     seconds: float
+    cut: bool = False  # decide stopped it after the first inputs: outputs are theirs only
 
 
 @dataclass(frozen=True)
@@ -193,47 +197,55 @@ def tflite_ranges(tflite: bytes, inputs: np.ndarray, tensors: list[int]) -> dict
 # --- one nncase build, in a child process --------------------------------------------------------
 
 
-def build(tflite: bytes, spec: BuildSpec, *, input_shape: list[int], calibration: np.ndarray | None,
-          inputs: np.ndarray | None = None, import_inputs: np.ndarray | None = None,
-          dump_quant_error: bool = False, dump_ir: bool = False, timeout: float = 3600) -> Build:
+def build(tflite: bytes | Path, spec: BuildSpec, *, input_shape: list[int], calibration: np.ndarray | Path | None,
+          inputs: np.ndarray | Path | None = None, import_inputs: np.ndarray | Path | None = None,
+          dump_quant_error: bool = False, dump_ir: bool = False, timeout: float = 3600,
+          first: int = 0, decide: Callable[[list[np.ndarray]], bool] | None = None) -> Build:
     """Compile `tflite` as `spec` says; run the kmodel on `inputs` and nncase's float import on
     `import_inputs`; with dump_quant_error keep nncase's per-layer cosines (dump_ir: and its module
-    regions, i.e. which node runs on the KPU)."""
+    regions, i.e. which node runs on the KPU).
+
+    A Path instead of bytes or an array names a file written once and shared by many builds (.tflite,
+    .npy). With `decide`, the kmodel first runs on the first `first` inputs; decide(their outputs) says
+    whether to run the rest; when it says no, the Build holds those outputs only and `cut` is set."""
     if spec.calibrate_method not in CALIBRATE_METHODS:
         raise BadInputError(f"unknown calibration method '{spec.calibrate_method}' "
                             f"(choose from {', '.join(CALIBRATE_METHODS)})")
-    if spec.quant == "uint8" and (calibration is None or len(calibration) == 0):
+    if spec.quant == "uint8" and (calibration is None or (not isinstance(calibration, Path) and len(calibration) == 0)):
         raise BadInputError("uint8 quantisation needs calibration samples")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="k210-explain-") as tmp:
         work = Path(tmp)
-        (work / "model.tflite").write_bytes(tflite)
+        if isinstance(tflite, Path):
+            model = str(tflite.resolve())
+        else:
+            (work / "model.tflite").write_bytes(tflite)
+            model = "model.tflite"
         request = {
-            "tflite": "model.tflite", "quant": spec.quant, "input_type": spec.input_type,
+            "tflite": model, "quant": spec.quant, "input_type": spec.input_type,
             "input_range": list(spec.input_range), "input_shape": list(input_shape),
             "mean": None if spec.mean is None else list(spec.mean), "std": None if spec.std is None else list(spec.std),
             "calibrate_method": spec.calibrate_method, "use_mse_quant_w": spec.use_mse_quant_w,
             "dump_quant_error": dump_quant_error, "dump_ir": dump_ir,
             "calibration": None, "eval": None, "import_eval": None,
+            "first": int(first) if decide is not None and inputs is not None else 0,
         }
         for key, array in (("calibration", calibration), ("eval", inputs), ("import_eval", import_inputs)):
-            if array is not None and (key != "calibration" or spec.quant == "uint8"):
+            if isinstance(array, Path) and (key != "calibration" or spec.quant == "uint8"):
+                request[key] = str(array.resolve())
+            elif array is not None and (key != "calibration" or spec.quant == "uint8"):
                 np.save(work / f"{key}.npy", np.ascontiguousarray(array))
                 request[key] = f"{key}.npy"
         (work / "request.json").write_text(json.dumps(request))
-        try:
-            proc = subprocess.run([sys.executable, "-m", "k210.converters.quant_worker", "request.json"],
-                                  cwd=work, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ToolFailure(f"nncase did not finish within {timeout:.0f} s") from None
-        log = proc.stdout + proc.stderr
-        if proc.returncode < 0:
-            raise ToolFailure(f"nncase crashed ({signal.Signals(-proc.returncode).name}) building the kmodel "
+        returncode, stdout, stderr = _run_worker(work, timeout, decide if request["first"] else None)
+        log = stdout + stderr
+        if returncode < 0:
+            raise ToolFailure(f"nncase crashed ({signal.Signals(-returncode).name}) building the kmodel "
                               f"({spec.calibrate_method}, {spec.input_type} input)")
         result_file = work / "result.json"
         if not result_file.exists():
             lines = [line for line in log.strip().splitlines() if line.strip()]
-            raise ToolFailure(f"nncase failed (exit {proc.returncode}): {lines[-1][:300] if lines else 'no output'}")
+            raise ToolFailure(f"nncase failed (exit {returncode}): {lines[-1][:300] if lines else 'no output'}")
         result = json.loads(result_file.read_text())
         if not result["ok"]:
             raise ToolFailure(f"nncase refused the model: {result['error']}")
@@ -241,11 +253,61 @@ def build(tflite: bytes, spec: BuildSpec, *, input_shape: list[int], calibration
             kmodel=(work / "model.kmodel").read_bytes(),
             outputs=[_drop_batch(np.load(work / f"outputs_{i}.npy")) for i in range(result["outputs"])],
             import_outputs=[_drop_batch(np.load(work / f"import_{i}.npy")) for i in range(result["import_outputs"])],
-            nncase_cosines=parse_quant_error(proc.stdout),
+            nncase_cosines=parse_quant_error(stdout),
             regions=read_regions(work / "dump") if dump_ir else {},
             log=log,
             seconds=time.perf_counter() - started,
+            cut=bool(result.get("cut")),
         )
+
+
+def _run_worker(work: Path, timeout: float, decide: Callable[[list[np.ndarray]], bool] | None
+                ) -> tuple[int, str, str]:
+    """quant_worker in `work`: (exit code, stdout, stderr). With `decide`, the worker says on a pipe of its
+    own (not stdout, which nncase prints to) when the first outputs are written, and reads go/stop on stdin."""
+    command = [sys.executable, "-m", "k210.converters.quant_worker", "request.json"]
+    if decide is None:
+        try:
+            proc = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ToolFailure(f"nncase did not finish within {timeout:.0f} s") from None
+        return proc.returncode, proc.stdout, proc.stderr
+    read_end, write_end = os.pipe()
+    with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
+        try:
+            child = subprocess.Popen([*command, str(write_end)], cwd=work, stdin=subprocess.PIPE, stdout=out,
+                                     stderr=err, text=True, pass_fds=(write_end,))
+        finally:
+            os.close(write_end)
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            child.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            with os.fdopen(read_end, "rb") as ready:
+                said = ready.read(1)  # b"": the worker ended before (an error, a crash or the timeout)
+            if said and child.stdin is not None:
+                count = json.loads((work / "first.json").read_text())["outputs"]
+                go = decide([_drop_batch(np.load(work / f"first_{i}.npy")) for i in range(count)])
+                child.stdin.write("go\n" if go else "stop\n")
+                child.stdin.flush()
+            returncode = child.wait()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        finally:
+            timer.cancel()
+            if child.stdin is not None:
+                child.stdin.close()
+        if timed_out.is_set():
+            raise ToolFailure(f"nncase did not finish within {timeout:.0f} s")
+    return returncode, (work / "stdout.txt").read_text(errors="replace"), (work / "stderr.txt").read_text(
+        errors="replace")
 
 
 def _drop_batch(x: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Child process for `k210 explain`: one nncase 1.9 build of a TFLite graph, then its outputs.
 
-Reads request.json from the current directory (see quant_explain.run_trial); writes model.kmodel,
+Reads request.json from the current directory (see quant_explain.build); writes model.kmodel,
 outputs_<i>.npy (the kmodel in nncase's simulator), import_<i>.npy (nncase's float evaluator at the
 import stage) and result.json there. nncase prints its per-layer quant error on stdout, which the
-parent reads. Not a user entry point; it runs in a child so that an nncase crash is an error line.
+parent reads. With a second argument (a pipe's file descriptor) and request["first"], it runs the
+first inputs, says so on the pipe and reads on stdin whether to run the rest. Not a user entry point;
+it runs in a child so that an nncase crash is an error line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def compile_kmodel(request: dict) -> bytes:
 
 
 def simulate(kmodel: bytes, inputs: np.ndarray, shape: list[int]) -> list[np.ndarray]:
+    return [np.stack(o) for o in _simulated(kmodel, inputs, shape)]
+
+
+def _simulated(kmodel: bytes, inputs: np.ndarray, shape: list[int]) -> list[list[np.ndarray]]:
     import nncase
 
     sim = nncase.Simulator()
@@ -47,7 +53,25 @@ def simulate(kmodel: bytes, inputs: np.ndarray, shape: list[int]) -> list[np.nda
         sim.run()
         for i in range(sim.outputs_size):
             outputs[i].append(sim.get_output_tensor(i).to_numpy().copy())
-    return [np.stack(o) for o in outputs]
+    return outputs
+
+
+def simulate_in_two(kmodel: bytes, inputs: np.ndarray, shape: list[int], first: int, ready_fd: int
+                    ) -> tuple[list[np.ndarray], bool]:
+    """The first `first` inputs, written as first_<i>.npy; a byte on ready_fd tells the parent, which
+    answers on stdin whether to run the rest (a fix that can no longer win stops there)."""
+    import os
+
+    head = simulate(kmodel, inputs[:first], shape)
+    for i, out in enumerate(head):
+        np.save(f"first_{i}.npy", out)
+    Path("first.json").write_text(json.dumps({"outputs": len(head)}))
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    if sys.stdin.readline().strip() != "go" or len(inputs) <= first:
+        return head, len(inputs) > first
+    tail = simulate(kmodel, inputs[first:], shape)
+    return [np.concatenate([h, t]) for h, t in zip(head, tail)], False
 
 
 def evaluate_import(request: dict, inputs: np.ndarray) -> list[np.ndarray]:
@@ -79,7 +103,12 @@ def main() -> int:
         Path("model.kmodel").write_bytes(kmodel)
         result: dict = {"ok": True, "outputs": 0, "import_outputs": 0}
         if request.get("eval"):
-            outputs = simulate(kmodel, np.load(request["eval"]), request["input_shape"])
+            inputs = np.load(request["eval"])
+            if request.get("first") and len(sys.argv) > 2:
+                outputs, result["cut"] = simulate_in_two(kmodel, inputs, request["input_shape"],
+                                                         int(request["first"]), int(sys.argv[2]))
+            else:
+                outputs = simulate(kmodel, inputs, request["input_shape"])
             for i, out in enumerate(outputs):
                 np.save(f"outputs_{i}.npy", out)
             result["outputs"] = len(outputs)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ import numpy as np
 from k210.converters import quant_explain as qx
 from k210.converters.transforms import TransformOptions
 from k210.core.errors import BadInputError
+
+from .explain_builds import Builds, Once, Race, bound, rankings, summary
 
 Agreement = Callable[[list[np.ndarray], list[np.ndarray]], float]
 _JOINS = ("ADD", "SUB", "CONCATENATION", "MUL")  # ops that join branches (residuals, skips)
@@ -55,7 +58,7 @@ class ExplainOptions:
     fixes: bool = True
     methods: tuple[str, ...] = ("no_clip", "l2", "kld_m0")
     try_float: bool = True  # the float kmodel: CPU only, slow in the simulator, the bound a fix can reach
-    agreement: Agreement | None = None  # default: top-1 agreement of output 0
+    agreement: Agreement | None = None  # default: top-1 agreement of output 0; a mean over inputs of values in 0..1
     agreement_name: str = "top-1 agreement"
     extra: Callable[[list[np.ndarray], list[np.ndarray]], dict] | None = None  # more figures per build
     dump_ir: bool = True  # nncase's module regions: which node runs on the KPU (slower on big models)
@@ -66,6 +69,8 @@ class ExplainOptions:
     keep: Path | None = None  # write every build's kmodel and card here
     card_base: dict | None = None  # card fields every kept build shares (source, preprocessing, calibration data)
     relu6_pairs: bool = False  # set by explain: the model has ReLU6 pairs equalisation must skip
+    workers: int | None = None  # builds at once, each an nncase child process (None: one per core)
+    cut: bool = True  # stop a fix after its first probe_images inputs when it can no longer win (exact; no --keep)
 
 
 def top1_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
@@ -82,33 +87,52 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
     agreement = options.agreement or top1_agreement
     if options.probes < 2:
         raise BadInputError("--probes must be at least 2")
+    started = time.perf_counter()
     graph = qx.graph_layers(tflite)
     reference = _reference_outputs(tflite, graph, data.checks_float)
-
-    say("baseline build (with nncase's quant-error dump)")
     probe_n = min(options.probe_images, len(data.checks_kmodel))
-    base = qx.build(tflite, options.spec, input_shape=input_shape, calibration=data.calibration_kmodel,
-                    inputs=data.checks_kmodel, import_inputs=data.checks_float[:probe_n],
-                    dump_quant_error=True, dump_ir=options.dump_ir)
-    outputs = _paired(reference, base.outputs)
-    baseline = _score("baseline", options.spec, base, reference, outputs, agreement, len(data.calibration_kmodel),
-                      "baseline", options.extra)
-    import_cosine = qx.output_cosine([r[:probe_n] for r in reference], _paired(reference, base.import_outputs))
+    if options.fixes and options.transforms:  # before the fixes start: whether to try ReLU6 as ReLU
+        from k210.converters.transforms import graph as transform_graph
 
+        skipped = transform_graph.find_pairs(transform_graph.Model(tflite))[1]
+        options = replace(options, relu6_pairs=any("relu6" in s for s in skipped))
+    trials = _trials(data, options) if options.fixes else []
+
+    with Builds(options.workers) as builds:
+        run = _Run(tflite, input_shape, data, options, reference, agreement, probe_n, builds, Race(), Once(), say)
+        # the longest first (the probe rounds follow one another), so that no core idles at the end
+        probing = builds.submit(lambda: _probe(run, graph))
+        slow = [i for i, t in enumerate(trials)  # nncase's KLD calibration: minutes where no_clip takes seconds
+                if t.spec.calibrate_method.startswith("kld") and t.spec.quant == "uint8"]
+        pending = {i: builds.submit(lambda trial=trials[i]: _run_trial(run, trial)) for i in slow}
+        based = builds.submit(lambda: _baseline(run))
+        repeats = [builds.submit(lambda: _dump_again(run, graph)) for _ in range(options.dump_repeats - 1)]
+        for i in sorted((i for i in range(len(trials)) if i not in pending), key=lambda i: -_expected_cost(trials[i])):
+            pending[i] = builds.submit(lambda trial=trials[i]: _run_trial(run, trial))
+
+        say("float ranges of every tensor and channel (TFLite)")
+        ranges = qx.tflite_ranges(tflite, data.checks_float[:probe_n], [layer.tensor for layer in graph.layers])
+        channels = _channel_ranges(tflite, data.checks_float[:probe_n], graph)
+        last = next((t for t in reversed(trials) if t.transforms is not None), None)
+        after = None
+        if last is not None:  # the transforms one more fix shares (or this thread applies them first)
+            applied = run.transformed(last.transforms)
+            after = {k: v for k, v in applied.report.items() if k != "tflite"}
+            say("channel ranges after the transforms (TFLite)")
+            transformed = _channel_ranges(applied.tflite, data.checks_float[:probe_n], graph)
+
+        base, baseline = based.result()
+        repeats_cos = [qx.nncase_cosine_by_tensor(graph.layers, r.result()) for r in repeats]
+        measured = probing.result()
+        done = [pending[i].result() for i in range(len(trials))]  # in the serial order
+    timing = summary(builds, started)
+
+    import_cosine = qx.output_cosine([r[:probe_n] for r in reference], _paired(reference, base.import_outputs))
     where = qx.placements(graph.layers, base.regions) if base.regions else _lint_placements(tflite, graph)
     nncase_cos = qx.nncase_cosine_by_tensor(graph.layers, base.nncase_cosines)
     # nncase's dump is not repeatable (measured: one layer read 1.00, 0.78 and 0.94 in three identical
     # builds): a second dump-only build shows the user how far to trust it.
-    repeats = [nncase_cos]
-    for _ in range(options.dump_repeats - 1):
-        say("nncase's quant-error dump again (same model, same samples)")
-        again = qx.build(tflite, options.spec, input_shape=input_shape, calibration=data.calibration_kmodel,
-                         dump_quant_error=True)
-        repeats.append(qx.nncase_cosine_by_tensor(graph.layers, again.nncase_cosines))
-    measured = _probe(tflite, input_shape, graph, data, options, probe_n, say)
-    say("float ranges of every tensor and channel (TFLite)")
-    ranges = qx.tflite_ranges(tflite, data.checks_float[:probe_n], [layer.tensor for layer in graph.layers])
-    channels = _channel_ranges(tflite, data.checks_float[:probe_n], graph)
+    repeats = [nncase_cos, *repeats_cos]
 
     rows = []
     for i, layer in enumerate(graph.layers):
@@ -135,21 +159,19 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
     baseline["compile_command"] = _compile_line(options, options.spec, len(data.calibration_kmodel), None)
     if options.keep is not None:
         _keep(options, "baseline", base.kmodel, baseline, data.calibration_hashes, None)
-    if options.transforms:
-        from k210.converters.transforms import graph as transform_graph
-
-        skipped = transform_graph.find_pairs(transform_graph.Model(tflite))[1]
-        options = replace(options, relu6_pairs=any("relu6" in s for s in skipped))
-    fixes = _try_fixes(tflite, input_shape, data, options, reference, agreement, baseline, say) if options.fixes else []
-    after = next((f["transform_report"] for f in reversed(fixes) if f.get("transform_report")), None)
+    fixes, cut = [], []
+    for trial, (scored, kmodel) in zip(trials, done):
+        if scored.get("cut"):
+            cut.append(scored)
+            continue
+        scored["agreement_change"] = scored["agreement"] - baseline["agreement"]
+        if options.keep is not None:
+            _keep(options, trial.name, kmodel, scored, trial.hashes, scored.get("transforms"))
+        fixes.append(scored)
     if after is not None:
-        say("channel ranges after the transforms (TFLite)")
-        transformed = _channel_ranges(after.pop("tflite"), data.checks_float[:probe_n], graph)
         for row, layer in zip(rows, graph.layers):
             span = transformed.get(layer.tensor)
             row["channel_spread_after"] = None if span is None else span.spread()
-    for fix in fixes:
-        fix.pop("transform_report", None)
     report = {
         "agreement_name": options.agreement_name,
         "checks": len(data.checks_kmodel),
@@ -162,6 +184,8 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
         "first_bad": first_bad,
         "largest_drop": drop,
         "fixes": fixes,
+        "fixes_cut": cut,
+        "timing": timing,
         "nncase_dump_layers": len(base.nncase_cosines),
         "cause": cause,
         "transforms_applied": None if after is None else after,
@@ -268,9 +292,10 @@ def _score(name: str, spec: qx.BuildSpec, built: qx.Build, reference: list[np.nd
     }
 
 
-def _probe(tflite: bytes, input_shape: list[int], graph: qx.GraphLayers, data: ExplainData,
-           options: ExplainOptions, n: int, say: Callable[[str], None]) -> dict[int, qx.LayerError]:
-    """Measured error at checkpoints, then at every layer between the last good and the first bad one."""
+def _probe(run: _Run, graph: qx.GraphLayers) -> dict[int, qx.LayerError]:
+    """Measured error at checkpoints, then at every layer between the last good and the first bad one
+    (one round after another: each window depends on the last)."""
+    tflite, data, options, n, say = run.tflite, run.data, run.options, run.probe_n, run.say
     layers = graph.layers
     measured: dict[int, qx.LayerError] = {}
     lo, hi = 0, len(layers) - 1  # the window still to look at, as indices into layers
@@ -282,8 +307,10 @@ def _probe(tflite: bytes, input_shape: list[int], graph: qx.GraphLayers, data: E
             break
         tensors = [layers[i].tensor for i in chosen]
         say(f"probe build: {len(tensors)} tensors as outputs (layers {chosen[0]}..{chosen[-1]})")
-        built = qx.build(qx.with_outputs(tflite, tensors), options.spec, input_shape=input_shape,
-                         calibration=data.calibration_kmodel, inputs=data.checks_kmodel[:n])
+        built = qx.build(qx.with_outputs(tflite, tensors), options.spec, input_shape=run.input_shape,
+                         calibration=run.file(data.calibration_kmodel),
+                         inputs=run.builds.array("checks-probed", data.checks_kmodel[:n]))
+        run.builds.timed(f"probe build ({len(tensors)} tensors)", built.seconds)
         reference = qx.tflite_tensors(tflite, data.checks_float[:n], tensors)
         if len(built.outputs) != len(tensors):
             raise BadInputError(f"the probe kmodel has {len(built.outputs)} outputs for {len(tensors)} tensors")
@@ -380,35 +407,100 @@ def _trials(data: ExplainData, options: ExplainOptions) -> list[_Trial]:
     return trials
 
 
-def _try_fixes(tflite: bytes, input_shape: list[int], data: ExplainData, options: ExplainOptions,
-               reference: list[np.ndarray], agreement: Agreement, baseline: dict, say: Callable[[str], None]
-               ) -> list[dict[str, Any]]:
-    from k210.converters.transforms import apply
+class _Run:
+    """What every build of one explanation shares: the inputs, the shared files, the race of the fixes."""
 
-    transformed: dict[TransformOptions, Any] = {}
-    results = []
-    for trial in _trials(data, options):
-        say(f"fix: {trial.name}")
-        model = tflite
-        if trial.transforms is not None:
-            if trial.transforms not in transformed:
-                transformed[trial.transforms] = apply(tflite, trial.transforms, data.calibration_float)
-            model = transformed[trial.transforms].tflite
-        built = qx.build(model, trial.spec, input_shape=input_shape, calibration=trial.calibration, inputs=trial.checks)
-        samples = len(trial.calibration) if trial.spec.quant == "uint8" else 0
-        scored = _score(trial.name, trial.spec, built, reference, _paired(reference, built.outputs), agreement,
-                        samples, trial.calibration_name, options.extra)
-        scored["agreement_change"] = scored["agreement"] - baseline["agreement"]
-        scored["compile_command"] = _compile_line(options, trial.spec, samples, trial.transforms) \
-            if trial.buildable else None
-        if trial.transforms is not None:
-            report = dict(transformed[trial.transforms].report)
-            scored["transforms"] = {k: v for k, v in report.items() if k != "tflite"}
-            scored["transform_report"] = {**report, "tflite": model}
-        if options.keep is not None:
-            _keep(options, trial.name, built.kmodel, scored, trial.hashes, scored.get("transforms"))
-        results.append(scored)
-    return results
+    def __init__(self, tflite: bytes, input_shape: list[int], data: ExplainData, options: ExplainOptions,
+                 reference: list[np.ndarray], agreement: Agreement, probe_n: int, builds: Builds, race: Race,
+                 transforms: Once, say: Callable[[str], None]) -> None:
+        self.tflite, self.input_shape, self.data, self.options = tflite, input_shape, data, options
+        self.reference, self.agreement, self.probe_n, self.say = reference, agreement, probe_n, say
+        self.builds, self.race, self.transforms = builds, race, transforms
+        self.model = builds.model("model", tflite)
+        self.cut = options.cut and options.keep is None  # a kept build needs every figure for its card
+
+    def file(self, values: np.ndarray) -> Path:
+        """One of explain's arrays (calibration, checks: the same object every build names) as a shared file."""
+        return self.builds.array(f"array-{id(values)}", values)
+
+    def transformed(self, transforms: TransformOptions):
+        from k210.converters.transforms import apply
+
+        return self.transforms.get(transforms, lambda: apply(self.tflite, transforms, self.data.calibration_float))
+
+
+def _baseline(run: _Run) -> tuple[qx.Build, dict[str, Any]]:
+    run.say("baseline build (with nncase's quant-error dump)")
+    data = run.data
+    base = qx.build(run.model, run.options.spec, input_shape=run.input_shape,
+                    calibration=run.file(data.calibration_kmodel), inputs=run.file(data.checks_kmodel),
+                    import_inputs=run.builds.array("checks-probed-float", data.checks_float[:run.probe_n]),
+                    dump_quant_error=True, dump_ir=run.options.dump_ir)
+    run.builds.timed("baseline", base.seconds)
+    baseline = _score("baseline", run.options.spec, base, run.reference, _paired(run.reference, base.outputs),
+                      run.agreement, len(data.calibration_kmodel), "baseline", run.options.extra)
+    run.race.finished(rankings(baseline=True), (baseline["agreement"], baseline["cosine"]))
+    return base, baseline
+
+
+def _dump_again(run: _Run, graph: qx.GraphLayers) -> list[tuple[str, float]]:
+    run.say("nncase's quant-error dump again (same model, same samples)")
+    again = qx.build(run.model, run.options.spec, input_shape=run.input_shape,
+                     calibration=run.file(run.data.calibration_kmodel), dump_quant_error=True)
+    run.builds.timed("quant-error dump again", again.seconds)
+    return again.nncase_cosines
+
+
+def _expected_cost(trial: _Trial) -> float:
+    """Rough build time against the baseline's, to start the longest first: the float kmodel is slow in
+    the simulator, more samples calibrate longer, transforms are applied first."""
+    cost = 1.0 + (0.5 if trial.transforms is not None else 0.0)
+    if trial.spec.quant != "uint8":
+        cost += 1.0
+    return cost * max(1.0, len(trial.calibration) / 64)
+
+
+def _run_trial(run: _Run, trial: _Trial) -> tuple[dict[str, Any], bytes]:
+    """One fix built and scored (its agreement change is the caller's, once the baseline is in); or, when
+    it cannot win any ranking after its first inputs, what those said."""
+    options, reference = run.options, run.reference
+    model = run.model
+    transformed = None
+    if trial.transforms is not None:
+        transformed = run.transformed(trial.transforms)
+        model = run.builds.model(f"transformed-{_slug(repr(trial.transforms))}", transformed.tflite)
+    groups = rankings(uint8=trial.spec.quant == "uint8", buildable=trial.buildable)
+    first, total = run.probe_n, len(trial.checks)
+    head = [r[:first] for r in reference]
+    seen: dict[str, Any] = {}
+
+    def decide(outputs: list[np.ndarray]) -> bool:
+        paired = _paired(head, outputs)
+        seen["agreement"], seen["cosine"] = run.agreement(head, paired), qx.output_cosine(head, paired)
+        seen["bound"] = (bound(seen["agreement"], first, total), bound(seen["cosine"], first, total))
+        return run.race.can_win(groups, seen["bound"])
+
+    run.say(f"fix: {trial.name}")
+    built = qx.build(model, trial.spec, input_shape=run.input_shape, calibration=run.file(trial.calibration),
+                     inputs=run.file(trial.checks), first=first,
+                     decide=decide if run.cut and 0 < first < total else None)
+    run.builds.timed(trial.name, built.seconds, built.cut)
+    samples = len(trial.calibration) if trial.spec.quant == "uint8" else 0
+    if built.cut:
+        run.say(f"fix cut after {first} of {total} inputs (it can no longer beat the best): {trial.name}")
+        return {"name": trial.name, "spec": trial.spec.describe(), "calibration": trial.calibration_name,
+                "calibration_samples": samples, "cut": True, "inputs_run": first, "inputs": total,
+                "agreement_first": seen["agreement"], "cosine_first": seen["cosine"],
+                "agreement_at_most": seen["bound"][0], "cosine_at_most": seen["bound"][1],
+                "compile_and_run_seconds": round(built.seconds, 1)}, built.kmodel
+    scored = _score(trial.name, trial.spec, built, reference, _paired(reference, built.outputs), run.agreement,
+                    samples, trial.calibration_name, options.extra)
+    run.race.finished(groups, (scored["agreement"], scored["cosine"]))
+    scored["compile_command"] = _compile_line(options, trial.spec, samples, trial.transforms) \
+        if trial.buildable else None
+    if transformed is not None:
+        scored["transforms"] = {k: v for k, v in transformed.report.items() if k != "tflite"}
+    return scored, built.kmodel
 
 
 def _compile_line(options: ExplainOptions, spec: qx.BuildSpec, samples: int,
@@ -611,6 +703,14 @@ def render(report: dict[str, Any]) -> str:
                                   [[f["name"], f"{f['agreement']:.4f}", f"{f['agreement_change']:+.4f}",
                                     f"{f['cosine']:.4f}", "yes" if f["kpu_code"] else "no"]
                                    for f in report["fixes"]]))
+    for f in report.get("fixes_cut", []):
+        lines.append(f"cut after {f['inputs_run']} of {f['inputs']} inputs: {f['name']} ({name} at most "
+                     f"{f['agreement_at_most']:.4f}: it could no longer beat the best)")
+    timing = report.get("timing")
+    if timing and timing.get("build_seconds"):
+        lines.append(f"{len(timing['builds'])} builds, {timing['workers']} at once: {timing['wall_seconds']:.0f} s "
+                     f"wall, {timing['build_seconds']:.0f} s of builds (wall / (builds / workers) = "
+                     f"{timing['wall_over_builds_per_worker']:.2f})")
     lines += [""] + [f"- {note}" for note in report["notes"]]
     best = report.get("best_build")
     if best is not None and best.get("compile_command"):

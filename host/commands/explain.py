@@ -57,6 +57,9 @@ def add_parser(sub) -> None:
                         "them; default: none kept)")
     p.add_argument("--no-transforms", action="store_true",
                    help="skip the graph transforms (equalisation, bias absorption, bias correction) among the fixes")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="nncase builds at once, each its own process (default: one per core); fixes that can no "
+                        "longer beat the best are cut after --probe-images inputs unless --keep")
     p.add_argument("--holdout", type=float, metavar="FRACTION",
                    help="of your own --data, the share kept out of calibration for the checks (as compile; default "
                         "0.8)")
@@ -144,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     report = explain(tfl.data, shape, data, ExplainOptions(
         spec=spec, probes=args.probes, probe_images=args.probe_images, min_cosine=args.min_cosine,
         fixes=not args.no_fixes, try_float=not args.no_float, progress=say, transforms=not args.no_transforms,
-        compile_base=compile_base(args), keep=keep, card_base=_card_base(args, source, prep, calibration)))
+        compile_base=compile_base(args), keep=keep, card_base=_card_base(args, source, prep, calibration),
+        workers=args.workers))
     report.update({"model": str(source.path), "notes_model": tfl.notes, "min_agreement": args.min_agreement})
     passed = report["baseline"]["agreement"] >= args.min_agreement
     files = []
