@@ -7,7 +7,7 @@
 
 `passed` is true exactly when the exit code is 0. Versions come from the installed distributions'
 metadata, so building an envelope never imports TensorFlow or nncase (lint on a .tflite stays fast).
-The schema is envelope.schema.json next to this file.
+The schema is envelope.schema.json next to this file; schemas/COMMAND.result.schema.json, each command's `result`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("envelope.schema.json")
+RESULT_SCHEMAS = Path(__file__).with_name("schemas")  # COMMAND.result.schema.json: each command's `result`
+
+
+def result_schema_path(command: str) -> Path:
+    return RESULT_SCHEMAS / f"{command}.result.schema.json"
 
 # Distribution names as pip knows them; the first one installed gives the version.
 _TOOLS: dict[str, tuple[str, ...]] = {

@@ -1,4 +1,5 @@
-"""Every `k210` command's `--json` is one envelope that validates against host/envelope.schema.json.
+"""Every `k210` command's `--json` is one envelope that validates against host/envelope.schema.json, and its
+`result` against the command's own schema, host/schemas/COMMAND.result.schema.json.
 
 The commands come from the parser itself, so a command added later fails here until it has a case
 below (and an --json option): the contract cannot be forgotten.
@@ -16,7 +17,7 @@ import jsonschema
 import pytest
 
 from k210.host.cli import build_parser
-from k210.host.envelope import SCHEMA_PATH
+from k210.host.envelope import SCHEMA_PATH, result_schema_path
 
 
 def _subcommands() -> dict:
@@ -70,6 +71,15 @@ def test_the_schema_is_a_valid_json_schema():
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_a_valid_result_schema(command):
+    path = result_schema_path(command)
+    assert path.is_file(), f"k210 {command}: write {path.relative_to(path.parents[2])} (docs/cli.md)"
+    schema = json.loads(path.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["type"] == "object" and schema["required"], f"{path.name}: name the keys a script may rely on"
+
+
 def test_every_command_has_json_and_a_case_here():
     missing = sorted(set(COMMANDS) - set(CASES) - set(SERVERS))
     assert not missing, f"add a --json case to tests/test_json_schema.py for: k210 {', '.join(missing)}"
@@ -83,6 +93,8 @@ def _validate(text: str, command: str, code: int) -> dict:
     jsonschema.validate(envelope, SCHEMA)
     assert envelope["command"] == command and envelope["exit_code"] == code
     assert envelope["passed"] is (code == 0)
+    if code in (0, 1):  # it ran to its end: its figures are in the shape docs/cli.md promises
+        jsonschema.validate(envelope["result"], json.loads(result_schema_path(command).read_text()))
     return envelope
 
 
