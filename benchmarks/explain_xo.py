@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = out / "models" / "xo_mlp.keras"
     if not model.exists():
-        print(f"$ k210 train xo --out {model.parent}", flush=True)
-        if k210(["train", "xo", "--out", str(model.parent)]) != 0:
+        print(f"$ k210 train xo -o {model.parent}", flush=True)
+        if k210(["train", "xo", "-o", str(model.parent)]) != 0:
             return 1
     command = ["explain", str(model), "--dataset", "xo", "--calib", "200", "--limit", str(args.limit),
                "--report", str(out / "report")]

@@ -113,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads(Path(f"{kmodel}.json").read_text())
     report, io_file = out / "verify.json", out / "io.npz"
     # Exit 1 (a cosine under verify's default 0.99) still yields every figure: report them all.
-    run_k210("verify", kmodel, "--reference", tflite, "--data", check, "-o", report, "--save-io", io_file,
+    run_k210("verify", kmodel, "--reference", tflite, "--data", check, "--json-out", report, "--save-io", io_file,
              allowed=(0, 1))
     verified = json.loads(report.read_text())["result"]
     boxes = box_agreement(io_file, names)
     hil_report = out / "hil.json"
-    run_k210("hil", kmodel, "--virtual", "--reference", tflite, "--data", check, "-o", hil_report, allowed=(0, 1))
+    run_k210("hil", kmodel, "--virtual", "--reference", tflite, "--data", check, "--json-out", hil_report,
+             allowed=(0, 1))
     hil = json.loads(hil_report.read_text())["result"]
     result = {
         "model": str(tflite), "lint": lint,

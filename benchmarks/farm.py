@@ -33,7 +33,7 @@ def _run(name: str, kmodel: Path, out: Path, images: int, where: list[str]) -> d
     started = time.perf_counter()
     # --no-cache: every run sends every image (zlib), so a board's sample cache from the run before cannot help.
     code = k210(["hil", str(kmodel), "--dataset", "xo", "--limit", str(images), "--no-reference", "--workers", "1",
-                 "--no-cache", "-o", str(report_path), *where])
+                 "--no-cache", "--json-out", str(report_path), *where])
     wall = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"{name}: k210 hil exited {code}")

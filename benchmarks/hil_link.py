@@ -55,7 +55,7 @@ def xo_kmodel(out: Path, given: str | None) -> Path:
         return Path(given)
     kmodel = out / "xo" / "xo_uint8.kmodel"
     if not kmodel.exists():
-        for argv in (["train", "xo", "--out", str(out / "xo")],
+        for argv in (["train", "xo", "-o", str(out / "xo")],
                      ["compile", str(out / "xo" / "xo_mlp.keras"), "--quant", "uint8", "--calib", "200",
                       "-o", str(kmodel)]):
             print(f"$ k210 {' '.join(argv)}", flush=True)

@@ -26,7 +26,7 @@ def run(*args: object) -> tuple[int, dict]:
     argv = [str(a) for a in args]
     print(f"$ k210 {' '.join(argv)}", flush=True)
     code = k210(argv)
-    out = Path(argv[argv.index("-o") + 1]) if "-o" in argv else None
+    out = Path(argv[argv.index("--json-out") + 1]) if "--json-out" in argv else None
     result = json.loads(out.read_text())["result"] if out and out.exists() and argv[0] == "verify" else {}
     return code, result
 
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     mediapipe = Path(importlib.util.find_spec("mediapipe").submodule_search_locations[0]) / "modules"
     hand = out / "hand_recrop.kmodel"
     run("compile", mediapipe / "holistic_landmark" / "hand_recrop.tflite", "--data", data, "-o", hand)
-    code, default = run("verify", hand, "-o", out / "hand_default.json")
+    code, default = run("verify", hand, "--json-out", out / "hand_default.json")
     worst = default["outputs"][0]["max_abs_error"]
     stated = f"0:max_abs={np.ceil(worst):.0f},nse=0.98"
-    code_stated, loose = run("verify", hand, "--tolerance", stated, "-o", out / "hand_stated.json")
+    code_stated, loose = run("verify", hand, "--tolerance", stated, "--json-out", out / "hand_stated.json")
     o = default["outputs"][0]
     results["values"] = {"model": "hand_recrop", "exit": code, "count": default["count"], "cosine": o["cosine"],
                          "max_abs_error": worst, "output_step": o["output_step"], "nse": o["nse"],
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     mobilenet = out / "mobilenet_v2_untrained.keras"
     keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None, classes=5).save(mobilenet)
     flat = out / "mobilenet_v2_untrained.kmodel"
-    run("compile", mobilenet, "--data", data, "--input-range=-1,1", "-o", flat)
-    code, constant = run("verify", flat, "-o", out / "mobilenet_default.json")
+    run("compile", mobilenet, "--data", data, "--input-range", "-1,1", "-o", flat)
+    code, constant = run("verify", flat, "--json-out", out / "mobilenet_default.json")
     results["uninformative"] = {"model": "MobileNetV2 (weights=None)", "exit": code, "count": constant["count"],
                                 "agreement": constant["outputs"][0].get("agreement"), "reasons": constant["reasons"]}
 

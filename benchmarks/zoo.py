@@ -99,7 +99,7 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
         return {"model": name, "dataset": model_def.dataset, "skipped": missing}
     keras_path = out / "models" / f"{name}.keras"
     if retrain or not keras_path.exists():
-        args = ["train", name, "--out", out / "models"]
+        args = ["train", name, "-o", out / "models"]
         run_k210(*(args + (["--epochs", epochs] if epochs else [])))
     meta = json.loads((out / "models" / f"{name}.meta.json").read_text())
     result: dict = {"model": name, "dataset": label, "tf_accuracy": meta["test_accuracy"]}
@@ -113,7 +113,7 @@ def bench_model(name: str, out: Path, retrain: bool, float_limit: int | None, ep
             limit = FLOAT_LIMITS.get(name, float_limit) if quant == "float" and name in CNN_MODELS and float_limit \
                 else None
             # The default pass rules (docs/pass-rules.md); exit 1 still writes every figure.
-            verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "-o", report]
+            verify = ["verify", kmodel, "--reference", keras_path, "--dataset", model_def.dataset, "--json-out", report]
             run_k210(*(verify + (["--limit", limit] if limit else [])), allowed=(0, 1))
         card = json.loads(Path(f"{kmodel}.json").read_text())
         figures = json.loads(report.read_text())["result"]
@@ -141,7 +141,8 @@ def virtual_hil(kmodel: Path, dataset: str, images: int, report: Path, reuse: bo
     """`k210 hil --virtual` on the first test images: the board's outputs against the simulator's and TF's."""
     if not (reuse and report.exists() and report.stat().st_mtime > kmodel.stat().st_mtime):
         # Exit 1 (agreement with TF under 0.99) still writes every figure: the table reports them.
-        run_k210("hil", kmodel, "--virtual", "--dataset", dataset, "--limit", images, "-o", report, allowed=(0, 1))
+        run_k210("hil", kmodel, "--virtual", "--dataset", dataset, "--limit", images, "--json-out", report,
+                 allowed=(0, 1))
     figures = json.loads(report.read_text())["result"]
     return {"images": figures["count"],
             "board_vs_simulator_bit_identical": figures["board_vs_simulator"]["bit_identical"],
