@@ -26,7 +26,9 @@ EPILOG = """exit codes (every command):
   1  a check failed: agreement below --min-agreement, a lint problem, a plan that does not fit
   2  bad input: a missing, unreadable or wrong-format file, an unknown name, clashing options
   3  a tool, board or internal failure: nncase crashed, a board stopped answering, a bug (please report)
---json prints one JSON envelope on stdout (schema: host/envelope.schema.json), errors included."""
+--json prints one JSON envelope on stdout (schema: host/envelope.schema.json), errors included; --json-out FILE.json
+writes it to a file. -o is the file a command makes; the kmodel is the positional KMODEL; waits are
+--WHAT-timeout SECONDS. Shell completion: k210 completion bash|zsh (docs/cli.md)."""
 
 # OSErrors that are about the paths the user gave, not about the machine or the board.
 _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EROFS,
