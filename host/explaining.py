@@ -69,6 +69,7 @@ class ExplainOptions:
     keep: Path | None = None  # write every build's kmodel and card here
     card_base: dict | None = None  # card fields every kept build shares (source, preprocessing, calibration data)
     relu6_pairs: bool = False  # set by explain: the model has ReLU6 pairs equalisation must skip
+    clamps: tuple = ()  # --clamp-output: output clamps (transforms.clamp.Clamp) to try, alone and with equalisation
     workers: int | None = None  # builds at once, each an nncase child process (None: one per core)
     cut: bool = True  # stop a fix after its first probe_images inputs when it can no longer win (exact; no --keep)
 
@@ -400,6 +401,12 @@ def _trials(data: ExplainData, options: ExplainOptions) -> list[_Trial]:
                                  data.calibration_kmodel, data.checks_kmodel, "baseline", TransformOptions(
                                      equalize=True, absorb_bias=True, bias_correct=True, relu6_as_relu=True),
                                  hashes=data.calibration_hashes))
+        for name, transforms in (("outputs clamped", TransformOptions(clamps=options.clamps)),
+                                 ("equalisation + bias absorption + outputs clamped",
+                                  TransformOptions(equalize=True, absorb_bias=True, clamps=options.clamps))):
+            if options.clamps:  # scored against TFLite's outputs as the clamp passes them (_run_trial)
+                trials.append(_Trial(name, base, data.calibration_kmodel, data.checks_kmodel, "baseline", transforms,
+                                     hashes=data.calibration_hashes))
     if options.try_float:
         trials.append(_Trial("float kmodel (no PTQ: CPU only, no KPU)",
                              replace(base, quant="float", input_type="float32", mean=None, std=None),
@@ -464,6 +471,10 @@ def _run_trial(run: _Run, trial: _Trial) -> tuple[dict[str, Any], bytes]:
     """One fix built and scored (its agreement change is the caller's, once the baseline is in); or, when
     it cannot win any ranking after its first inputs, what those said."""
     options, reference = run.options, run.reference
+    if trial.transforms is not None and trial.transforms.clamps:  # outside the clamp the build differs on purpose
+        from k210.converters.transforms.clamp import clipped_reference
+
+        reference = clipped_reference(run.tflite, list(trial.transforms.clamps), reference)
     model = run.model
     transformed = None
     if trial.transforms is not None:

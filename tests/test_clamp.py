@@ -93,6 +93,20 @@ def test_clamp_flags_round_trip():
     assert parse_clamp(options.flags()[1].split("=", 1)[1]) == options.clamps[0]
 
 
+def test_explain_tries_the_clamps():
+    from k210.host.explaining import ExplainData, ExplainOptions, _trials
+
+    x = np.zeros((4, 16, 16, 3), np.uint8)
+    data = ExplainData(x, x.astype(np.float32), x, x.astype(np.float32))
+    clamps = (parse_clamp("0=-8,8"),)
+    names = {t.name: t.transforms for t in _trials(data, ExplainOptions(clamps=clamps, try_float=False))
+             if t.transforms is not None and t.transforms.clamps}
+    assert names == {"outputs clamped": TransformOptions(clamps=clamps),
+                     "equalisation + bias absorption + outputs clamped":
+                         TransformOptions(equalize=True, absorb_bias=True, clamps=clamps)}
+    assert not [t for t in _trials(data, ExplainOptions(try_float=False)) if t.transforms and t.transforms.clamps]
+
+
 @pytest.mark.parametrize("text", ["classificators", "scores=-1", "scores=a,b", "scores=5,-5", "=1,2", "x=inf,1"])
 def test_bad_clamp_text_is_one_line_bad_input(text):
     with pytest.raises(BadInputError, match="--clamp-output"):

@@ -116,7 +116,8 @@ def add_clamp_arg(group) -> None:
                        help="clamp a model output (name or index) to LO..HI in the float model, at the conv/dense "
                             "layers that write it, so that its uint8 step spans only that range: for score logits "
                             "a decoder reads through a sigmoid and a threshold (e.g. classificators=-16,16); the "
-                            "float model is checked to equal the original clipped to LO..HI (repeatable)")
+                            "float model is checked to equal the original clipped to LO..HI (repeatable; default: "
+                            "none)")
 
 
 def transform_options(args: argparse.Namespace):

@@ -17,6 +17,8 @@ EPILOG = """examples:
 def add_parser(sub) -> None:
     from k210.converters.compile import CALIBRATE_METHODS
 
+    from .compile import add_clamp_arg
+
     p = sub.add_parser(
         "explain", help="per-layer quantisation error of the uint8 kmodel, the first bad layer (KPU or CPU), "
                         "and the fixes tried with the agreement each reached",
@@ -55,6 +57,7 @@ def add_parser(sub) -> None:
     p.add_argument("--keep", metavar="DIR",
                    help="keep every kmodel explain builds there, each with its model card (verify and hil take "
                         "them; default: none kept)")
+    add_clamp_arg(p)
     p.add_argument("--no-transforms", action="store_true",
                    help="skip the graph transforms (equalisation, bias absorption, bias correction) among the fixes")
     p.add_argument("--workers", type=int, metavar="N",
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from k210.converters.quant_explain import CALIBRATE_METHODS, BuildSpec
     from k210.converters.sources import ModelFormat, detect
     from k210.converters.to_tflite import convert_to_tflite
+    from k210.converters.transforms.clamp import parse_clamp
     from k210.core.errors import BadInputError
 
     from ..cliutil import progress_every
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     report = explain(tfl.data, shape, data, ExplainOptions(
         spec=spec, probes=args.probes, probe_images=args.probe_images, min_cosine=args.min_cosine,
         fixes=not args.no_fixes, try_float=not args.no_float, progress=say, transforms=not args.no_transforms,
+        clamps=tuple(parse_clamp(c) for c in args.clamp_output),
         compile_base=compile_base(args), keep=keep, card_base=_card_base(args, source, prep, calibration),
         workers=args.workers))
     report.update({"model": str(source.path), "notes_model": tfl.notes, "min_agreement": args.min_agreement})
