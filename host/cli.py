@@ -146,25 +146,7 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
         from .envelope import build_envelope, to_json
 
         print(to_json(build_envelope(args.command, None, exit_code=code, error=message.removeprefix("error: "))))
-    _write_error_envelope(args, message, code)
     return code
-
-
-def _write_error_envelope(args: argparse.Namespace, message: str, code: int) -> None:
-    """--json-out FILE.json gets the envelope of a failure too, as --json prints it (best effort: the error
-    line on stderr is what counts)."""
-    path = getattr(args, "json_out", None)
-    if not path or getattr(args, "emitted", False):
-        return
-    from k210.core.fsutil import write_text_atomic
-
-    from .envelope import build_envelope, to_json
-
-    try:
-        write_text_atomic(path, to_json(build_envelope(args.command, None, exit_code=code,
-                                                       error=message.removeprefix("error: "))) + "\n")
-    except OSError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

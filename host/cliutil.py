@@ -47,7 +47,8 @@ def add_json_arg(parser: argparse.ArgumentParser, *, old_output: bool = False) -
     parser.add_argument("--json", action="store_true",
                         help="print one JSON envelope on stdout instead of text (schema: host/envelope.schema.json)")
     json_out = parser.add_argument("--json-out", type=json_file, metavar="FILE.json",
-                                   help="also write that envelope to FILE.json, failures included (default: none)")
+                                   help="also write that envelope to FILE.json when the command runs to its end, "
+                                        "exit 0 or 1 (default: none; bad input writes nothing)")
     if old_output:
         add_deprecated(parser, ("-o", "--output"), json_out)
 
