@@ -111,7 +111,8 @@ def test_verify_compares_both_outputs_and_saves_io(built, cli, tmp_path, monkeyp
     np.testing.assert_allclose(saved["inputs_reference"], saved["inputs_kmodel"] / np.float32(255) * 2 - 1, atol=1e-6)
     assert saved["reference_output_1"].shape == saved["kmodel_output_1"].shape == (25, 4)
     assert sorted(set(saved["labels"].tolist())) == [0, 1]
-    everything = cli("verify", built["kmodel"], "--on-calibration-data", "--workers", "1", "--json-out", tmp_path / "all.json")
+    everything = cli("verify", built["kmodel"], "--on-calibration-data", "--workers", "1",
+                     "--json-out", tmp_path / "all.json")
     assert _result(tmp_path / "all.json")["count"] == 32
     assert "INCLUDING THE CALIBRATION SAMPLES" in everything.out
     # the figures are the saved outputs' figures
@@ -202,7 +203,8 @@ def test_mean_std_reach_nncase_and_tf_alike(built, cli, tmp_path):
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     # random pixels barely move this untrained box output (a narrow range, so tiny output steps): judge it on NSE
     loose = ("--tolerance", "1:steps=64")
-    assert cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", *loose, "--json-out", good).code == 0
+    assert cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", *loose,
+               "--json-out", good).code == 0
     wrong = cli("verify", kmodel, "--dataset", "random", "--limit", "16", "--workers", "1", "--mean", "0", "--std", "1",
                 *loose, "--json-out", bad)
     assert all(o["nse"] > 0.99 for o in _result(good)["outputs"])

@@ -95,7 +95,8 @@ def test_uint8_kmodel_agrees_with_tf_on_1600_images(xo, cli, tmp_path):
 
 def test_float_kmodel_matches_tf_closely(xo, cli, tmp_path):
     report = tmp_path / "float.json"
-    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200", "--json-out", report)
+    result = cli("verify", xo["float"], "--reference", xo["pb"], "--dataset", "xo", "--limit", "200",
+                 "--json-out", report)
     assert result.code == 0, result.err
     figures = json.loads(report.read_text())["result"]
     assert figures["agreement"] == 1.0
