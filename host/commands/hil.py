@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         no_cache=args.no_cache, no_zlib=args.no_zlib, golden_ports=args.golden_port, golden_cmds=args.golden_board_cmd,
         allow_lost_boards=args.allow_lost_boards)
     with _farm(args, cfg):
-        report = run_hil(cfg)  # writes -o FILE.json and DIR/report.json itself, as the run ends
+        report = run_hil(cfg)  # writes --json-out FILE.json and DIR/report.json itself, as the run ends
     if "golden" in report:
         render, failure_line = render_golden, golden_failure_line
     if report.get("lost_boards_fail"):  # the report, then one line on stderr: a board failure, exit 3
