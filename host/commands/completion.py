@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                        description="Prints a script that completes k210's subcommands, options, choices and file "
                                    "arguments in bash or zsh; see docs/cli.md for where to put it.",
                        epilog=EPILOG)
-    p.add_argument("shell", choices=SHELLS, help="the shell to complete in (default: none, name one)")
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     add_json_arg(p)
     p.set_defaults(func=run)
 
