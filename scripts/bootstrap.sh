@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 STAMP=$VENV/.k210-installed
 DEBIAN_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf dataset-fashion-mnist clang libclang-rt-14-dev gcc make cmake
-                 qemu-system-misc ser2net)
+                 qemu-system-misc ser2net zsh)
 # node and npm run real MicroPython (WebAssembly builds from npm) for the runner tests; a machine that already
 # has them (e.g. from nodesource) keeps its own, so they are installed only when the commands are missing.
 NODE_PACKAGES=(nodejs npm)

@@ -37,16 +37,17 @@ def test_bash_script_is_valid_and_completes(cli, tmp_path):
     assert _complete(result.out, ["k210", "completion", ""]) == ["bash", "zsh"]
 
 
-def test_zsh_script_is_made_and_valid_where_zsh_is(cli, tmp_path):
+def test_zsh_script_is_made_and_valid(cli, tmp_path):
     result = cli("completion", "zsh")
     assert result.code == 0 and result.out.startswith("#compdef k210")
     assert "--silence-timeout" in result.out and "--patience" not in result.out
     script = tmp_path / "_k210"
     script.write_text(result.out)
     zsh = shutil.which("zsh")
-    if zsh:  # not every machine has zsh; the script is checked where it is
-        check = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
+    if zsh is None:  # make setup installs zsh (scripts/bootstrap.sh); under CI a skip is a failure
+        pytest.skip("zsh is not installed: run make setup")
+    check = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
 
 
 @pytest.mark.parametrize("shell", ["fish", ""])
