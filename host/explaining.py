@@ -103,8 +103,9 @@ def explain(tflite: bytes, input_shape: list[int], data: ExplainData, options: E
         run = _Run(tflite, input_shape, data, options, reference, agreement, probe_n, builds, Race(), Once(), say)
         # the longest first (the probe rounds follow one another), so that no core idles at the end
         probing = builds.submit(lambda: _probe(run, graph))
-        slow = [i for i, t in enumerate(trials)  # nncase's KLD calibration: minutes where no_clip takes seconds
-                if t.spec.calibrate_method.startswith("kld") and t.spec.quant == "uint8"]
+        # nncase's clipping calibrations (kld_m0 most, then l2): minutes where no_clip takes seconds
+        clipping = [i for i, t in enumerate(trials) if t.spec.quant == "uint8" and t.spec.calibrate_method != "no_clip"]
+        slow = sorted(clipping, key=lambda i: not trials[i].spec.calibrate_method.startswith("kld"))
         pending = {i: builds.submit(lambda trial=trials[i]: _run_trial(run, trial)) for i in slow}
         based = builds.submit(lambda: _baseline(run))
         repeats = [builds.submit(lambda: _dump_again(run, graph)) for _ in range(options.dump_repeats - 1)]
