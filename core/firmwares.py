@@ -82,7 +82,7 @@ class Firmware:
 
 MAIXPY = Firmware(
     key="maixpy", loader_key="maixpy", name="Sipeed MaixPy-v1 (import KPU)",
-    builds=(Build("MaixPy-v1", (3, 4), 56992, "all", input_dtype="float32", heap_bytes=0x80000,
+    builds=(Build("MaixPy-v1", (3, 4), 56320, "all", input_dtype="float32", heap_bytes=0x80000,
                   input_rule="its runner takes float32 only (KPU.forward wants floats)"),),
     repl=True, compiler="nncase0.2", spiffs_start=SPIFFS_START, virtual=True, virtual_versions=(),
     note="standard builds load v3/v4; 'minimum' builds v3 only; v5 fails (error 2002/2015)",
@@ -93,7 +93,7 @@ MAIXPY = Firmware(
 )
 CANMV = Firmware(
     key="canmv", loader_key="canmv", name="Canaan CanMV-K210 (from maix import KPU)",
-    builds=(Build("CanMV main", (3, 4), 201728, "first", heap_bytes=0xBB9B0),
+    builds=(Build("CanMV main", (3, 4), 200704, "first", heap_bytes=0xBB9B0),
             Build("CanMV feat/kpu", (3, 4, 5), 123904, "all", input_dtype="uint8", input_channels=1, heap_bytes=0xBB9B0,
                   input_rule="KPU.run takes a grayscale image: one 8-bit channel only")),
     repl=True, compiler="nncase1.9", spiffs_start=SPIFFS_START, virtual=True, virtual_versions=(5,),

@@ -29,5 +29,5 @@ def test_limits_by_size_and_dtype() -> None:
     notes, _ = notes_for(4, "uint8", [1, 28, 28, 1])
     assert notes == ["MaixPy-v1: input of 784 B: its runner takes float32 only (KPU.forward wants floats), not uint8"]
     notes, _ = notes_for(4, "float32", [1, 128, 128, 3])
-    assert notes[0] == "MaixPy-v1: input of 196608 B: its runner serves inputs up to 56992 B"
-    assert notes[1:] == []  # CanMV main serves 201728 B through its input file
+    assert notes[0] == "MaixPy-v1: input of 196608 B: its runner serves inputs up to 56320 B"
+    assert notes[1:] == []  # CanMV main serves 200704 B through its input file

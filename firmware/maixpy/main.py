@@ -141,6 +141,35 @@ def pack_floats(values, buf):
     return memoryview(out)[:need]
 
 
+# Floats unpacked per struct call. One value at a time would leave a garbage 1-tuple in the block below
+# every boxed float: once collected, the free heap is all one-block holes between the floats, and the
+# result's few-block allocations fail (a MemoryError or worse in MicroPython 1.10; the same layout on
+# the K210's 64-bit MicroPython). A run of FILL_STEP floats leaves one hole per run instead.
+FILL_STEP = 64
+ZERO = 0.0
+
+
+def fill_floats(values, data, count):
+    """values[i] = the i-th little-endian float32 of data, for i < count."""
+    step = "<%df" % FILL_STEP
+    whole = count - count % FILL_STEP
+    for at in range(0, whole, FILL_STEP):
+        run = struct.unpack_from(step, data, 4 * at)
+        for j in range(FILL_STEP):
+            values[at + j] = run[j]
+    if whole < count:
+        run = struct.unpack_from("<%df" % (count - whole), data, 4 * whole)
+        for j in range(count - whole):
+            values[whole + j] = run[j]
+    run = None
+
+
+def release_floats(values):
+    """Point every slot at one shared float: the boxed input floats become garbage together."""
+    for i in range(len(values)):
+        values[i] = ZERO
+
+
 def shape_or_flat(outputs, index, count):
     if index < len(outputs):
         dtype, shape = outputs[index]
@@ -180,7 +209,7 @@ class MaixPyV1Backend:
         if free is None or per_float is None:
             return wanted
         fit = (free - reserve) * 4 // (4 * copies + per_float)
-        return max(0, min(wanted, fit - fit % 4))
+        return max(0, min(wanted, fit - fit % 1024))  # whole KiB: a few bytes of heap change nothing
 
     def load(self, source, size, version, inputs, outputs):
         self.unload()
@@ -232,8 +261,7 @@ class MaixPyV1Backend:
         count = n // 4
         try:
             values = self._values(count)
-            for i in range(count):
-                values[i] = struct.unpack_from("<f", data, 4 * i)[0]
+            fill_floats(values, data, count)
             gc.collect()  # before the clock starts, so a collection never lands inside the timing
             start = ticks_us()
             fmap = self.kpu.forward(self.task, values)
@@ -242,6 +270,11 @@ class MaixPyV1Backend:
             self.values = []  # a half-built list must not keep the heap full for the next request
             gc.collect()
             raise k210runner.RunnerError(w.E_INFER_FAILED, "%d input floats do not fit the GC heap" % count) from None
+        finally:
+            # forward copied the floats (Maix_kpu.c py_kpu_forward: malloc'd float32 buffer, system heap):
+            # let them go now, so the outputs and reply frames find the heap in one piece again.
+            release_floats(self.values)
+            gc.collect()
         records = [self._record(fmap, 0)]
         for i in range(1, len(self.outputs)):
             records.append(self._record(self.kpu.get_output(self.task, i), i))
