@@ -7,13 +7,16 @@ import time
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k210.core.errors import BadInputError, CheckFailed
 from k210.core.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
 from k210.core.quiet import preload_tensorflow
 
 from .sidecars import card_path, read_meta
+
+if TYPE_CHECKING:
+    from k210.converters.kmodel import KModelInfo
 
 
 def read_input_metadata(tflite: bytes):
@@ -149,7 +152,7 @@ def compile_model(req: CompileRequest) -> dict:
             "transforms": transformed,
         },
         "memory": compiled.memory,
-        "notes": tfl.notes,
+        "notes": tfl.notes + _firmware_notes(info),
         "lint": lint_summary,
     }
     write_json_atomic(card_path(req.output), card)
@@ -272,3 +275,12 @@ def _count_placements(ops: list[dict]) -> dict[str, int]:
     for op in ops:
         counts[op["placement"]] = counts.get(op["placement"], 0) + 1
     return counts
+
+
+def _firmware_notes(info: KModelInfo) -> list[str]:
+    """Per firmware that loads the kmodel, an input its runner cannot take or outputs it does not return
+    (k210.core.firmwares' figures, as lint of the kmodel says them), before any board run."""
+    from k210.host.lint.firmware import firmware_for, input_notes, output_notes
+
+    firmware = firmware_for(info.version)
+    return input_notes(firmware, info.version, info.inputs) + output_notes(firmware, info.version, len(info.outputs))

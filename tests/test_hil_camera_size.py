@@ -1,7 +1,10 @@
 """Camera-size inputs through `k210 hil`, the real CLI (issue 21): a 256x256x3 uint8 input (196 608 B)
-runs through the C runner's RISC-V build under QEMU, bit-identical to its host build, and an input
-bigger than a board's advertised max_input is refused after HELLO, before any upload or inference,
-with exit 2 (bad input: the limit is known) rather than 3 after a run of TOO_BIG errors."""
+runs through the C runner's RISC-V build under QEMU, bit-identical to its host build (arithmetic fake
+kmodel) and, for a real kmodel compiled by nncase, to nncase's simulator (QEMU's KPU is the simulator
+on the host, reached through semihosting: firmware/c/qemu/qemu_board.py), a board that bends an output
+fails; `k210 hil --virtual` serves it too; and an input bigger than a board's advertised max_input is
+refused after HELLO, before any upload or inference, with exit 2 (bad input: the limit is known) rather
+than 3 after a run of TOO_BIG errors."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from boardfakes.links import C_DIR, build_c, require_tool
 
 CAMERA = 256 * 256 * 3
 QEMU_LAUNCHER = C_DIR / "qemu" / "qemu_board.py"
+BEND_BOARD = Path(__file__).resolve().parent / "boardfakes" / "bend_board.py"
 
 
 def host_runner(*extra: str) -> str:
@@ -51,25 +55,65 @@ def test_an_input_over_the_boards_max_input_is_exit_2_before_any_run(tmp_path: P
     assert "TOO_BIG" not in done.stderr
 
 
-@pytest.mark.slow
-def test_a_256x256x3_uint8_model_runs_through_hil_virtual(tmp_path: Path) -> None:
-    """A real nncase 1.9 kmodel with a camera-size uint8 input: `k210 hil --virtual` serves it (it gave
-    TOO_BIG after 15 s and exit 3 when the runner's default max_input was 163 840), every output as the
-    simulator's."""
+@pytest.fixture(scope="module")
+def camera_kmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real nncase 1.9 kmodel (v5) with a camera-size uint8 input and two outputs (class scores, two values)."""
     import keras
 
+    folder = tmp_path_factory.mktemp("camera")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((256, 256, 3)), keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
-    model.save(tmp_path / "cam.keras")
-    kmodel = tmp_path / "cam.kmodel"
-    compiled = subprocess.run([sys.executable, "-m", "k210.host.cli", "compile", str(tmp_path / "cam.keras"),
+    x = keras.Input((256, 256, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x))
+    model = keras.Model(x, [keras.layers.Dense(3, activation="softmax")(features), keras.layers.Dense(2)(features)])
+    model.save(folder / "cam.keras")
+    kmodel = folder / "cam.kmodel"
+    compiled = subprocess.run([sys.executable, "-m", "k210.host.cli", "compile", str(folder / "cam.keras"),
                                "--quant", "uint8", "--calib", "8", "--dataset", "random", "--no-lint", "-o",
                                str(kmodel)], capture_output=True, text=True, timeout=600)
     assert compiled.returncode == 0, compiled.stderr[-2000:]
-    done = subprocess.run([sys.executable, "-m", "k210.host.cli", "hil", str(kmodel), "--virtual", "--upload",
-                           "--dataset", "random", "--limit", "3", "--json"], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)["result"]
+    return kmodel
+
+
+def hil_json(kmodel: Path, *board: str) -> tuple[int, dict, str]:
+    done = subprocess.run([sys.executable, "-m", "k210.host.cli", "hil", str(kmodel), *board, "--upload",
+                           "--dataset", "random", "--limit", "3", "--no-reference", "--connect-timeout", "30",
+                           "--json"], capture_output=True, text=True, timeout=600)
+    return done.returncode, json.loads(done.stdout)["result"] if done.stdout else {}, done.stderr
+
+
+@pytest.mark.slow
+def test_a_256x256x3_uint8_model_runs_through_hil_virtual(camera_kmodel: Path) -> None:
+    """`k210 hil --virtual` serves a camera-size uint8 kmodel (it gave TOO_BIG after 15 s and exit 3 when the
+    runner's default max_input was 163 840), output 0 as the simulator's: the virtual board is CanMV main's
+    API, which returns output 0 only (firmware/README.md)."""
+    card = json.loads(camera_kmodel.with_name(camera_kmodel.name + ".json").read_text())
+    # compile says, from the registry, which firmware's runner cannot take the input (before any run)
+    assert "CanMV feat/kpu: input of 196608 B: KPU.run takes a grayscale image: one 8-bit channel only" in card["notes"]
+    code, report, stderr = hil_json(camera_kmodel, "--virtual", "--outputs", "0")
+    assert code == 0, stderr[-2000:]
     assert report["passed"] and report["count"] == 3
+    assert report["outputs"][0]["board_vs_simulator"]["bit_identical"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_256x256x3_uint8_model_runs_in_the_c_runner_under_qemu_bit_identical_to_nncases_simulator(
+        camera_kmodel: Path) -> None:
+    """The C runner's RISC-V code under QEMU (wire, inflate, SHA-256, its 196 608-byte buffers), its KPU calls
+    answered by nncase's simulator on the host: every output of every image bit-identical to the
+    simulator's in hil's verdict; the same board behind a relay that bends output 1 fails (exit 1) on
+    that output alone."""
+    require_tool("qemu-system-riscv64")
+    elf = build_c("qemu") / "qemu" / "k210_runner_qemu.elf"
+    board = [sys.executable, str(QEMU_LAUNCHER), "--elf", str(elf)]
+    code, report, stderr = hil_json(camera_kmodel, "--board-cmd", shlex.join(board))
+    assert code == 0, stderr[-2000:]
+    assert report["passed"] and report["count"] == 3 and report["boards"][0]["backend"] == "c-sdk-kpu"
+    assert [o["board_vs_simulator"]["bit_identical"] for o in report["outputs"]] == [1.0, 1.0]
+    assert [o["board_vs_simulator"]["identical_images"] for o in report["outputs"]] == [3, 3]
+
+    bent = [sys.executable, str(BEND_BOARD), "--output", "1", "--", *board]
+    code, report, stderr = hil_json(camera_kmodel, "--board-cmd", shlex.join(bent))
+    assert code == 1, stderr[-2000:]
+    assert not report["passed"] and [o["passed"] for o in report["outputs"]] == [True, False]
+    assert [o["board_vs_simulator"]["bit_identical"] for o in report["outputs"]] == [1.0, 0.0]
+    assert "output 1: the board differs from the simulator" in stderr
