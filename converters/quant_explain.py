@@ -71,6 +71,7 @@ class Build:
     log: str
     seconds: float
     cut: bool = False  # decide stopped it after the first inputs: outputs are theirs only
+    cpu_seconds: float = 0.0  # the child's CPU time (seconds is wall time, longer on a shared machine)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,7 @@ def build(tflite: bytes | Path, spec: BuildSpec, *, input_shape: list[int], cali
             log=log,
             seconds=time.perf_counter() - started,
             cut=bool(result.get("cut")),
+            cpu_seconds=float(result.get("cpu_seconds", 0.0)),
         )
 
 

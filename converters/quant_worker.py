@@ -121,6 +121,10 @@ def main() -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         Path("result.json").write_text(json.dumps({"ok": False, "error": message}))
         return 1
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # nncase's threads included: the build's CPU, whatever the load
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
     Path("result.json").write_text(json.dumps(result))
     return 0
 

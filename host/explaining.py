@@ -312,7 +312,7 @@ def _probe(run: _Run, graph: qx.GraphLayers) -> dict[int, qx.LayerError]:
         built = qx.build(qx.with_outputs(tflite, tensors), options.spec, input_shape=run.input_shape,
                          calibration=run.file(data.calibration_kmodel),
                          inputs=run.builds.array("checks-probed", data.checks_kmodel[:n]))
-        run.builds.timed(f"probe build ({len(tensors)} tensors)", built.seconds)
+        run.builds.timed(f"probe build ({len(tensors)} tensors)", built)
         reference = qx.tflite_tensors(tflite, data.checks_float[:n], tensors)
         if len(built.outputs) != len(tensors):
             raise BadInputError(f"the probe kmodel has {len(built.outputs)} outputs for {len(tensors)} tensors")
@@ -444,7 +444,7 @@ def _baseline(run: _Run) -> tuple[qx.Build, dict[str, Any]]:
                     calibration=run.file(data.calibration_kmodel), inputs=run.file(data.checks_kmodel),
                     import_inputs=run.builds.array("checks-probed-float", data.checks_float[:run.probe_n]),
                     dump_quant_error=True, dump_ir=run.options.dump_ir)
-    run.builds.timed("baseline", base.seconds)
+    run.builds.timed("baseline", base)
     baseline = _score("baseline", run.options.spec, base, run.reference, _paired(run.reference, base.outputs),
                       run.agreement, len(data.calibration_kmodel), "baseline", run.options.extra)
     run.race.finished(rankings(baseline=True), (baseline["agreement"], baseline["cosine"]))
@@ -455,7 +455,7 @@ def _dump_again(run: _Run, graph: qx.GraphLayers) -> list[tuple[str, float]]:
     run.say("nncase's quant-error dump again (same model, same samples)")
     again = qx.build(run.model, run.options.spec, input_shape=run.input_shape,
                      calibration=run.file(run.data.calibration_kmodel), dump_quant_error=True)
-    run.builds.timed("quant-error dump again", again.seconds)
+    run.builds.timed("quant-error dump again", again)
     return again.nncase_cosines
 
 
@@ -496,7 +496,7 @@ def _run_trial(run: _Run, trial: _Trial) -> tuple[dict[str, Any], bytes]:
     built = qx.build(model, trial.spec, input_shape=run.input_shape, calibration=run.file(trial.calibration),
                      inputs=run.file(trial.checks), first=first,
                      decide=decide if run.cut and 0 < first < total else None)
-    run.builds.timed(trial.name, built.seconds, built.cut)
+    run.builds.timed(trial.name, built)
     samples = len(trial.calibration) if trial.spec.quant == "uint8" else 0
     if built.cut:
         run.say(f"fix cut after {first} of {total} inputs (it can no longer beat the best): {trial.name}")
