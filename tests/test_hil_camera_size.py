@@ -52,6 +52,8 @@ def test_an_input_over_the_boards_max_input_is_exit_2_before_any_run(tmp_path: P
     done = hil(kmodel, small, host_runner(), 2)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"input of {CAMERA} bytes" in done.stderr and "takes at most 150528" in done.stderr
+    # and, from the registry, which runner would take it: the C runner's static buffer is K210_MAX_INPUT
+    assert "largest inputs for kmodel v5: CanMV feat/kpu" in done.stderr and "C runner 524288 B" in done.stderr
     assert "TOO_BIG" not in done.stderr
 
 

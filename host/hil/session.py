@@ -313,7 +313,8 @@ class BoardSession:
         if kmodel.input_bytes > hello.max_input:
             raise BadInputError(f"{self.name}: {kmodel.path} takes an input of {kmodel.input_bytes} bytes; the "
                                 f"board's runner ({hello.firmware} {hello.fw_version}, {hello.backend}) takes at most "
-                                f"{hello.max_input} (firmware/README.md: largest input per firmware)")
+                                f"{hello.max_input} ({registry_limits(kmodel.version)}; firmware/README.md: largest "
+                                "input per firmware)")
 
     def _check_version(self, kmodel: KModel) -> None:
         hello = self.hello
@@ -529,3 +530,10 @@ class BoardSession:
     def next_req(self) -> int:
         self._req = (self._req + 1) & 0xFFFF
         return self._req
+
+
+def registry_limits(version: int) -> str:
+    """The largest input of each runner that loads kmodel `version`, as the registry has it (measured)."""
+    builds = [b for fw in firmwares.loaders(version) for b in fw.builds if version in b.versions]
+    each = ", ".join(f"{b.name} {b.max_input} B" + (f" ({b.input_rule})" if b.input_rule else "") for b in builds)
+    return f"largest inputs for kmodel v{version}: {each or 'none'}"
