@@ -134,6 +134,21 @@ def test_maixpy_v1_set_outputs_false_and_a_v4_without_outputs_are_load_failures(
     assert out0[2] == struct.pack("<4f", *arith_outputs(bytes([1, 2, 3, 4]), 3, 7)[0])
 
 
+def test_maixpy_v1_hands_forward_every_input_float_in_runs_of_64_and_a_tail() -> None:
+    """main.py unpacks KPU.forward's list 64 floats at a time (fill_floats), the rest in one more call: 100
+    values (a run and a tail of 36) reach the KPU in order, every one of them (output 0 is per value), twice
+    (the second fill reuses the list whose floats the first released)."""
+    x = bytes((7 * i + 3) % 256 for i in range(100))
+    s = Script()
+    s.upload(make_arith_kmodel(version=3, mul=3, add=1, input_len=100), [(w.DT_FLOAT32, (100,))],
+             [(w.DT_UINT8, (100,)), (w.DT_FLOAT32, (1,))])
+    s.infer(1, struct.pack("<100f", *x))
+    s.infer(2, struct.pack("<100f", *x[::-1]))
+    got = all_interpreters(bytes(s.data), "maixpy-v1")
+    assert [r[0] for r in results(got)] == [(w.DT_UINT8, (100,), arith_outputs(x, 3, 1)[0]),
+                                            (w.DT_UINT8, (100,), arith_outputs(x[::-1], 3, 1)[0])]
+
+
 CARD = 2 << 20
 CONFIG = {"max_frame": 1024, "max_input": 1 << 20}
 
