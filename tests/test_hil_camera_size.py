@@ -12,11 +12,16 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import serial
 from boardfakes.arith_model import make_arith_kmodel
 from boardfakes.links import C_DIR, build_c, require_tool
+
+from k210.firmware import k210wire as w
+from k210.host.hil.model import KModel
 
 CAMERA = 256 * 256 * 3
 QEMU_LAUNCHER = C_DIR / "qemu" / "qemu_board.py"
@@ -119,3 +124,59 @@ def test_a_256x256x3_uint8_model_runs_in_the_c_runner_under_qemu_bit_identical_t
     assert not report["passed"] and [o["passed"] for o in report["outputs"]] == [True, False]
     assert [o["board_vs_simulator"]["bit_identical"] for o in report["outputs"]] == [1.0, 0.0]
     assert "output 1: the board differs from the simulator" in stderr
+
+
+def reboot(url: str, wait: float = 30.0) -> list[str]:
+    """Send REBOOT on the board's UART; the names of the frames it answers with (ACK, then its boot HELLO)."""
+    port = serial.serial_for_url(url, 1_500_000, timeout=0.05)
+    try:
+        port.write(w.encode_frame(w.REBOOT, 0, 1, b""))
+        deadline, got, names = time.monotonic() + wait, b"", []
+        while time.monotonic() < deadline and len(names) < 2:
+            got += port.read(65536)
+            names = [w.TYPE_NAMES.get(t, str(t)) for _, t, _, _, _ in w.decode_frames(got)]
+        return names
+    finally:
+        port.close()
+
+
+def one_image(url: str, kmodel: KModel, image: bytes) -> list[bytes]:
+    """Upload the kmodel through a `k210 hil` session and run one image: every output's bytes."""
+    from k210.host.hil.ports import open_port
+    from k210.host.hil.session import BoardSession
+
+    session = BoardSession(open_port(url, 1_500_000), connect_timeout=30)
+    try:
+        session.connect()
+        assert session.ensure_model(kmodel, upload=True) == "upload"
+        todo, got = iter([0]), {}
+        session.stream(lambda: next(todo, None), lambda back: None, lambda i: image,
+                       lambda i, outputs, us: got.__setitem__(i, [o.data for o in outputs]))
+        return got[0]
+    finally:
+        session.port.close()
+
+
+@pytest.mark.slow
+def test_the_qemu_kpu_bridge_serves_again_after_a_reboot(camera_kmodel: Path) -> None:
+    """A REBOOT resets the guest (QEMU reloads its image, the bridge's handles with it): the runner opens
+    the FIFOs again, and the uploaded kmodel's outputs are still the simulator's, byte for byte."""
+    import numpy as np
+
+    from k210.converters.simulate import KModelSimulator
+    from k210.host.hil.handlers import board_command
+
+    require_tool("qemu-system-riscv64")
+    data = camera_kmodel.read_bytes()
+    kmodel = KModel.from_bytes(str(camera_kmodel), data)
+    image = np.random.default_rng(1).integers(0, 256, CAMERA, dtype=np.uint8).tobytes()
+    want = [o.tobytes() for o in KModelSimulator(data).run(np.frombuffer(image, np.uint8).reshape(1, 256, 256, 3))]
+    elf = build_c("qemu") / "qemu" / "k210_runner_qemu.elf"
+    handler = board_command(shlex.join([sys.executable, str(QEMU_LAUNCHER), "--elf", str(elf)]))
+    handler.start()
+    try:
+        assert one_image(handler.url, kmodel, image) == want
+        assert reboot(handler.url) == ["ACK", "HELLO"]
+        assert one_image(handler.url, kmodel, image) == want  # uploaded again: the reset forgot it
+    finally:
+        handler.stop()
