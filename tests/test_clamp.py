@@ -182,3 +182,22 @@ def test_blazeface_back_clamped_and_equalised_finds_faces_where_tflite_does():
     # "no face anywhere" would agree on 13 of 18 too: the build must find faces TFLite finds, and few others
     both, kmodel = int((found(reference) & found(got)).sum()), int(found(got).sum())
     assert face_agreement(reference, got) >= 0.65 and both >= 2 and kmodel <= 8, (both, kmodel)
+
+
+@pytest.mark.slow
+def test_compile_records_the_clamp_and_verify_judges_the_clipped_reference(cli, tmp_path, models):
+    """compile --clamp-output writes each clamped head into the card; verify clips the source model's
+    outputs the same way (unclipped, the -2000s would fail it against the kmodel's -8s)."""
+    from k210.host.sidecars import read_card
+
+    path = tmp_path / "det.tflite"
+    path.write_bytes(models["plain"])
+    kmodel = tmp_path / "det.kmodel"
+    made = cli("compile", str(path), "--dataset", "random", "--calib", "16", "--clamp-output", "0=-8,8",
+               "-o", str(kmodel))
+    assert made.code == 0, made.err
+    clamped = read_card(kmodel)["quantisation"]["transforms"]["clamped"]
+    assert sorted(c["opcode"] for c in clamped) == ["CONV_2D", "CONV_2D"]
+    assert {(c["output_index"], c["low"], c["high"]) for c in clamped} == {(0, -8.0, 8.0)}
+    checked = cli("verify", str(kmodel), "--dataset", "random", "--limit", "16")
+    assert checked.code == 0, checked.out + checked.err
