@@ -15,6 +15,7 @@ nncase runs in a child process (quant_worker.py) so that a crash becomes a one-l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -279,6 +280,9 @@ def _run_worker(work: Path, timeout: float, decide: Callable[[list[np.ndarray]],
         try:
             child = subprocess.Popen([*command, str(write_end)], cwd=work, stdin=subprocess.PIPE, stdout=out,
                                      stderr=err, text=True, pass_fds=(write_end,))
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
         timed_out = threading.Event()
@@ -295,8 +299,11 @@ def _run_worker(work: Path, timeout: float, decide: Callable[[list[np.ndarray]],
             if said and child.stdin is not None:
                 count = json.loads((work / "first.json").read_text())["outputs"]
                 go = decide([_drop_batch(np.load(work / f"first_{i}.npy")) for i in range(count)])
-                child.stdin.write("go\n" if go else "stop\n")
-                child.stdin.flush()
+                try:
+                    child.stdin.write("go\n" if go else "stop\n")
+                    child.stdin.flush()
+                except BrokenPipeError:  # the worker died meanwhile: its exit code and result.json say how
+                    pass
             returncode = child.wait()
         except BaseException:
             child.kill()
@@ -305,7 +312,8 @@ def _run_worker(work: Path, timeout: float, decide: Callable[[list[np.ndarray]],
         finally:
             timer.cancel()
             if child.stdin is not None:
-                child.stdin.close()
+                with contextlib.suppress(BrokenPipeError):
+                    child.stdin.close()
         if timed_out.is_set():
             raise ToolFailure(f"nncase did not finish within {timeout:.0f} s")
     return returncode, (work / "stdout.txt").read_text(errors="replace"), (work / "stderr.txt").read_text(

@@ -90,3 +90,27 @@ def test_parallel_and_cut_choose_what_the_serial_run_chooses(case):
         assert timing["build_seconds"] == pytest.approx(sum(b["seconds"] for b in timing["builds"]), abs=0.1)
     # one build at a time, the transforms (the longest) first: the half-agreeing fixes that follow are cut
     assert report["timing"]["workers"] == 1 and report["fixes_cut"], [f["name"] for f in report["fixes"]]
+
+
+def test_a_build_stops_after_its_first_inputs_when_told(case):
+    """The worker runs the first inputs, waits for the parent's word, and runs the rest only on 'go'."""
+    from k210.converters import quant_explain as qx
+
+    tflite, shape, data = case
+    spec = qx.BuildSpec(input_type="uint8")
+    full = qx.build(tflite, spec, input_shape=shape, calibration=data.calibration_kmodel, inputs=data.checks_kmodel)
+    seen = []
+
+    def stop(outputs):
+        seen.append(outputs)
+        return False
+
+    cut = qx.build(tflite, spec, input_shape=shape, calibration=data.calibration_kmodel, inputs=data.checks_kmodel,
+                   first=8, decide=stop)
+    assert cut.cut and len(cut.outputs[0]) == 8 and len(seen[0][0]) == 8
+    np.testing.assert_array_equal(cut.outputs[0], full.outputs[0][:8])
+    went = qx.build(tflite, spec, input_shape=shape, calibration=data.calibration_kmodel, inputs=data.checks_kmodel,
+                    first=8, decide=lambda outputs: True)
+    assert not went.cut and len(went.outputs[0]) == len(data.checks_kmodel)
+    np.testing.assert_array_equal(went.outputs[0], full.outputs[0])
+    assert full.cpu_seconds > 0 and not full.cut
