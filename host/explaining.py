@@ -402,11 +402,13 @@ def _trials(data: ExplainData, options: ExplainOptions) -> list[_Trial]:
                                  data.calibration_kmodel, data.checks_kmodel, "baseline", TransformOptions(
                                      equalize=True, absorb_bias=True, bias_correct=True, relu6_as_relu=True),
                                  hashes=data.calibration_hashes))
-        for name, transforms in (("outputs clamped", TransformOptions(clamps=options.clamps)),
-                                 ("equalisation + bias absorption + outputs clamped",
-                                  TransformOptions(equalize=True, absorb_bias=True, clamps=options.clamps))):
-            if options.clamps:  # scored against TFLite's outputs as the clamp passes them (_run_trial)
-                trials.append(_Trial(name, base, data.calibration_kmodel, data.checks_kmodel, "baseline", transforms,
+        dfq_clamped = TransformOptions(equalize=True, absorb_bias=True, clamps=options.clamps)
+        for name, transforms, spec in (("outputs clamped", TransformOptions(clamps=options.clamps), base),
+                                       ("equalisation + bias absorption + outputs clamped", dfq_clamped, base),
+                                       ("equalisation + bias absorption + outputs clamped, l2 calibration",
+                                        dfq_clamped, replace(base, calibrate_method="l2"))):
+            if options.clamps and (spec is base or base.calibrate_method != "l2"):  # scored as the clamp passes
+                trials.append(_Trial(name, spec, data.calibration_kmodel, data.checks_kmodel, "baseline", transforms,
                                      hashes=data.calibration_hashes))
     if options.try_float:
         trials.append(_Trial("float kmodel (no PTQ: CPU only, no KPU)",

@@ -99,11 +99,13 @@ def test_explain_tries_the_clamps():
     x = np.zeros((4, 16, 16, 3), np.uint8)
     data = ExplainData(x, x.astype(np.float32), x, x.astype(np.float32))
     clamps = (parse_clamp("0=-8,8"),)
-    names = {t.name: t.transforms for t in _trials(data, ExplainOptions(clamps=clamps, try_float=False))
+    names = {t.name: (t.transforms, t.spec.calibrate_method)
+             for t in _trials(data, ExplainOptions(clamps=clamps, try_float=False))
              if t.transforms is not None and t.transforms.clamps}
-    assert names == {"outputs clamped": TransformOptions(clamps=clamps),
-                     "equalisation + bias absorption + outputs clamped":
-                         TransformOptions(equalize=True, absorb_bias=True, clamps=clamps)}
+    dfq_clamped = TransformOptions(equalize=True, absorb_bias=True, clamps=clamps)
+    assert names == {"outputs clamped": (TransformOptions(clamps=clamps), "no_clip"),
+                     "equalisation + bias absorption + outputs clamped": (dfq_clamped, "no_clip"),
+                     "equalisation + bias absorption + outputs clamped, l2 calibration": (dfq_clamped, "l2")}
     assert not [t for t in _trials(data, ExplainOptions(try_float=False)) if t.transforms and t.transforms.clamps]
 
 
