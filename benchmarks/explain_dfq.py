@@ -55,6 +55,9 @@ BUILDS = (  # name, transforms (compile flags), least-squares weights, more cali
     ("--equalize --absorb-bias --clamp-output, more samples", ("equalize", "absorb-bias", CLAMP), False, True),
     ("--equalize --absorb-bias --clamp-output --mse-weights", ("equalize", "absorb-bias", CLAMP), True, False),
     ("--equalize --absorb-bias --clamp-output, l2", ("equalize", "absorb-bias", CLAMP), False, False, "l2"),
+    ("--equalize --clamp-output, l2", ("equalize", CLAMP), False, False, "l2"),
+    ("--equalize --absorb-bias --clamp-output, l2, more samples", ("equalize", "absorb-bias", CLAMP), False, True,
+     "l2"),
     ("float32 input", (), False, False, "no_clip", "float32"),
 )
 # BlazeFace's outputs clamped: score logits to -16..16 (sigmoid 1e-7..1-1e-7: no decision at any threshold
