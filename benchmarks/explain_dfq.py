@@ -58,6 +58,8 @@ BUILDS = (  # name, transforms (compile flags), least-squares weights, more cali
     ("--equalize --clamp-output, l2", ("equalize", CLAMP), False, False, "l2"),
     ("--equalize --absorb-bias --clamp-output, l2, more samples", ("equalize", "absorb-bias", CLAMP), False, True,
      "l2"),
+    ("--equalize --clamp-output, l2, more samples", ("equalize", CLAMP), False, True, "l2"),
+    ("--dfq --clamp-output, l2, more samples", DFQ + (CLAMP,), False, True, "l2"),
     ("float32 input", (), False, False, "no_clip", "float32"),
 )
 # BlazeFace's outputs clamped: score logits to -16..16 (sigmoid 1e-7..1-1e-7: no decision at any threshold
