@@ -81,6 +81,14 @@ def test_the_readme_has_runnable_blocks():
     assert BLOCKS and sum(len(b) for b in BLOCKS) >= 8, "the walk-through should be ```sh blocks"
 
 
+def test_the_readme_is_for_a_newcomer():
+    """Issue 25: at most 150 lines; results, guides and reference live in docs/, each linked from it."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", text))
+    assert linked == {str(doc.relative_to(ROOT)) for doc in sorted((ROOT / "docs").glob("*.md"))}
+
+
 def test_the_parser_follows_the_convention():
     text = "```text\nmake test\n```\n```sh\na --x \\\n  --y   # exit 1: why\n# comment\nb\n```\n"
     assert sh_blocks(text) == [[Command(5, "a --x --y   # exit 1: why", 1), Command(8, "b", 0)]]
