@@ -69,10 +69,10 @@ EOF
 expect 0 "$K210" --version
 expect 0 "$K210" inspect m5.kmodel
 expect 0 "$K210" inspect m4.kmodel --json
-expect 0 "$K210" flash --kmodel m5.kmodel --dry-run
-expect 0 "$K210" flash --firmware-bin fw.bin --kmodel m4.kmodel --firmware maixpy --dry-run --json
-expect 2 "$K210" flash --kmodel m5.kmodel --firmware maixpy --dry-run
-expect 0 "$K210" deploy --kmodel m5.kmodel --dry-run
+expect 0 "$K210" flash m5.kmodel --dry-run
+expect 0 "$K210" flash --firmware-bin fw.bin m4.kmodel --firmware maixpy --dry-run --json
+expect 2 "$K210" flash m5.kmodel --firmware maixpy --dry-run
+expect 0 "$K210" deploy m5.kmodel --dry-run
 expect 0 "$K210" lint m4.kmodel
 expect 0 "$K210" hil arith.kmodel --board-cmd "$RUNNER" --golden-board-cmd "$RUNNER" --upload --dataset random \
     --limit 20 --no-reference --connect-timeout 30
@@ -83,12 +83,12 @@ one_line_stderr
 grep -q "ml extra" "$WORK/err" || die "hil without nncase does not name the ml extra"
 expect 2 "$K210" verify m5.kmodel --dataset random
 one_line_stderr
-expect 2 "$K210" board --kmodel m5.kmodel
+expect 2 "$K210" board m5.kmodel
 one_line_stderr
 
 say "adding the ml extra"
 "$WORK/venv/bin/python" -m pip install -q -c requirements.txt "$WHEEL[ml]"
-expect 0 "$K210" train xo --out models
+expect 0 "$K210" train xo -o models
 no_noise
 expect 0 "$K210" compile models/xo_mlp.keras --calib 100 -o xo.kmodel
 no_noise
