@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from boardfakes import mp_stubs, script
@@ -200,17 +201,9 @@ def served_at_limit(got: list[tuple[str, dict]], limit: int) -> None:
     assert out0[2] == arith_outputs(bytes(range(16)), 3, 7)[0]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("profile", ["maixpy-v1", "canmv", "canmv-kpu"])
-def test_an_input_of_exactly_max_input_is_served_on_the_firmwares_real_heap(profile: str) -> None:
-    """HELLO's max_input on the firmware's real GC heap (MaixPy-v1 0x80000, CanMV 0xBB9B0) is an input
-    the board then serves: the model is loaded, the input of exactly that size inferred, a RESULT comes
-    back, and one byte more is refused before anything runs; that figure is the registry's max_input
-    (core/firmwares.py: what lint, compile and hil say before a run). The same stream then runs in 1.27
-    with max_input set to it (1.27's WebAssembly heap grows on demand: there it checks the code path at
-    that size, not the heap). Minutes: MicroPython 1.10 in WebAssembly decodes a few hundred KB of frames
-    byte by byte."""
+def measure_at_limit(profile: str) -> tuple[int, object, bytes]:
+    """The input size HELLO advertises on the firmware's heap, the 1.10 run that serves exactly it, and
+    the same stream's replies in 1.27 (with max_input set to it)."""
     limit = 64 << 10
     for _ in range(5):  # the session's own text moves the harness's heap a little
         again = advertised(profile, at_limit(profile, limit))
@@ -219,10 +212,36 @@ def test_an_input_of_exactly_max_input_is_served_on_the_firmwares_real_heap(prof
         limit = again
     stream = at_limit(profile, limit)
     run = heap_run(profile, stream)
+    out_127 = run_session("mp-1.27", stream, profile=profile, config=dict(CONFIG, max_input=limit),
+                          chunk=1024, timeout=300).out
+    return limit, run, out_127
+
+
+@pytest.fixture(scope="module")
+def at_limit_runs(request):
+    """The firmwares this session tests measured at once: each is a node process of its own (minutes
+    each, one core), so together they take about the slowest one's time on two cores."""
+    wanted = {item.callspec.params["profile"] for item in request.session.items
+              if item.originalname == "test_an_input_of_exactly_max_input_is_served_on_the_firmwares_real_heap"}
+    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+        yield {profile: pool.submit(measure_at_limit, profile) for profile in sorted(wanted)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("profile", ["maixpy-v1", "canmv", "canmv-kpu"])
+def test_an_input_of_exactly_max_input_is_served_on_the_firmwares_real_heap(profile: str, at_limit_runs) -> None:
+    """HELLO's max_input on the firmware's real GC heap (MaixPy-v1 0x80000, CanMV 0xBB9B0) is an input
+    the board then serves: the model is loaded, the input of exactly that size inferred, a RESULT comes
+    back, and one byte more is refused before anything runs; that figure is the registry's max_input
+    (core/firmwares.py: what lint, compile and hil say before a run). The same stream then runs in 1.27
+    with max_input set to it (1.27's WebAssembly heap grows on demand: there it checks the code path at
+    that size, not the heap). Minutes: MicroPython 1.10 in WebAssembly decodes a few hundred KB of frames
+    byte by byte."""
+    limit, run, out_127 = at_limit_runs[profile].result()
     served_at_limit(replies(run.out), limit)
     assert BUILDS[profile].max_input == limit, "core/firmwares.py's max_input is not what 1.10 serves"
-    served_at_limit(replies(run_session("mp-1.27", stream, profile=profile, config=dict(CONFIG, max_input=limit),
-                                        chunk=1024, timeout=300).out), limit)
+    served_at_limit(replies(out_127), limit)
     got = replies(run.out)
     board_used = int(re.search(r"BALLAST (\d+)", run.stdout).group(1))
     print(f"\n{profile}: GC heap 0x{FIRMWARE_HEAP[profile]:X}, MicroPython 1.10: max_input {limit} B; lowest free "
