@@ -31,3 +31,22 @@ def test_limits_by_size_and_dtype() -> None:
     notes, _ = notes_for(4, "float32", [1, 128, 128, 3])
     assert notes[0] == "MaixPy-v1: input of 196608 B: its runner serves inputs up to 56320 B"
     assert notes[1:] == []  # CanMV main serves 200704 B through its input file
+
+
+def test_lint_of_a_tflite_names_the_runner_that_cannot_take_its_input() -> None:
+    """MediaPipe's hand_recrop (256x256x3, not made here): compiled by default its kmodel takes 196 608 raw
+    uint8 bytes, a colour input feat/kpu's KPU.run cannot take; the C runner takes it. With --quant float
+    the input is float32 (786 432 B), beyond the C runner's 512 KiB too."""
+    import importlib.util
+    from pathlib import Path
+
+    from k210.host.lint.tflite_lint import lint_tflite
+
+    spec = importlib.util.find_spec("mediapipe")
+    assert spec is not None and spec.submodule_search_locations, "mediapipe is in requirements.txt"
+    modules = Path(spec.submodule_search_locations[0]) / "modules"
+    data = (modules / "holistic_landmark" / "hand_recrop.tflite").read_bytes()
+    notes = [n for n in lint_tflite(data).notes if "input of" in n]
+    assert notes == ["CanMV feat/kpu: input of 196608 B: KPU.run takes a grayscale image: one 8-bit channel only"]
+    notes = [n for n in lint_tflite(data, quant="float").notes if "input of" in n]
+    assert "C runner: input of 786432 B: its runner serves inputs up to 524288 B" in notes

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from k210.converters.kmodel import TensorDesc
 from k210.converters.kpu_rules import Placement, place_ops
 from k210.converters.optables import COMPILERS, DEFAULT_COMPILER, CompilerTable
 from k210.converters.tflite_reader import TFLiteInfo, read_tflite
 from k210.core.errors import BadInputError
 
-from .firmware import firmware_for
+from .firmware import firmware_for, input_notes
 from .memory import estimate_memory, memory_problems
 from .model_checks import check_model
 from .report import LintReport
@@ -51,9 +52,22 @@ def lint_tflite(
     report.estimate_problems += problems
     report.notes += notes
     report.firmware = firmware_for(table.kmodel_version)
+    report.notes += input_notes(report.firmware, table.kmodel_version, _compiled_inputs(info, quant))
     report.fallbacks = [f"{p.name} ({p.op}: {p.reason.split(':')[0]})" for p in placements if p.cpu_fallback]
     report.notes += _mode_notes(report, table)
     return report
+
+
+def _compiled_inputs(info: TFLiteInfo, quant: str) -> list[TensorDesc]:
+    """The input a kmodel compiled from this model takes by compile's default (k210.host.compiling): raw
+    uint8 pixels with --quant uint8, float32 otherwise; none when the shape is not fixed."""
+    if not info.inputs or any(d <= 0 for d in info.inputs[0].shape[1:]):
+        return []
+    dtype, size = ("uint8", 1) if quant == "uint8" else ("float32", 4)
+    shape = [1, *info.inputs[0].shape[1:]]
+    for d in shape:
+        size *= d
+    return [TensorDesc(dtype, shape, size)]
 
 
 def _mode_notes(report: LintReport, table: CompilerTable) -> list[str]:
