@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -168,6 +169,7 @@ def _worker(work: Path) -> int:
     """Child process: compile model.onnx for the K210 with uint8 PTQ; write result.json."""
     import nncase
 
+    os.chdir(work)  # nncase writes kmodel_info.txt into the current directory: keep it out of the checkout
     calibration = np.load(work / "calibration.npy")
     try:
         options = nncase.CompileOptions()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def test_shape_inputs_left_as_graph_inputs_are_refused(tmp_path):
 @pytest.mark.slow
 def test_lint_agrees_with_nncase_on_node_tests(tmp_path):
     """nncase 1.9 itself on a few of onnx's node tests (child processes): lint says no exactly where it fails."""
+    started = time.time()
     spec = importlib.util.spec_from_file_location("onnx_single_ops", REPO / "benchmarks" / "onnx_single_ops.py")
     bench = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("onnx_single_ops", bench)
@@ -115,3 +117,5 @@ def test_lint_agrees_with_nncase_on_node_tests(tmp_path):
             for row in bench.compare(name, tmp_path / "cache")]
     assert {r["verdict"] for r in rows} == {"agree"}, [(r["name"], r["verdict"], r["nncase_error"]) for r in rows]
     assert {r["nncase_ok"] for r in rows} == {True, False}  # both kinds were compiled
+    stray = REPO / "kmodel_info.txt"  # nncase writes it into its current directory, which must not be the checkout
+    assert not (stray.exists() and stray.stat().st_mtime >= started), "nncase wrote kmodel_info.txt into the checkout"
